@@ -1,0 +1,188 @@
+//! YuNet face detector: boxes, five landmarks and a score per face.
+//!
+//! Pre- and post-processing follow OpenCV's `FaceDetectorYN` exactly (zero padding to a multiple of 32, the
+//! sqrt(cls*obj) score, NMS over integer rectangles) so results agree with OpenCV's reference pipeline.
+
+use std::path::Path;
+
+use ndarray::Array4;
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use crate::geometry::{nms, resize_bilinear, Rect};
+use crate::runtime::{Provider, Runtime};
+use crate::{BgrImage, VisionError};
+
+/// One detected face. Landmarks: right eye, left eye, nose tip, right and left mouth corner (the subject's
+/// right, which is the image's left).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Face {
+    pub bbox: Rect,
+    pub score: f32,
+    pub landmarks: [[f32; 2]; 5],
+}
+
+#[derive(Clone, Debug)]
+pub struct FaceDetectorOptions {
+    /// Faces scoring below this are discarded (OpenCV's default is 0.9; 0.6 keeps harder faces).
+    pub score_threshold: f32,
+    pub nms_threshold: f32,
+    /// At most this many faces per image (0 = unlimited).
+    pub top_k: usize,
+}
+
+impl Default for FaceDetectorOptions {
+    fn default() -> Self {
+        Self { score_threshold: 0.6, nms_threshold: 0.3, top_k: 5000 }
+    }
+}
+
+pub struct FaceDetector {
+    session: Session,
+    provider: Provider,
+    input_name: String,
+    /// Fixed (width, height) when the model has a static input shape (the 2023mar file).
+    fixed_input: Option<(u32, u32)>,
+    pub options: FaceDetectorOptions,
+}
+
+const STRIDES: [u32; 3] = [8, 16, 32];
+
+impl FaceDetector {
+    pub fn load(rt: &Runtime, model: &Path, options: FaceDetectorOptions) -> Result<Self, VisionError> {
+        let (session, provider) = rt.session(model, &[])?;
+        let input = session
+            .inputs()
+            .first()
+            .ok_or_else(|| VisionError::Model(format!("{}: model has no input", model.display())))?;
+        let input_name = input.name().to_string();
+        let fixed_input = input.dtype().tensor_shape().and_then(|s| {
+            let d: Vec<i64> = s.iter().copied().collect();
+            (d.len() == 4 && d[2] > 0 && d[3] > 0).then(|| (d[3] as u32, d[2] as u32))
+        });
+        Ok(Self { session, provider, input_name, fixed_input, options })
+    }
+
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    /// Detects faces at the image's own resolution (padded to a multiple of 32), as OpenCV does when the input
+    /// size is set to the image size. Images larger than a fixed-input model are scaled to fit.
+    pub fn detect(&mut self, img: &BgrImage) -> Result<Vec<Face>, VisionError> {
+        match self.fixed_input {
+            Some((fw, fh)) => self.detect_fit(img, fw.max(fh)),
+            None => self.detect_native(img),
+        }
+    }
+
+    /// Detects on a copy scaled so its longer side is at most `max_side`, then maps results back. Use this on
+    /// video frames: detection cost grows with the pixel count, and faces of interest at a checkpoint are large
+    /// enough to survive the shrink.
+    pub fn detect_fit(&mut self, img: &BgrImage, max_side: u32) -> Result<Vec<Face>, VisionError> {
+        let long = img.width.max(img.height);
+        let (w, h, scale) = if let Some((fw, fh)) = self.fixed_input {
+            let s = (fw as f32 / img.width as f32).min(fh as f32 / img.height as f32);
+            ((img.width as f32 * s).round() as u32, (img.height as f32 * s).round() as u32, s)
+        } else if long > max_side && max_side > 0 {
+            let s = max_side as f32 / long as f32;
+            ((img.width as f32 * s).round().max(1.0) as u32, (img.height as f32 * s).round().max(1.0) as u32, s)
+        } else {
+            return self.detect_native(img);
+        };
+        let small = resize_bilinear(img, w.max(1), h.max(1));
+        let mut faces = self.detect_native(&small)?;
+        let inv = 1.0 / scale;
+        for f in &mut faces {
+            f.bbox = Rect { x: f.bbox.x * inv, y: f.bbox.y * inv, w: f.bbox.w * inv, h: f.bbox.h * inv };
+            for l in &mut f.landmarks {
+                l[0] *= inv;
+                l[1] *= inv;
+            }
+        }
+        Ok(faces)
+    }
+
+    fn detect_native(&mut self, img: &BgrImage) -> Result<Vec<Face>, VisionError> {
+        let (pw, ph) = match self.fixed_input {
+            Some(f) => f,
+            None => (img.width.div_ceil(32) * 32, img.height.div_ceil(32) * 32),
+        };
+        if img.width > pw || img.height > ph {
+            return Err(VisionError::BadImage(format!(
+                "{}x{} image does not fit the detector input {pw}x{ph}",
+                img.width, img.height
+            )));
+        }
+        let mut input = Array4::<f32>::zeros((1, 3, ph as usize, pw as usize));
+        {
+            let plane = (pw * ph) as usize;
+            let buf = input.as_slice_mut().ok_or_else(|| VisionError::Model("non-contiguous input".into()))?;
+            let (b, rest) = buf.split_at_mut(plane);
+            let (g, r) = rest.split_at_mut(plane);
+            for y in 0..img.height as usize {
+                let row = &img.data[y * img.width as usize * 3..(y + 1) * img.width as usize * 3];
+                let o = y * pw as usize;
+                for (x, px) in row.chunks_exact(3).enumerate() {
+                    b[o + x] = px[0] as f32;
+                    g[o + x] = px[1] as f32;
+                    r[o + x] = px[2] as f32;
+                }
+            }
+        }
+        let tensor = TensorRef::from_array_view(&input).map_err(|e| VisionError::Inference(e.to_string()))?;
+        let outputs = self
+            .session
+            .run(ort::inputs![self.input_name.as_str() => tensor])
+            .map_err(|e| VisionError::Inference(e.to_string()))?;
+
+        let mut faces: Vec<Face> = Vec::new();
+        let thr = self.options.score_threshold;
+        for s in STRIDES {
+            let get = |kind: &str| -> Result<&[f32], VisionError> {
+                let name = format!("{kind}_{s}");
+                let v = outputs
+                    .get(&name)
+                    .ok_or_else(|| VisionError::Model(format!("YuNet output {name} missing")))?;
+                v.try_extract_tensor::<f32>()
+                    .map(|(_, d)| d)
+                    .map_err(|e| VisionError::Inference(format!("{name}: {e}")))
+            };
+            let (cls, obj, bbox, kps) = (get("cls")?, get("obj")?, get("bbox")?, get("kps")?);
+            let cols = (pw / s) as usize;
+            let rows = (ph / s) as usize;
+            let n = cols * rows;
+            if cls.len() < n || obj.len() < n || bbox.len() < n * 4 || kps.len() < n * 10 {
+                return Err(VisionError::Model(format!("YuNet stride {s} outputs too short for {pw}x{ph}")));
+            }
+            let sf = s as f32;
+            for r in 0..rows {
+                for c in 0..cols {
+                    let i = r * cols + c;
+                    let score = (cls[i].clamp(0.0, 1.0) * obj[i].clamp(0.0, 1.0)).sqrt();
+                    if score < thr {
+                        continue;
+                    }
+                    let cx = (c as f32 + bbox[i * 4]) * sf;
+                    let cy = (r as f32 + bbox[i * 4 + 1]) * sf;
+                    let w = bbox[i * 4 + 2].exp() * sf;
+                    let h = bbox[i * 4 + 3].exp() * sf;
+                    let mut landmarks = [[0f32; 2]; 5];
+                    for (k, l) in landmarks.iter_mut().enumerate() {
+                        l[0] = (kps[i * 10 + 2 * k] + c as f32) * sf;
+                        l[1] = (kps[i * 10 + 2 * k + 1] + r as f32) * sf;
+                    }
+                    faces.push(Face { bbox: Rect { x: cx - w / 2.0, y: cy - h / 2.0, w, h }, score, landmarks });
+                }
+            }
+        }
+        // OpenCV runs NMS on integer rectangles; doing the same keeps borderline suppressions identical.
+        let int_boxes: Vec<Rect> = faces
+            .iter()
+            .map(|f| Rect { x: f.bbox.x.trunc(), y: f.bbox.y.trunc(), w: f.bbox.w.trunc(), h: f.bbox.h.trunc() })
+            .collect();
+        let scores: Vec<f32> = faces.iter().map(|f| f.score).collect();
+        let keep = nms(&int_boxes, &scores, self.options.nms_threshold, self.options.top_k);
+        Ok(keep.into_iter().map(|i| faces[i].clone()).collect())
+    }
+}
