@@ -1,1 +1,8 @@
-
+//! The Checkpoint edge agent as a library, so the binary, the benchmarks and the end-to-end tests share it.
+pub mod analysis;
+pub mod count;
+pub mod events;
+pub mod faces;
+pub mod metrics;
+pub mod tally;
+pub mod track;

@@ -1,1 +1,199 @@
+//! Events exchanged between Checkpoint edge agents and the central hub.
+//!
+//! Every event travels in an [`Envelope`]: a unique id (so the hub can ingest idempotently), the schema
+//! version, who sent it and when. The payload is one of [`EventKind`]. Nothing here carries a face image or an
+//! embedding of someone who is not on a watchlist: counts and camera health only, by design.
 
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Version of the payload schema. Bumped on any incompatible change; receivers reject versions they do not know.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    /// Unique per event (UUIDv7, so ids sort by creation time).
+    pub id: Uuid,
+    /// Schema version of `event`.
+    pub v: u32,
+    pub site: String,
+    pub agent: String,
+    /// When the event happened (UTC, RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub ts: OffsetDateTime,
+    #[serde(flatten)]
+    pub event: EventKind,
+}
+
+impl Envelope {
+    pub fn new(site: &str, agent: &str, ts: OffsetDateTime, event: EventKind) -> Self {
+        Self { id: Uuid::now_v7(), v: SCHEMA_VERSION, site: site.into(), agent: agent.into(), ts, event }
+    }
+
+    /// The kind name used in MQTT topics and logs.
+    pub fn kind(&self) -> &'static str {
+        self.event.name()
+    }
+
+    /// Parses and validates an event received from outside.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ProtocolError> {
+        let env: Envelope = serde_json::from_slice(bytes).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+        if env.v != SCHEMA_VERSION {
+            return Err(ProtocolError::Version(env.v));
+        }
+        Ok(env)
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serialising these plain structs cannot fail (no maps with non-string keys, no custom serialisers).
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("malformed event: {0}")]
+    Malformed(String),
+    #[error("unsupported schema version {0} (this build speaks {SCHEMA_VERSION})")]
+    Version(u32),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    In,
+    Out,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "data", rename_all = "snake_case")]
+pub enum EventKind {
+    /// One track crossed a counting line.
+    LineCrossing(LineCrossing),
+    /// Per-line counts for an interval, with running totals and site occupancy.
+    Count(Count),
+    /// A camera changed state.
+    CameraStatus(CameraStatus),
+    /// The agent came up or went down.
+    AgentStatus(AgentStatus),
+}
+
+impl EventKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::LineCrossing(_) => "line_crossing",
+            EventKind::Count(_) => "count",
+            EventKind::CameraStatus(_) => "camera_status",
+            EventKind::AgentStatus(_) => "agent_status",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineCrossing {
+    pub camera: String,
+    pub line: String,
+    pub direction: Direction,
+    /// Tracker id, unique per camera for the agent's lifetime. Not an identity.
+    pub track_id: u64,
+    /// Position in the camera's stream, seconds.
+    pub stream_time_s: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Count {
+    pub camera: String,
+    pub line: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub interval_start: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub interval_end: OffsetDateTime,
+    /// Crossings inside the interval.
+    pub entries: u64,
+    pub exits: u64,
+    /// Since the agent started.
+    pub total_entries: u64,
+    pub total_exits: u64,
+    /// Site occupancy: entries minus exits over every line that bounds the site.
+    pub occupancy: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CameraState {
+    Starting,
+    Up,
+    Reconnecting,
+    Down,
+    Ended,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraStatus {
+    pub camera: String,
+    pub state: CameraState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fps: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentState {
+    Online,
+    Offline,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentStatus {
+    pub state: AgentState,
+    pub version: String,
+    #[serde(default)]
+    pub cameras: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_keeps_id_and_payload() {
+        let e = Envelope::new(
+            "pier",
+            "a1",
+            OffsetDateTime::now_utc(),
+            EventKind::LineCrossing(LineCrossing {
+                camera: "c".into(),
+                line: "l".into(),
+                direction: Direction::In,
+                track_id: 7,
+                stream_time_s: 1.5,
+            }),
+        );
+        let j = e.to_json();
+        assert!(j.contains("\"kind\":\"line_crossing\""), "{j}");
+        let back = Envelope::from_json(j.as_bytes()).unwrap();
+        assert_eq!(back.id, e.id);
+        assert_eq!(back.event, e.event);
+    }
+
+    #[test]
+    fn malformed_and_future_versions_are_rejected() {
+        assert!(matches!(Envelope::from_json(b"{not json"), Err(ProtocolError::Malformed(_))));
+        assert!(matches!(Envelope::from_json(b"{}"), Err(ProtocolError::Malformed(_))));
+        let e = Envelope::new("s", "a", OffsetDateTime::now_utc(), EventKind::AgentStatus(AgentStatus {
+            state: AgentState::Online,
+            version: "x".into(),
+            cameras: vec![],
+        }));
+        let j = e.to_json().replace("\"v\":1", "\"v\":99");
+        assert!(matches!(Envelope::from_json(j.as_bytes()), Err(ProtocolError::Version(99))));
+    }
+}
