@@ -1,0 +1,266 @@
+//! `edge-agent run`: cameras in, analysis per camera, events and metrics out.
+//!
+//! Threads: each camera has a GStreamer supervisor (in `checkpoint-media`) and an analysis thread of its own,
+//! so a camera that vanishes or a slow model on one camera never holds up another. The main thread closes
+//! count intervals, mirrors source statistics into metrics and watches for shutdown.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use checkpoint_media::{frame_channel, CameraHandle, CameraSource, RecvTimeoutError, SourceState};
+use checkpoint_protocol::{AgentState, AgentStatus, CameraState, CameraStatus, EventKind, LineCrossing};
+use checkpoint_vision::{
+    manifest, FaceDetector, FaceDetectorOptions, FaceEmbedder, PersonDetector, PersonDetectorOptions, Runtime,
+};
+use parking_lot::Mutex;
+use time::OffsetDateTime;
+
+use crate::analysis::{CameraAnalyzer, Mode, Models};
+use crate::config::{CameraConfig, Config};
+use crate::count::Direction as LineDirection;
+use crate::events::EventSink;
+use crate::metrics::{DropLabel, Metrics};
+use crate::tally::SiteTally;
+
+/// Loads the models one camera needs.
+pub fn load_models(cfg: &Config, cam: &CameraConfig, rt: &Runtime) -> Result<Models> {
+    let dir = cfg.models.dir.clone().unwrap_or_else(manifest::default_dir);
+    let faces = FaceDetector::load(
+        rt,
+        &manifest::resolve("yunet", cfg.models.face_detector.as_deref(), &dir)?,
+        FaceDetectorOptions {
+            score_threshold: cfg.detection.face_score,
+            nms_threshold: cfg.detection.face_nms,
+            ..Default::default()
+        },
+    )?;
+    let embedder = if cfg.detection.embed_faces {
+        Some(FaceEmbedder::load(rt, &manifest::resolve("sface", cfg.models.face_embedder.as_deref(), &dir)?)?)
+    } else {
+        None
+    };
+    let people = if cam.mode == Mode::People {
+        Some(PersonDetector::load(
+            rt,
+            &manifest::resolve("nanodet", cfg.models.person_detector.as_deref(), &dir)?,
+            PersonDetectorOptions { score_threshold: cfg.detection.person_score, nms_threshold: cfg.detection.person_nms },
+        )?)
+    } else {
+        None
+    };
+    Ok(Models { faces, embedder, people })
+}
+
+struct Camera {
+    id: String,
+    handle: CameraHandle,
+    analysis: std::thread::JoinHandle<()>,
+}
+
+/// Runs the agent until Ctrl-C / SIGTERM (`stop` set) or, with `exit_when_done`, until every camera ended.
+pub fn run(cfg: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<()> {
+    let mut rt_opts = cfg.runtime.clone();
+    if rt_opts.intra_threads == 0 {
+        // One session per model per camera: share the cores between cameras instead of oversubscribing them.
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        rt_opts.intra_threads = (cores / cfg.cameras.len().max(1)).max(1);
+    }
+    let rt = Runtime::init(rt_opts).context("starting ONNX Runtime")?;
+    tracing::info!(library = %rt.library().display(), available = ?rt.available_providers(), "inference runtime ready");
+
+    let sink = EventSink::open(&cfg.site.id, &cfg.agent.id, &cfg.agent.events)
+        .with_context(|| format!("opening events output {}", cfg.agent.events))?;
+    let tally = Arc::new(Mutex::new(SiteTally::new(OffsetDateTime::now_utc())));
+    for cam in &cfg.cameras {
+        for l in &cam.lines {
+            tally.lock().add_line(&cam.id, &l.id, l.site_boundary);
+        }
+    }
+    let version = env!("CARGO_PKG_VERSION").to_string();
+    let camera_ids: Vec<String> = cfg.cameras.iter().map(|c| c.id.clone()).collect();
+    sink.emit(EventKind::AgentStatus(AgentStatus { state: AgentState::Online, version: version.clone(), cameras: camera_ids.clone() }));
+
+    let mut cameras = Vec::new();
+    for cam in &cfg.cameras {
+        let models = load_models(&cfg, cam, rt).with_context(|| format!("camera {}: loading models", cam.id))?;
+        let analyzer = CameraAnalyzer::new(
+            &cam.id,
+            cam.mode,
+            cam.anchor,
+            cam.lines.clone(),
+            cfg.tracking.clone(),
+            cfg.analysis.clone(),
+            models,
+            metrics.clone(),
+        );
+        let (tx, rx) = frame_channel();
+        let handle = CameraSource::spawn(&cam.id, cam.stream.clone(), tx)
+            .with_context(|| format!("camera {}: starting video source", cam.id))?;
+        let events = handle.events();
+        let (id, sink2, tally2, metrics2, stop2) = (cam.id.clone(), sink.clone(), tally.clone(), metrics.clone(), stop.clone());
+        let analysis = std::thread::Builder::new()
+            .name(format!("analysis-{}", cam.id))
+            .spawn(move || analyse(id, analyzer, rx, events, sink2, tally2, metrics2, stop2))
+            .context("spawning analysis thread")?;
+        cameras.push(Camera { id: cam.id.clone(), handle, analysis });
+    }
+
+    let interval = Duration::from_secs_f64(cfg.agent.count_interval_s);
+    let mut next_flush = Instant::now() + interval;
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        for c in &cameras {
+            mirror_stats(&metrics, &c.id, &c.handle);
+        }
+        if Instant::now() >= next_flush {
+            next_flush += interval;
+            flush_counts(&sink, &tally, false);
+        }
+        let all_done = cameras.iter().all(|c| c.analysis.is_finished());
+        if stop.load(Ordering::Relaxed) || (cfg.agent.exit_when_done && all_done) {
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for mut c in cameras {
+        c.handle.stop();
+        mirror_stats(&metrics, &c.id, &c.handle);
+        if c.analysis.join().is_err() {
+            tracing::error!(camera = %c.id, "analysis thread panicked");
+        }
+    }
+    flush_counts(&sink, &tally, true);
+    sink.emit(EventKind::AgentStatus(AgentStatus { state: AgentState::Offline, version, cameras: camera_ids }));
+    Ok(())
+}
+
+fn flush_counts(sink: &EventSink, tally: &Mutex<SiteTally>, all: bool) {
+    let counts = tally.lock().flush(OffsetDateTime::now_utc(), all);
+    for c in counts {
+        tracing::info!(
+            camera = %c.camera, line = %c.line, entries = c.total_entries, exits = c.total_exits,
+            occupancy = c.occupancy, "counts"
+        );
+        sink.emit(EventKind::Count(c));
+    }
+}
+
+fn mirror_stats(metrics: &Metrics, camera: &str, handle: &CameraHandle) {
+    let s = handle.stats().snapshot();
+    let cam = metrics.camera(camera);
+    metrics.frames_decoded.get_or_create(&cam).set(s.frames_decoded as i64);
+    metrics.reconnects.get_or_create(&cam).set(s.reconnects as i64);
+    for (reason, v) in [("sampling", s.frames_dropped_sampling), ("backpressure", s.frames_dropped_backpressure)] {
+        metrics
+            .frames_dropped
+            .get_or_create(&DropLabel { camera: camera.to_string(), reason: reason.to_string() })
+            .set(v as i64);
+    }
+    let up = matches!(handle.state(), SourceState::Up { .. });
+    metrics.camera_up.get_or_create(&cam).set(up as i64);
+}
+
+fn camera_status(camera: &str, state: &SourceState, fps: Option<f64>) -> CameraStatus {
+    let (state, detail) = match state {
+        SourceState::Starting => (CameraState::Starting, None),
+        SourceState::Up { width, height, fps } => {
+            (CameraState::Up, Some(format!("{width}x{height}{}", fps.map(|f| format!(" @ {f:.1} fps")).unwrap_or_default())))
+        }
+        SourceState::Reconnecting { attempt, backoff } => {
+            (CameraState::Reconnecting, Some(format!("attempt {attempt}, next in {:.1} s", backoff.as_secs_f64())))
+        }
+        SourceState::Down { reason } => (CameraState::Down, Some(reason.clone())),
+        SourceState::Ended => (CameraState::Ended, None),
+        SourceState::Stopped => (CameraState::Down, Some("stopped".into())),
+    };
+    CameraStatus { camera: camera.to_string(), state, fps, detail }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn analyse(
+    camera: String,
+    mut analyzer: CameraAnalyzer,
+    frames: checkpoint_media::FrameReceiver,
+    events: crossbeam_channel::Receiver<checkpoint_media::CameraEvent>,
+    sink: EventSink,
+    tally: Arc<Mutex<SiteTally>>,
+    metrics: Arc<Metrics>,
+    stop: Arc<AtomicBool>,
+) {
+    let cam_label = metrics.camera(&camera);
+    let mut fps_ewma: Option<f64> = None;
+    let mut last_frame: Option<Instant> = None;
+    let mut finished = false;
+    while !stop.load(Ordering::Relaxed) {
+        while let Ok(ev) = events.try_recv() {
+            log_state(&camera, &ev.state);
+            sink.emit(EventKind::CameraStatus(camera_status(&camera, &ev.state, fps_ewma)));
+            match ev.state {
+                // A lost camera ends its tracks: people seen before the outage are not the ones after it.
+                SourceState::Reconnecting { .. } | SourceState::Down { .. } => {
+                    analyzer.finish();
+                }
+                SourceState::Ended | SourceState::Stopped => finished = true,
+                _ => {}
+            }
+        }
+        match frames.recv_timeout(Duration::from_millis(200)) {
+            Ok(frame) => {
+                let now = Instant::now();
+                if let Some(prev) = last_frame {
+                    let dt = now.duration_since(prev).as_secs_f64().max(1e-6);
+                    let f = 1.0 / dt;
+                    fps_ewma = Some(fps_ewma.map_or(f, |e| 0.9 * e + 0.1 * f));
+                    metrics.camera_fps.get_or_create(&cam_label).set(fps_ewma.unwrap_or(0.0));
+                }
+                last_frame = Some(now);
+                match analyzer.process(&frame.image, frame.pts_s) {
+                    Ok(out) => {
+                        for (c, boundary) in out.crossings {
+                            let direction = match c.direction {
+                                LineDirection::In => checkpoint_protocol::Direction::In,
+                                LineDirection::Out => checkpoint_protocol::Direction::Out,
+                            };
+                            tally.lock().record(&camera, &c.line_id, direction, boundary);
+                            metrics.occupancy.set(tally.lock().occupancy());
+                            tracing::debug!(camera = %camera, line = %c.line_id, ?direction, track = c.track_id, t = c.ts, "crossing");
+                            sink.emit(EventKind::LineCrossing(LineCrossing {
+                                camera: camera.clone(),
+                                line: c.line_id,
+                                direction,
+                                track_id: c.track_id,
+                                stream_time_s: c.ts,
+                            }));
+                        }
+                    }
+                    // A frame the models cannot take (corrupt, odd size) is skipped, the camera goes on.
+                    Err(e) => tracing::warn!(camera = %camera, error = %e, "frame skipped"),
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if finished && frames.is_empty() {
+                    break;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    // Drain the last state changes (the end of a file arrives after its last frame).
+    while let Ok(ev) = events.try_recv() {
+        log_state(&camera, &ev.state);
+        sink.emit(EventKind::CameraStatus(camera_status(&camera, &ev.state, fps_ewma)));
+    }
+    analyzer.finish();
+}
+
+fn log_state(camera: &str, state: &SourceState) {
+    match state {
+        SourceState::Down { reason } => tracing::error!(camera, %reason, "camera down"),
+        SourceState::Reconnecting { attempt, backoff } => {
+            tracing::warn!(camera, attempt, backoff_s = backoff.as_secs_f64(), "camera lost, reconnecting")
+        }
+        other => tracing::info!(camera, state = ?other, "camera state"),
+    }
+}

@@ -1,0 +1,291 @@
+//! `site.toml`: the agent's one configuration file, validated at start with errors that name the bad key.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use checkpoint_media::SourceConfig;
+use checkpoint_vision::RuntimeOptions;
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::{AnalysisOptions, Anchor, LineConfig, Mode};
+use crate::track::TrackerConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: `{key}`: {message}")]
+    Invalid { path: PathBuf, key: String, message: String },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub site: SiteConfig,
+    #[serde(default)]
+    pub agent: AgentConfig,
+    #[serde(default)]
+    pub runtime: RuntimeOptions,
+    #[serde(default)]
+    pub models: ModelsConfig,
+    #[serde(default)]
+    pub detection: DetectionConfig,
+    #[serde(default)]
+    pub analysis: AnalysisOptions,
+    #[serde(default)]
+    pub tracking: TrackerConfig,
+    pub cameras: Vec<CameraConfig>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    /// Short id used in topics and events, e.g. `catba-pier`.
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    pub id: String,
+    /// Prometheus `/metrics` and `/healthz`; empty string disables the HTTP server.
+    pub metrics_listen: String,
+    /// `-` for stdout, or a file path (JSON lines, appended).
+    pub events: String,
+    /// Seconds between `count` events (lines without crossings stay quiet between intervals).
+    pub count_interval_s: f64,
+    /// Stop when every camera has ended (only file sources end). Handy for batch runs and tests.
+    pub exit_when_done: bool,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            id: "agent-1".into(),
+            metrics_listen: "127.0.0.1:9100".into(),
+            events: "-".into(),
+            count_interval_s: 10.0,
+            exit_when_done: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// Folder holding the weights (`models/weights` found upwards from the working directory by default).
+    pub dir: Option<PathBuf>,
+    pub face_detector: Option<PathBuf>,
+    pub face_embedder: Option<PathBuf>,
+    pub person_detector: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectionConfig {
+    pub face_score: f32,
+    pub face_nms: f32,
+    pub person_score: f32,
+    pub person_nms: f32,
+    /// Compute face embeddings for tracks (needed for watchlists).
+    pub embed_faces: bool,
+}
+
+impl Default for DetectionConfig {
+    fn default() -> Self {
+        Self { face_score: 0.6, face_nms: 0.3, person_score: 0.35, person_nms: 0.6, embed_faces: true }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    pub id: String,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default)]
+    pub anchor: Option<Anchor>,
+    /// How frames come in: source, analysis rate, decoder, reconnect policy.
+    pub stream: SourceConfig,
+    #[serde(default)]
+    pub lines: Vec<LineConfig>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let mut cfg = Self::parse(&text).map_err(|(key, message)| ConfigError::Invalid { path: path.into(), key, message })?;
+        cfg.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        Ok(cfg)
+    }
+
+    /// Parses and validates; the error is (key path, message).
+    pub fn parse(text: &str) -> Result<Self, (String, String)> {
+        let de = toml::Deserializer::new(text);
+        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let msg = e.into_inner().message().to_string();
+            (if key == "." { "(top level)".to_string() } else { key }, msg)
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Relative file paths in the config are relative to the config file, as a user reading it expects.
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() && base != Path::new("") {
+                *p = base.join(&*p);
+            }
+        };
+        for cam in &mut self.cameras {
+            if let checkpoint_media::SourceKind::File(f) = &mut cam.stream.source {
+                fix(&mut f.path);
+            }
+        }
+        if let Some(d) = self.models.dir.as_mut() {
+            fix(d);
+        }
+        for p in [&mut self.models.face_detector, &mut self.models.face_embedder, &mut self.models.person_detector]
+            .into_iter()
+            .flatten()
+        {
+            fix(p);
+        }
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let err = |k: String, m: &str| Err((k, m.to_string()));
+        if !valid_id(&self.site.id) {
+            return err("site.id".into(), "must be 1-64 characters of a-z, 0-9, '-' or '_' (it is used in MQTT topics)");
+        }
+        if !valid_id(&self.agent.id) {
+            return err("agent.id".into(), "must be 1-64 characters of a-z, 0-9, '-' or '_' (it is used in MQTT topics)");
+        }
+        if !self.agent.metrics_listen.is_empty() && self.agent.metrics_listen.parse::<SocketAddr>().is_err() {
+            return err("agent.metrics_listen".into(), "must be host:port, e.g. 127.0.0.1:9100, or empty to disable");
+        }
+        if !(self.agent.count_interval_s > 0.0) {
+            return err("agent.count_interval_s".into(), "must be a positive number of seconds");
+        }
+        for (k, v) in [
+            ("detection.face_score", self.detection.face_score),
+            ("detection.face_nms", self.detection.face_nms),
+            ("detection.person_score", self.detection.person_score),
+            ("detection.person_nms", self.detection.person_nms),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return err(k.into(), "must be between 0 and 1");
+            }
+        }
+        if let Err(e) = self.tracking.validate() {
+            return err(format!("tracking.{}", e.field), &e.to_string());
+        }
+        if self.analysis.faces_per_track == 0 {
+            return err("analysis.faces_per_track".into(), "must be at least 1");
+        }
+        if self.cameras.is_empty() {
+            return err("cameras".into(), "at least one camera is needed");
+        }
+        let mut ids = HashSet::new();
+        for (i, cam) in self.cameras.iter().enumerate() {
+            let key = |s: &str| format!("cameras[{i}].{s}");
+            if !valid_id(&cam.id) {
+                return err(key("id"), "must be 1-64 characters of a-z, 0-9, '-' or '_'");
+            }
+            if !ids.insert(cam.id.as_str()) {
+                return err(key("id"), &format!("camera id '{}' is used twice", cam.id));
+            }
+            if let Err(e) = cam.stream.validate() {
+                return err(key("stream"), &e.to_string());
+            }
+            let mut line_ids = HashSet::new();
+            for (j, l) in cam.lines.iter().enumerate() {
+                let lkey = |s: &str| format!("cameras[{i}].lines[{j}].{s}");
+                if !valid_id(&l.id) {
+                    return err(lkey("id"), "must be 1-64 characters of a-z, 0-9, '-' or '_'");
+                }
+                if !line_ids.insert(l.id.as_str()) {
+                    return err(lkey("id"), &format!("line id '{}' is used twice on this camera", l.id));
+                }
+                for (name, p) in [("a", l.a), ("b", l.b)] {
+                    let ok = p.iter().all(|v| v.is_finite())
+                        && match l.coords {
+                            crate::analysis::Coords::Normalized => p.iter().all(|v| (0.0..=1.0).contains(v)),
+                            crate::analysis::Coords::Pixels => p.iter().all(|v| *v >= 0.0),
+                        };
+                    if !ok {
+                        return err(lkey(name), "normalized coordinates must lie in 0..1 (pixels: non-negative)");
+                    }
+                }
+                if l.a == l.b {
+                    return err(lkey("b"), "the line's two ends are the same point");
+                }
+                if let Some(b) = l.band {
+                    if !(b >= 0.0 && b.is_finite()) {
+                        return err(lkey("band"), "must be a non-negative number");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn valid_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[site]
+id = "catba-pier"
+
+[[cameras]]
+id = "gangway"
+mode = "faces"
+[cameras.stream]
+analysis_fps = 10
+source = { kind = "test", pattern = "ball", width = 640, height = 480, fps = 25 }
+[[cameras.lines]]
+id = "main"
+a = [0.0, 0.5]
+b = [1.0, 0.5]
+in_side = "right"
+"#;
+
+    #[test]
+    fn good_config_parses_with_defaults() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.cameras[0].mode, Mode::Faces);
+        assert_eq!(c.agent.id, "agent-1");
+        assert!(c.cameras[0].lines[0].site_boundary);
+    }
+
+    #[test]
+    fn errors_name_the_bad_key() {
+        let bad = GOOD.replace("in_side = \"right\"", "in_side = \"up\"");
+        let (key, msg) = Config::parse(&bad).unwrap_err();
+        assert_eq!(key, "cameras[0].lines[0].in_side", "{msg}");
+
+        let bad = GOOD.replace("mode = \"faces\"", "mode = \"faces\"\nfps = 3");
+        let (key, msg) = Config::parse(&bad).unwrap_err();
+        assert!(key.starts_with("cameras[0]"), "{key}: {msg}");
+        assert!(msg.contains("fps"), "{msg}");
+
+        let bad = GOOD.replace("a = [0.0, 0.5]", "a = [0.0, 1.5]");
+        assert_eq!(Config::parse(&bad).unwrap_err().0, "cameras[0].lines[0].a");
+
+        let bad = GOOD.replace("id = \"catba-pier\"", "id = \"Cat Ba\"");
+        assert_eq!(Config::parse(&bad).unwrap_err().0, "site.id");
+
+        let bad = format!("{GOOD}\n[tracking]\nlost_timeout_s = -1\n");
+        assert!(Config::parse(&bad).unwrap_err().0.starts_with("tracking."));
+    }
+}
