@@ -1,1 +1,105 @@
+//! Helpers for the end-to-end tests: where the shared assets and the built binaries are, and running the agent
+//! as a real process.
 
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use checkpoint_protocol::Envelope;
+
+/// `$CHECKPOINT_ASSETS`, else `../shared` beside the repository.
+pub fn shared_dir() -> PathBuf {
+    std::env::var_os("CHECKPOINT_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
+}
+
+/// A binary of the workspace, found next to the test executable (`target/<profile>/deps/..`), which works with
+/// any `CARGO_TARGET_DIR`.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let bin = dir.join(name);
+    assert!(bin.is_file(), "{} not built: run `cargo build --workspace` first", bin.display());
+    bin
+}
+
+/// The edge agent running as a child process with its events going to a file.
+pub struct Agent {
+    pub child: Child,
+    pub events: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Agent {
+    pub fn start(config: &Path, workdir: &Path) -> Self {
+        let events = workdir.join("events.jsonl");
+        let log = workdir.join("agent.log");
+        let child = Command::new(workspace_bin("edge-agent"))
+            .args(["run", "--config"])
+            .arg(config)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start edge-agent");
+        Agent { child, events, log }
+    }
+
+    /// SIGINT, as an operator's Ctrl-C: the agent flushes its counts and says it is offline.
+    pub fn interrupt(&mut self) {
+        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
+    }
+
+    /// Waits for the process to exit, at most `timeout`, killing it after that.
+    pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s;
+            }
+            if start.elapsed() > timeout {
+                let _ = self.child.kill();
+                panic!("agent did not exit within {timeout:?}; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Every event written so far, parsed and validated through the protocol crate.
+    pub fn events(&self) -> Vec<Envelope> {
+        read_events(&self.events)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn read_events(path: &Path) -> Vec<Envelope> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| Envelope::from_json(l.as_bytes()).unwrap_or_else(|e| panic!("bad event line {l}: {e}")))
+        .collect()
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}

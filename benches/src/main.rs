@@ -1,1 +1,287 @@
-fn main() {}
+//! `checkpoint-bench`: measurements, not pass/fail tests.
+//!
+//! - `models`: latency per model call (YuNet at 320 and 640, SFace per face at batch 1 and 8, NanoDet 416).
+//! - `pipeline`: whole-pipeline frames per second (decode, detect, track, count, embed) on a 720p file, for
+//!   1..N parallel streams.
+//!
+//! Run with `cargo run --release -p checkpoint-bench -- all` (see the README).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use checkpoint_media::{frame_channel, CameraSource, RecvTimeoutError, SourceConfig, SourceKind, SourceState};
+use checkpoint_vision::{
+    geometry::resize_bilinear, manifest, BgrImage, FaceDetector, FaceDetectorOptions, FaceEmbedder, PersonDetector,
+    PersonDetectorOptions, Provider, Runtime, RuntimeOptions,
+};
+use clap::{Parser, Subcommand};
+use edge_agent::analysis::{AnalysisOptions, CameraAnalyzer, LineConfig, Mode, Models};
+use edge_agent::count::Side;
+use edge_agent::metrics::Metrics;
+
+#[derive(Parser)]
+#[command(name = "checkpoint-bench", about = "Checkpoint benchmarks: model latency and pipeline throughput")]
+struct Cli {
+    /// Execution provider: cpu, cuda, tensorrt, auto.
+    #[arg(long, default_value = "cpu", global = true)]
+    provider: String,
+    /// ONNX Runtime threads per session (0 = runtime default).
+    #[arg(long, default_value_t = 0, global = true)]
+    threads: usize,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Per-model latency.
+    Models {
+        #[arg(long, default_value_t = 50)]
+        iterations: usize,
+    },
+    /// Whole-pipeline frames per second on a 720p video, for each stream count.
+    Pipeline {
+        /// Video to analyse; by default a 720p ground-truth scene is generated into target/bench.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Stream counts to measure, e.g. 1,2,4.
+        #[arg(long, default_value = "1,2,4", value_delimiter = ',')]
+        streams: Vec<usize>,
+        /// Seconds of video per stream.
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
+        /// people or faces.
+        #[arg(long, default_value = "faces")]
+        mode: String,
+    },
+    /// Both.
+    All,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let provider: Provider = cli.provider.parse()?;
+    let rt = Runtime::init(RuntimeOptions { provider, intra_threads: cli.threads, ..Default::default() })?;
+    println!("# checkpoint-bench");
+    println!("ONNX Runtime: {} ({:?} requested; offered {:?})", rt.library().display(), provider, rt.available_providers());
+    println!("CPU threads available: {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    match cli.cmd {
+        Cmd::Models { iterations } => bench_models(rt, iterations),
+        Cmd::Pipeline { file, streams, seconds, mode } => bench_pipeline(rt, file, &streams, seconds, &mode),
+        Cmd::All => {
+            bench_models(rt, 50)?;
+            bench_pipeline(rt, None, &[1, 2, 4], 20.0, "faces")?;
+            bench_pipeline(rt, None, &[1], 20.0, "people")
+        }
+    }
+}
+
+fn shared_dir() -> PathBuf {
+    std::env::var_os("CHECKPOINT_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
+}
+
+struct Stats {
+    mean: f64,
+    p50: f64,
+    p95: f64,
+}
+
+fn time_it(iterations: usize, mut f: impl FnMut() -> Result<()>) -> Result<Stats> {
+    for _ in 0..3 {
+        f()?; // warm-up: first runs allocate arenas and (on GPU) build kernels
+    }
+    let mut v: Vec<f64> = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let t = Instant::now();
+        f()?;
+        v.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    v.sort_by(f64::total_cmp);
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    Ok(Stats { mean, p50: v[v.len() / 2], p95: v[(v.len() * 95 / 100).min(v.len() - 1)] })
+}
+
+fn bench_models(rt: &Runtime, iterations: usize) -> Result<()> {
+    let dir = manifest::default_dir();
+    let photo = BgrImage::open(&shared_dir().join("datasets/faces/ageitgey/two_people.jpg"))
+        .context("benchmark photo from shared/datasets")?;
+    let mut det = FaceDetector::load(rt, &manifest::resolve("yunet", None, &dir)?, FaceDetectorOptions::default())?;
+    let mut emb = FaceEmbedder::load(rt, &manifest::resolve("sface", None, &dir)?)?;
+    let mut people = PersonDetector::load(rt, &manifest::resolve("nanodet", None, &dir)?, PersonDetectorOptions::default())?;
+    let faces = det.detect(&photo)?;
+    let Some(face) = faces.first() else { bail!("no face in the benchmark photo") };
+    let crop = FaceEmbedder::align(&photo, &face.landmarks);
+    let batch8: Vec<BgrImage> = (0..8).map(|_| crop.clone()).collect();
+    let img320 = resize_bilinear(&photo, 320, 320);
+    let img640 = resize_bilinear(&photo, 640, 640);
+    let frame720 = resize_bilinear(&photo, 1280, 720);
+
+    println!("\n## Model latency ({iterations} runs after 3 warm-up, provider {:?})\n", det.provider());
+    println!("| model | input | mean ms | p50 ms | p95 ms | per item ms |");
+    println!("|---|---|---:|---:|---:|---:|");
+    let row = |name: &str, input: &str, s: Stats, items: usize| {
+        println!(
+            "| {name} | {input} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            s.mean,
+            s.p50,
+            s.p95,
+            s.mean / items as f64
+        )
+    };
+    row("YuNet", "320x320", time_it(iterations, || det.detect(&img320).map(|_| ()).map_err(Into::into))?, 1);
+    row("YuNet", "640x640", time_it(iterations, || det.detect(&img640).map(|_| ()).map_err(Into::into))?, 1);
+    row(
+        "YuNet (fit 960)",
+        "1280x720 frame",
+        time_it(iterations, || det.detect_fit(&frame720, 960).map(|_| ()).map_err(Into::into))?,
+        1,
+    );
+    row(
+        "SFace",
+        "112x112, batch 1",
+        time_it(iterations, || emb.embed_aligned(std::slice::from_ref(&crop)).map(|_| ()).map_err(Into::into))?,
+        1,
+    );
+    row("SFace", "112x112, batch 8", time_it(iterations, || emb.embed_aligned(&batch8).map(|_| ()).map_err(Into::into))?, 8);
+    row(
+        "NanoDet-Plus",
+        "1280x720 → 416",
+        time_it(iterations, || people.detect(&frame720).map(|_| ()).map_err(Into::into))?,
+        1,
+    );
+    row(
+        "align (5-point)",
+        "→ 112x112",
+        time_it(iterations, || {
+            FaceEmbedder::align(&photo, &face.landmarks);
+            Ok(())
+        })?,
+        1,
+    );
+    Ok(())
+}
+
+fn bench_video(seconds: f64) -> Result<PathBuf> {
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench/scene720");
+    let file = out.join("scene.mp4");
+    if file.is_file() {
+        return Ok(file);
+    }
+    println!("generating a 720p test scene into {} ...", out.display());
+    let spec = checkpoint_scenegen::SceneSpec {
+        duration_s: Some(seconds.max(10.0)),
+        actors: 12,
+        seed: 11,
+        ..Default::default()
+    };
+    checkpoint_scenegen::generate(&spec, &out)?;
+    Ok(file)
+}
+
+fn bench_pipeline(rt: &Runtime, file: Option<PathBuf>, streams: &[usize], seconds: f64, mode: &str) -> Result<()> {
+    let mode = match mode {
+        "people" => Mode::People,
+        "faces" => Mode::Faces,
+        m => bail!("unknown mode {m}: people or faces"),
+    };
+    let file = match file {
+        Some(f) => f,
+        None => bench_video(seconds)?,
+    };
+    println!(
+        "\n## Whole pipeline, {mode:?} mode, {} (decode + detect + track + count + embed, every frame analysed)\n",
+        file.display()
+    );
+    println!("| streams | frames | wall s | total fps | fps per stream | mean frame ms |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for &n in streams {
+        let (frames, wall, frame_ms) = run_streams(rt, &file, n, seconds, mode)?;
+        println!(
+            "| {n} | {frames} | {wall:.1} | {:.1} | {:.1} | {frame_ms:.1} |",
+            frames as f64 / wall,
+            frames as f64 / wall / n as f64
+        );
+    }
+    Ok(())
+}
+
+fn run_streams(rt: &Runtime, file: &Path, n: usize, seconds: f64, mode: Mode) -> Result<(u64, f64, f64)> {
+    let dir = manifest::default_dir();
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for i in 0..n {
+        let models = Models {
+            faces: FaceDetector::load(rt, &manifest::resolve("yunet", None, &dir)?, FaceDetectorOptions::default())?,
+            embedder: Some(FaceEmbedder::load(rt, &manifest::resolve("sface", None, &dir)?)?),
+            people: if mode == Mode::People {
+                Some(PersonDetector::load(rt, &manifest::resolve("nanodet", None, &dir)?, PersonDetectorOptions::default())?)
+            } else {
+                None
+            },
+        };
+        let line = LineConfig {
+            id: "main".into(),
+            a: [0.0, 0.5],
+            b: [1.0, 0.5],
+            coords: Default::default(),
+            in_side: Side::Right,
+            band: None,
+            site_boundary: true,
+        };
+        let mut analyzer = CameraAnalyzer::new(
+            &format!("bench-{i}"),
+            mode,
+            None,
+            vec![line],
+            Default::default(),
+            AnalysisOptions::default(),
+            models,
+            Arc::new(Metrics::new()),
+        );
+        let mut cfg = SourceConfig::new(SourceKind::File(checkpoint_media::FileSource {
+            path: file.to_path_buf(),
+            realtime: false,
+            looping: false,
+        }));
+        cfg.analysis_fps = None;
+        let (tx, rx) = frame_channel();
+        let handle = CameraSource::spawn(&format!("bench-{i}"), cfg, tx)?;
+        workers.push(std::thread::spawn(move || -> Result<(u64, f64)> {
+            let (mut frames, mut busy) = (0u64, 0.0f64);
+            loop {
+                match rx.recv_timeout(Duration::from_millis(500)) {
+                    Ok(f) => {
+                        if f.pts_s > seconds {
+                            break;
+                        }
+                        let t = Instant::now();
+                        analyzer.process(&f.image, f.pts_s)?;
+                        busy += t.elapsed().as_secs_f64();
+                        frames += 1;
+                    }
+                    Err(RecvTimeoutError::Timeout) => {
+                        if matches!(handle.state(), SourceState::Ended | SourceState::Down { .. }) && rx.is_empty() {
+                            break;
+                        }
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            drop(handle);
+            Ok((frames, busy))
+        }));
+    }
+    let mut total = 0;
+    let mut busy = 0.0;
+    for w in workers {
+        let (f, b) = w.join().map_err(|_| anyhow::anyhow!("stream worker panicked"))??;
+        total += f;
+        busy += b;
+    }
+    let wall = start.elapsed().as_secs_f64();
+    Ok((total, wall, busy * 1000.0 / total.max(1) as f64))
+}
