@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use checkpoint_e2e::{wait_until, Agent};
+use checkpoint_e2e::{wait_until, Agent, KeptOrTemp};
 use checkpoint_media::rtsp_server::RtspTestServer;
 use checkpoint_protocol::{Direction, EventKind};
 use checkpoint_scenegen::{Direction as TruthDirection, SceneSpec};
@@ -13,6 +13,14 @@ use checkpoint_scenegen::{Direction as TruthDirection, SceneSpec};
 #[test]
 fn rtsp_scene_crossings_are_counted_once_each_in_the_right_direction() {
     let dir = tempfile::tempdir().unwrap();
+    // CHECKPOINT_KEEP_TEST_DIR=DIR keeps the scene, config, events and agent log for a look afterwards.
+    let dir = match std::env::var_os("CHECKPOINT_KEEP_TEST_DIR") {
+        Some(p) => {
+            std::fs::create_dir_all(&p).unwrap();
+            tempfile::Builder::new().prefix("counting-").tempdir_in(p).unwrap().keep().into()
+        }
+        None => KeptOrTemp::Temp(dir),
+    };
     let spec = SceneSpec { duration_s: Some(60.0), actors: 20, non_crossers: 2, max_concurrent: 5, seed: 2026, ..Default::default() };
     let truth = checkpoint_scenegen::generate(&spec, dir.path()).expect("scene generated");
     let crossers: Vec<_> = truth.actors.iter().filter(|a| a.direction != TruthDirection::None).collect();
@@ -49,7 +57,6 @@ coords = "pixels"
 a = [{ax}, {ay}]
 b = [{bx}, {by}]
 in_side = "right"
-band = 10
 "#,
         events = dir.path().join("events.jsonl").display()
     );

@@ -103,3 +103,25 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// A test folder that is either removed at the end or kept for inspection.
+pub enum KeptOrTemp {
+    Temp(tempfile::TempDir),
+    Kept(PathBuf),
+}
+
+impl KeptOrTemp {
+    pub fn path(&self) -> &Path {
+        match self {
+            KeptOrTemp::Temp(t) => t.path(),
+            KeptOrTemp::Kept(p) => p,
+        }
+    }
+}
+
+impl From<PathBuf> for KeptOrTemp {
+    fn from(p: PathBuf) -> Self {
+        eprintln!("keeping test files in {}", p.display());
+        KeptOrTemp::Kept(p)
+    }
+}

@@ -50,7 +50,7 @@ pub struct LineConfig {
     /// line drawn left to right, `right` is below it.
     pub in_side: Side,
     /// Half-width of the hysteresis band, same units as the coordinates (normalised: fraction of the frame
-    /// diagonal). Jitter inside the band never counts.
+    /// diagonal; default 0.02, or 24 px). Jitter inside the band never counts.
     #[serde(default)]
     pub band: Option<f32>,
     /// Whether the line bounds the site, so its crossings change site occupancy.
@@ -75,13 +75,13 @@ impl LineConfig {
     pub fn geometry(&self, width: u32, height: u32) -> LineGeometry {
         let (w, h) = (width as f32, height as f32);
         let (a, b, band) = match self.coords {
-            Coords::Pixels => ((self.a[0], self.a[1]), (self.b[0], self.b[1]), self.band.unwrap_or(12.0)),
+            Coords::Pixels => ((self.a[0], self.a[1]), (self.b[0], self.b[1]), self.band.unwrap_or(24.0)),
             Coords::Normalized => {
                 let diag = (w * w + h * h).sqrt();
                 (
                     (self.a[0] * w, self.a[1] * h),
                     (self.b[0] * w, self.b[1] * h),
-                    self.band.map(|b| b * diag).unwrap_or(0.01 * diag),
+                    self.band.map(|b| b * diag).unwrap_or(0.02 * diag),
                 )
             }
         };
