@@ -146,6 +146,11 @@ impl Config {
                 fix(&mut f.path);
             }
         }
+        if self.agent.events != "-" {
+            let mut p = PathBuf::from(&self.agent.events);
+            fix(&mut p);
+            self.agent.events = p.display().to_string();
+        }
         if let Some(d) = self.models.dir.as_mut() {
             fix(d);
         }
