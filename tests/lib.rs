@@ -125,3 +125,29 @@ impl From<PathBuf> for KeptOrTemp {
         KeptOrTemp::Kept(p)
     }
 }
+
+impl Agent {
+    /// The metrics address the agent logged at start (`metrics_listen = "127.0.0.1:0"` picks a free port).
+    pub fn metrics_addr(&self) -> Option<String> {
+        let log = self.log_text();
+        let at = log.find("metrics on http://")? + "metrics on http://".len();
+        let rest = &log[at..];
+        Some(rest[..rest.find('/')?].to_string())
+    }
+}
+
+/// A plain HTTP GET over loopback, returning the body.
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    Ok(buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+/// Value of a Prometheus sample whose line starts with `prefix` (name and labels), if present.
+pub fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+}
