@@ -21,23 +21,40 @@ fn faces_json_prints_one_line_per_image_and_an_error_line_for_bad_ones() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "exit 1 when an image failed");
     let text = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 3, "{text}");
     let first = &lines[0];
     assert_eq!(first["image"], photo.display().to_string());
-    assert_eq!((first["width"].as_u64(), first["height"].as_u64()), (Some(1126), Some(661)));
+    assert_eq!(
+        (first["width"].as_u64(), first["height"].as_u64()),
+        (Some(1126), Some(661))
+    );
     let faces = first["faces"].as_array().unwrap();
     assert_eq!(faces.len(), 2, "two people in two_people.jpg");
     for f in faces {
         assert_eq!(f["box"].as_array().unwrap().len(), 4);
         assert_eq!(f["landmarks"].as_array().unwrap().len(), 5);
-        let e: Vec<f64> = f["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let e: Vec<f64> = f["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
         assert_eq!(e.len(), 128);
         let norm = e.iter().map(|v| v * v).sum::<f64>().sqrt();
-        assert!((norm - 1.0).abs() < 1e-3, "embedding L2-normalised, norm {norm}");
+        assert!(
+            (norm - 1.0).abs() < 1e-3,
+            "embedding L2-normalised, norm {norm}"
+        );
     }
     for bad in &lines[1..] {
-        assert!(bad["error"].as_str().is_some_and(|e| !e.is_empty()), "{bad}");
+        assert!(
+            bad["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{bad}"
+        );
         assert!(bad.get("faces").is_none());
     }
 }
@@ -51,7 +68,11 @@ fn check_names_the_bad_key() {
         "[site]\nid = \"x\"\n[[cameras]]\nid = \"c\"\n[cameras.stream]\nsource = { kind = \"test\", pattern = \"ball\", width = 64, height = 64, fps = 5 }\n[[cameras.lines]]\nid = \"l\"\na = [0.0, 0.5]\nb = [1.0, 0.5]\nin_side = \"sideways\"\n",
     )
     .unwrap();
-    let out = Command::new(workspace_bin("edge-agent")).args(["check", "--config"]).arg(&cfg).output().unwrap();
+    let out = Command::new(workspace_bin("edge-agent"))
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cameras[0].lines[0].in_side"), "{err}");
@@ -91,7 +112,12 @@ in_side = "right"
     .unwrap();
     let mut agent = Agent::start(&cfg, dir.path());
     let status = agent.wait(Duration::from_secs_f64(seconds));
-    assert!(status.success(), "agent failed on {}: {}", video.display(), agent.log_text());
+    assert!(
+        status.success(),
+        "agent failed on {}: {}",
+        video.display(),
+        agent.log_text()
+    );
     agent.events()
 }
 
@@ -99,8 +125,14 @@ in_side = "right"
 #[test]
 fn vtest_people_mode_runs_to_the_end_and_counts() {
     let events = run_file("vtest.avi", "people", 400.0);
-    let crossings = events.iter().filter(|e| matches!(e.event, EventKind::LineCrossing(_))).count();
-    assert!(crossings >= 5, "people cross the middle of the plaza in vtest.avi; counted {crossings}");
+    let crossings = events
+        .iter()
+        .filter(|e| matches!(e.event, EventKind::LineCrossing(_)))
+        .count();
+    assert!(
+        crossings >= 5,
+        "people cross the middle of the plaza in vtest.avi; counted {crossings}"
+    );
     assert!(events.iter().any(|e| matches!(&e.event, EventKind::CameraStatus(s) if s.state == checkpoint_protocol::CameraState::Ended)));
 }
 
@@ -108,6 +140,12 @@ fn vtest_people_mode_runs_to_the_end_and_counts() {
 #[test]
 fn one_by_one_people_mode_counts_walkers() {
     let events = run_file("one-by-one-person-detection.mp4", "people", 400.0);
-    let crossings = events.iter().filter(|e| matches!(e.event, EventKind::LineCrossing(_))).count();
-    assert!(crossings >= 1, "walkers cross the middle of the room; counted {crossings}");
+    let crossings = events
+        .iter()
+        .filter(|e| matches!(e.event, EventKind::LineCrossing(_)))
+        .count();
+    assert!(
+        crossings >= 1,
+        "walkers cross the middle of the room; counted {crossings}"
+    );
 }

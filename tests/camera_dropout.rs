@@ -9,7 +9,11 @@ use checkpoint_protocol::{CameraState, EventKind};
 
 fn analysed(addr: &str, camera: &str) -> f64 {
     let text = http_get(addr, "/metrics").unwrap_or_default();
-    metric(&text, &format!("checkpoint_frames_analysed_total{{camera=\"{camera}\"}}")).unwrap_or(0.0)
+    metric(
+        &text,
+        &format!("checkpoint_frames_analysed_total{{camera=\"{camera}\"}}"),
+    )
+    .unwrap_or(0.0)
 }
 
 #[test]
@@ -49,10 +53,15 @@ source = {{ kind = "rtsp", url = "{ub}" }}
     let cfg = dir.path().join("site.toml");
     std::fs::write(&cfg, config).unwrap();
     let mut agent = Agent::start(&cfg, dir.path());
-    assert!(wait_until(Duration::from_secs(20), || agent.metrics_addr().is_some()), "{}", agent.log_text());
+    assert!(
+        wait_until(Duration::from_secs(20), || agent.metrics_addr().is_some()),
+        "{}",
+        agent.log_text()
+    );
     let addr = agent.metrics_addr().unwrap();
     assert!(
-        wait_until(Duration::from_secs(30), || analysed(&addr, "cam-a") > 3.0 && analysed(&addr, "cam-b") > 3.0),
+        wait_until(Duration::from_secs(30), || analysed(&addr, "cam-a") > 3.0
+            && analysed(&addr, "cam-b") > 3.0),
         "both cameras analysed; log:\n{}",
         agent.log_text()
     );
@@ -66,15 +75,30 @@ source = {{ kind = "rtsp", url = "{ub}" }}
     let (a0, b0) = (analysed(&addr, "cam-a"), analysed(&addr, "cam-b"));
     std::thread::sleep(Duration::from_secs(4));
     let (a1, b1) = (analysed(&addr, "cam-a"), analysed(&addr, "cam-b"));
-    assert!(b1 >= b0 + 8.0, "cam-b kept going while cam-a was away: {b0} -> {b1}");
-    assert!(a1 <= a0 + 1.0, "cam-a had no frames while away: {a0} -> {a1}");
+    assert!(
+        b1 >= b0 + 8.0,
+        "cam-b kept going while cam-a was away: {b0} -> {b1}"
+    );
+    assert!(
+        a1 <= a0 + 1.0,
+        "cam-a had no frames while away: {a0} -> {a1}"
+    );
 
     // Camera A returns: analysis resumes within 5 s.
     a.restart().unwrap();
     let back = Instant::now();
-    let resumed = wait_until(Duration::from_secs(5), || analysed(&addr, "cam-a") > a1 + 1.0);
-    assert!(resumed, "cam-a analysis did not resume within 5 s; log:\n{}", agent.log_text());
-    eprintln!("cam-a analysis resumed {:.1} s after the camera came back", back.elapsed().as_secs_f64());
+    let resumed = wait_until(Duration::from_secs(5), || {
+        analysed(&addr, "cam-a") > a1 + 1.0
+    });
+    assert!(
+        resumed,
+        "cam-a analysis did not resume within 5 s; log:\n{}",
+        agent.log_text()
+    );
+    eprintln!(
+        "cam-a analysis resumed {:.1} s after the camera came back",
+        back.elapsed().as_secs_f64()
+    );
 
     agent.interrupt();
     assert!(agent.wait(Duration::from_secs(30)).success());

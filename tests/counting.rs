@@ -17,20 +17,50 @@ fn rtsp_scene_crossings_are_counted_once_each_in_the_right_direction() {
     let dir = match std::env::var_os("CHECKPOINT_KEEP_TEST_DIR") {
         Some(p) => {
             std::fs::create_dir_all(&p).unwrap();
-            tempfile::Builder::new().prefix("counting-").tempdir_in(p).unwrap().keep().into()
+            tempfile::Builder::new()
+                .prefix("counting-")
+                .tempdir_in(p)
+                .unwrap()
+                .keep()
+                .into()
         }
         None => KeptOrTemp::Temp(dir),
     };
-    let spec = SceneSpec { duration_s: Some(60.0), actors: 20, non_crossers: 2, max_concurrent: 5, seed: 2026, ..Default::default() };
+    let spec = SceneSpec {
+        duration_s: Some(60.0),
+        actors: 20,
+        non_crossers: 2,
+        max_concurrent: 5,
+        seed: 2026,
+        ..Default::default()
+    };
     let truth = checkpoint_scenegen::generate(&spec, dir.path()).expect("scene generated");
-    let crossers: Vec<_> = truth.actors.iter().filter(|a| a.direction != TruthDirection::None).collect();
-    let truth_in = crossers.iter().filter(|a| a.direction == TruthDirection::In).count();
-    let truth_out = crossers.iter().filter(|a| a.direction == TruthDirection::Out).count();
-    assert!(truth_in >= 5 && truth_out >= 5, "scene should cross both ways: {truth_in} in, {truth_out} out");
-    assert!(crossers.iter().any(|a| a.paused) && crossers.iter().any(|a| a.jitter), "scene needs pausers and jitterers");
+    let crossers: Vec<_> = truth
+        .actors
+        .iter()
+        .filter(|a| a.direction != TruthDirection::None)
+        .collect();
+    let truth_in = crossers
+        .iter()
+        .filter(|a| a.direction == TruthDirection::In)
+        .count();
+    let truth_out = crossers
+        .iter()
+        .filter(|a| a.direction == TruthDirection::Out)
+        .count();
+    assert!(
+        truth_in >= 5 && truth_out >= 5,
+        "scene should cross both ways: {truth_in} in, {truth_out} out"
+    );
+    assert!(
+        crossers.iter().any(|a| a.paused) && crossers.iter().any(|a| a.jitter),
+        "scene needs pausers and jitterers"
+    );
 
     let server = RtspTestServer::start("127.0.0.1", 0).expect("RTSP server");
-    server.mount_file(&dir.path().join("scene.mp4"), "/gate", false).unwrap();
+    server
+        .mount_file(&dir.path().join("scene.mp4"), "/gate", false)
+        .unwrap();
     let url = server.url("/gate");
 
     let [ax, ay] = truth.line.a;
@@ -81,7 +111,11 @@ in_side = "right"
     assert!(ended, "the stream did not end; log:\n{}", agent.log_text());
     agent.interrupt();
     let status = agent.wait(Duration::from_secs(30));
-    assert!(status.success(), "agent exit {status}; log:\n{}", agent.log_text());
+    assert!(
+        status.success(),
+        "agent exit {status}; log:\n{}",
+        agent.log_text()
+    );
 
     let events = agent.events();
     let crossings: Vec<_> = events
@@ -106,7 +140,11 @@ in_side = "right"
             .iter()
             .enumerate()
             .filter(|(i, c)| !used[*i] && c.direction == want && (c.stream_time_s - t).abs() <= 2.5)
-            .min_by(|x, y| (x.1.stream_time_s - t).abs().total_cmp(&(y.1.stream_time_s - t).abs()));
+            .min_by(|x, y| {
+                (x.1.stream_time_s - t)
+                    .abs()
+                    .total_cmp(&(y.1.stream_time_s - t).abs())
+            });
         match best {
             Some((i, _)) => {
                 used[i] = true;
@@ -116,17 +154,31 @@ in_side = "right"
                     hit_out += 1
                 }
             }
-            None => missed.push(format!("{} {:?} at {t:.1}s (paused {}, jitter {})", a.identity, a.direction, a.paused, a.jitter)),
+            None => missed.push(format!(
+                "{} {:?} at {t:.1}s (paused {}, jitter {})",
+                a.identity, a.direction, a.paused, a.jitter
+            )),
         }
     }
-    let extra: Vec<_> = crossings.iter().zip(&used).filter(|(_, u)| !**u).map(|(c, _)| c).collect();
+    let extra: Vec<_> = crossings
+        .iter()
+        .zip(&used)
+        .filter(|(_, u)| !**u)
+        .map(|(c, _)| c)
+        .collect();
     eprintln!(
         "counting: in {hit_in}/{truth_in}, out {hit_out}/{truth_out}, {} counted in total, {} extra; missed: {missed:?}",
         crossings.len(),
         extra.len()
     );
-    assert!(hit_in as f64 >= 0.98 * truth_in as f64, "entries counted {hit_in}/{truth_in}; missed {missed:?}");
-    assert!(hit_out as f64 >= 0.98 * truth_out as f64, "exits counted {hit_out}/{truth_out}; missed {missed:?}");
+    assert!(
+        hit_in as f64 >= 0.98 * truth_in as f64,
+        "entries counted {hit_in}/{truth_in}; missed {missed:?}"
+    );
+    assert!(
+        hit_out as f64 >= 0.98 * truth_out as f64,
+        "exits counted {hit_out}/{truth_out}; missed {missed:?}"
+    );
     assert!(extra.is_empty(), "double or false counts: {extra:?}");
 
     // The final count event agrees with the crossings, and nothing but counts and status left the agent.
@@ -138,10 +190,16 @@ in_side = "right"
             _ => None,
         })
         .expect("a final count event");
-    let n_in = crossings.iter().filter(|c| c.direction == Direction::In).count() as u64;
+    let n_in = crossings
+        .iter()
+        .filter(|c| c.direction == Direction::In)
+        .count() as u64;
     let n_out = crossings.len() as u64 - n_in;
     assert_eq!((last.total_entries, last.total_exits), (n_in, n_out));
     assert_eq!(last.occupancy, n_in as i64 - n_out as i64);
     let text = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
-    assert!(!text.contains("embedding") && !text.contains("landmarks"), "face data must never leave the agent");
+    assert!(
+        !text.contains("embedding") && !text.contains("landmarks"),
+        "face data must never leave the agent"
+    );
 }

@@ -18,9 +18,16 @@ pub fn shared_dir() -> PathBuf {
 /// any `CARGO_TARGET_DIR`.
 pub fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
     let bin = dir.join(name);
-    assert!(bin.is_file(), "{} not built: run `cargo build --workspace` first", bin.display());
+    assert!(
+        bin.is_file(),
+        "{} not built: run `cargo build --workspace` first",
+        bin.display()
+    );
     bin
 }
 
@@ -48,7 +55,9 @@ impl Agent {
 
     /// SIGINT, as an operator's Ctrl-C: the agent flushes its counts and says it is offline.
     pub fn interrupt(&mut self) {
-        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
     }
 
     /// Waits for the process to exit, at most `timeout`, killing it after that.
@@ -60,7 +69,10 @@ impl Agent {
             }
             if start.elapsed() > timeout {
                 let _ = self.child.kill();
-                panic!("agent did not exit within {timeout:?}; log:\n{}", self.log_text());
+                panic!(
+                    "agent did not exit within {timeout:?}; log:\n{}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -88,7 +100,9 @@ pub fn read_events(path: &Path) -> Vec<Envelope> {
         .unwrap_or_default()
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| Envelope::from_json(l.as_bytes()).unwrap_or_else(|e| panic!("bad event line {l}: {e}")))
+        .map(|l| {
+            Envelope::from_json(l.as_bytes()).unwrap_or_else(|e| panic!("bad event line {l}: {e}"))
+        })
         .collect()
 }
 
@@ -141,13 +155,22 @@ pub fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut buf = String::new();
     s.read_to_string(&mut buf)?;
-    Ok(buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+    Ok(buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default())
 }
 
 /// Value of a Prometheus sample whose line starts with `prefix` (name and labels), if present.
 pub fn metric(text: &str, prefix: &str) -> Option<f64> {
-    text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }

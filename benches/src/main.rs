@@ -11,18 +11,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use checkpoint_media::{frame_channel, CameraSource, RecvTimeoutError, SourceConfig, SourceKind, SourceState};
+use checkpoint_media::{
+    frame_channel, CameraSource, RecvTimeoutError, SourceConfig, SourceKind, SourceState,
+};
 use checkpoint_vision::{
-    geometry::resize_bilinear, manifest, BgrImage, FaceDetector, FaceDetectorOptions, FaceEmbedder, PersonDetector,
-    PersonDetectorOptions, Provider, Runtime, RuntimeOptions,
+    geometry::resize_bilinear, manifest, BgrImage, FaceDetector, FaceDetectorOptions, FaceEmbedder,
+    PersonDetector, PersonDetectorOptions, Provider, Runtime, RuntimeOptions,
 };
 use clap::{Parser, Subcommand};
-use edge_agent::analysis::{AnalysisOptions, CameraAnalyzer, LineConfig, Mode, Models};
+use edge_agent::analysis::{CameraAnalyzer, CameraSetup, LineConfig, Mode, Models};
 use edge_agent::count::Side;
 use edge_agent::metrics::Metrics;
 
 #[derive(Parser)]
-#[command(name = "checkpoint-bench", about = "Checkpoint benchmarks: model latency and pipeline throughput")]
+#[command(
+    name = "checkpoint-bench",
+    about = "Checkpoint benchmarks: model latency and pipeline throughput"
+)]
 struct Cli {
     /// Execution provider: cpu, cuda, tensorrt, auto.
     #[arg(long, default_value = "cpu", global = true)]
@@ -63,13 +68,32 @@ enum Cmd {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let provider: Provider = cli.provider.parse()?;
-    let rt = Runtime::init(RuntimeOptions { provider, intra_threads: cli.threads, ..Default::default() })?;
+    let rt = Runtime::init(RuntimeOptions {
+        provider,
+        intra_threads: cli.threads,
+        ..Default::default()
+    })?;
     println!("# checkpoint-bench");
-    println!("ONNX Runtime: {} ({:?} requested; offered {:?})", rt.library().display(), provider, rt.available_providers());
-    println!("CPU threads available: {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "ONNX Runtime: {} ({:?} requested; offered {:?})",
+        rt.library().display(),
+        provider,
+        rt.available_providers()
+    );
+    println!(
+        "CPU threads available: {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
     match cli.cmd {
         Cmd::Models { iterations } => bench_models(rt, iterations),
-        Cmd::Pipeline { file, streams, seconds, mode } => bench_pipeline(rt, file, &streams, seconds, &mode),
+        Cmd::Pipeline {
+            file,
+            streams,
+            seconds,
+            mode,
+        } => bench_pipeline(rt, file, &streams, seconds, &mode),
         Cmd::All => {
             bench_models(rt, 50)?;
             bench_pipeline(rt, None, &[1, 2, 4], 20.0, "faces")?;
@@ -102,25 +126,42 @@ fn time_it(iterations: usize, mut f: impl FnMut() -> Result<()>) -> Result<Stats
     }
     v.sort_by(f64::total_cmp);
     let mean = v.iter().sum::<f64>() / v.len() as f64;
-    Ok(Stats { mean, p50: v[v.len() / 2], p95: v[(v.len() * 95 / 100).min(v.len() - 1)] })
+    Ok(Stats {
+        mean,
+        p50: v[v.len() / 2],
+        p95: v[(v.len() * 95 / 100).min(v.len() - 1)],
+    })
 }
 
 fn bench_models(rt: &Runtime, iterations: usize) -> Result<()> {
     let dir = manifest::default_dir();
     let photo = BgrImage::open(&shared_dir().join("datasets/faces/ageitgey/two_people.jpg"))
         .context("benchmark photo from shared/datasets")?;
-    let mut det = FaceDetector::load(rt, &manifest::resolve("yunet", None, &dir)?, FaceDetectorOptions::default())?;
+    let mut det = FaceDetector::load(
+        rt,
+        &manifest::resolve("yunet", None, &dir)?,
+        FaceDetectorOptions::default(),
+    )?;
     let mut emb = FaceEmbedder::load(rt, &manifest::resolve("sface", None, &dir)?)?;
-    let mut people = PersonDetector::load(rt, &manifest::resolve("nanodet", None, &dir)?, PersonDetectorOptions::default())?;
+    let mut people = PersonDetector::load(
+        rt,
+        &manifest::resolve("nanodet", None, &dir)?,
+        PersonDetectorOptions::default(),
+    )?;
     let faces = det.detect(&photo)?;
-    let Some(face) = faces.first() else { bail!("no face in the benchmark photo") };
+    let Some(face) = faces.first() else {
+        bail!("no face in the benchmark photo")
+    };
     let crop = FaceEmbedder::align(&photo, &face.landmarks);
     let batch8: Vec<BgrImage> = (0..8).map(|_| crop.clone()).collect();
     let img320 = resize_bilinear(&photo, 320, 320);
     let img640 = resize_bilinear(&photo, 640, 640);
     let frame720 = resize_bilinear(&photo, 1280, 720);
 
-    println!("\n## Model latency ({iterations} runs after 3 warm-up, provider {:?})\n", det.provider());
+    println!(
+        "\n## Model latency ({iterations} runs after 3 warm-up, provider {:?})\n",
+        det.provider()
+    );
     println!("| model | input | mean ms | p50 ms | p95 ms | per item ms |");
     println!("|---|---|---:|---:|---:|---:|");
     let row = |name: &str, input: &str, s: Stats, items: usize| {
@@ -132,25 +173,56 @@ fn bench_models(rt: &Runtime, iterations: usize) -> Result<()> {
             s.mean / items as f64
         )
     };
-    row("YuNet", "320x320", time_it(iterations, || det.detect(&img320).map(|_| ()).map_err(Into::into))?, 1);
-    row("YuNet", "640x640", time_it(iterations, || det.detect(&img640).map(|_| ()).map_err(Into::into))?, 1);
+    row(
+        "YuNet",
+        "320x320",
+        time_it(iterations, || {
+            det.detect(&img320).map(|_| ()).map_err(Into::into)
+        })?,
+        1,
+    );
+    row(
+        "YuNet",
+        "640x640",
+        time_it(iterations, || {
+            det.detect(&img640).map(|_| ()).map_err(Into::into)
+        })?,
+        1,
+    );
     row(
         "YuNet (fit 960)",
         "1280x720 frame",
-        time_it(iterations, || det.detect_fit(&frame720, 960).map(|_| ()).map_err(Into::into))?,
+        time_it(iterations, || {
+            det.detect_fit(&frame720, 960)
+                .map(|_| ())
+                .map_err(Into::into)
+        })?,
         1,
     );
     row(
         "SFace",
         "112x112, batch 1",
-        time_it(iterations, || emb.embed_aligned(std::slice::from_ref(&crop)).map(|_| ()).map_err(Into::into))?,
+        time_it(iterations, || {
+            emb.embed_aligned(std::slice::from_ref(&crop))
+                .map(|_| ())
+                .map_err(Into::into)
+        })?,
         1,
     );
-    row("SFace", "112x112, batch 8", time_it(iterations, || emb.embed_aligned(&batch8).map(|_| ()).map_err(Into::into))?, 8);
+    row(
+        "SFace",
+        "112x112, batch 8",
+        time_it(iterations, || {
+            emb.embed_aligned(&batch8).map(|_| ()).map_err(Into::into)
+        })?,
+        8,
+    );
     row(
         "NanoDet-Plus",
         "1280x720 → 416",
-        time_it(iterations, || people.detect(&frame720).map(|_| ()).map_err(Into::into))?,
+        time_it(iterations, || {
+            people.detect(&frame720).map(|_| ()).map_err(Into::into)
+        })?,
         1,
     );
     row(
@@ -183,7 +255,13 @@ fn bench_video() -> Result<PathBuf> {
     Ok(file)
 }
 
-fn bench_pipeline(rt: &Runtime, file: Option<PathBuf>, streams: &[usize], seconds: f64, mode: &str) -> Result<()> {
+fn bench_pipeline(
+    rt: &Runtime,
+    file: Option<PathBuf>,
+    streams: &[usize],
+    seconds: f64,
+    mode: &str,
+) -> Result<()> {
     let mode = match mode {
         "people" => Mode::People,
         "faces" => Mode::Faces,
@@ -210,16 +288,33 @@ fn bench_pipeline(rt: &Runtime, file: Option<PathBuf>, streams: &[usize], second
     Ok(())
 }
 
-fn run_streams(rt: &Runtime, file: &Path, n: usize, seconds: f64, mode: Mode) -> Result<(u64, f64, f64)> {
+fn run_streams(
+    rt: &Runtime,
+    file: &Path,
+    n: usize,
+    seconds: f64,
+    mode: Mode,
+) -> Result<(u64, f64, f64)> {
     let dir = manifest::default_dir();
     let start = Instant::now();
     let mut workers = Vec::new();
     for i in 0..n {
         let models = Models {
-            faces: FaceDetector::load(rt, &manifest::resolve("yunet", None, &dir)?, FaceDetectorOptions::default())?,
-            embedder: Some(FaceEmbedder::load(rt, &manifest::resolve("sface", None, &dir)?)?),
+            faces: FaceDetector::load(
+                rt,
+                &manifest::resolve("yunet", None, &dir)?,
+                FaceDetectorOptions::default(),
+            )?,
+            embedder: Some(FaceEmbedder::load(
+                rt,
+                &manifest::resolve("sface", None, &dir)?,
+            )?),
             people: if mode == Mode::People {
-                Some(PersonDetector::load(rt, &manifest::resolve("nanodet", None, &dir)?, PersonDetectorOptions::default())?)
+                Some(PersonDetector::load(
+                    rt,
+                    &manifest::resolve("nanodet", None, &dir)?,
+                    PersonDetectorOptions::default(),
+                )?)
             } else {
                 None
             },
@@ -234,12 +329,7 @@ fn run_streams(rt: &Runtime, file: &Path, n: usize, seconds: f64, mode: Mode) ->
             site_boundary: true,
         };
         let mut analyzer = CameraAnalyzer::new(
-            &format!("bench-{i}"),
-            mode,
-            None,
-            vec![line],
-            Default::default(),
-            AnalysisOptions::default(),
+            CameraSetup::new(&format!("bench-{i}"), mode, vec![line]),
             models,
             Arc::new(Metrics::new()),
         );
@@ -265,7 +355,11 @@ fn run_streams(rt: &Runtime, file: &Path, n: usize, seconds: f64, mode: Mode) ->
                         frames += 1;
                     }
                     Err(RecvTimeoutError::Timeout) => {
-                        if matches!(handle.state(), SourceState::Ended | SourceState::Down { .. }) && rx.is_empty() {
+                        if matches!(
+                            handle.state(),
+                            SourceState::Ended | SourceState::Down { .. }
+                        ) && rx.is_empty()
+                        {
                             break;
                         }
                     }
@@ -279,7 +373,9 @@ fn run_streams(rt: &Runtime, file: &Path, n: usize, seconds: f64, mode: Mode) ->
     let mut total = 0;
     let mut busy = 0.0;
     for w in workers {
-        let (f, b) = w.join().map_err(|_| anyhow::anyhow!("stream worker panicked"))??;
+        let (f, b) = w
+            .join()
+            .map_err(|_| anyhow::anyhow!("stream worker panicked"))??;
         total += f;
         busy += b;
     }

@@ -6,7 +6,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "central-hub", version, about = "Checkpoint central hub (not yet built)")]
+#[command(
+    name = "central-hub",
+    version,
+    about = "Checkpoint central hub (not yet built)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -20,6 +24,8 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let _ = Cli::parse();
-    eprintln!("central-hub: not implemented yet; this build contains the edge agent only (see README.md)");
+    eprintln!(
+        "central-hub: not implemented yet; this build contains the edge agent only (see README.md)"
+    );
     std::process::ExitCode::from(2)
 }

@@ -10,14 +10,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use checkpoint_media::{frame_channel, CameraHandle, CameraSource, RecvTimeoutError, SourceState};
-use checkpoint_protocol::{AgentState, AgentStatus, CameraState, CameraStatus, EventKind, LineCrossing};
+use checkpoint_protocol::{
+    AgentState, AgentStatus, CameraState, CameraStatus, EventKind, LineCrossing,
+};
 use checkpoint_vision::{
-    manifest, FaceDetector, FaceDetectorOptions, FaceEmbedder, PersonDetector, PersonDetectorOptions, Runtime,
+    manifest, FaceDetector, FaceDetectorOptions, FaceEmbedder, PersonDetector,
+    PersonDetectorOptions, Runtime,
 };
 use parking_lot::Mutex;
 use time::OffsetDateTime;
 
-use crate::analysis::{CameraAnalyzer, Mode, Models};
+use crate::analysis::{CameraAnalyzer, CameraSetup, Mode, Models};
 use crate::config::{CameraConfig, Config};
 use crate::count::Direction as LineDirection;
 use crate::events::EventSink;
@@ -37,7 +40,10 @@ pub fn load_models(cfg: &Config, cam: &CameraConfig, rt: &Runtime) -> Result<Mod
         },
     )?;
     let embedder = if cfg.detection.embed_faces {
-        Some(FaceEmbedder::load(rt, &manifest::resolve("sface", cfg.models.face_embedder.as_deref(), &dir)?)?)
+        Some(FaceEmbedder::load(
+            rt,
+            &manifest::resolve("sface", cfg.models.face_embedder.as_deref(), &dir)?,
+        )?)
     } else {
         None
     };
@@ -45,12 +51,19 @@ pub fn load_models(cfg: &Config, cam: &CameraConfig, rt: &Runtime) -> Result<Mod
         Some(PersonDetector::load(
             rt,
             &manifest::resolve("nanodet", cfg.models.person_detector.as_deref(), &dir)?,
-            PersonDetectorOptions { score_threshold: cfg.detection.person_score, nms_threshold: cfg.detection.person_nms },
+            PersonDetectorOptions {
+                score_threshold: cfg.detection.person_score,
+                nms_threshold: cfg.detection.person_nms,
+            },
         )?)
     } else {
         None
     };
-    Ok(Models { faces, embedder, people })
+    Ok(Models {
+        faces,
+        embedder,
+        people,
+    })
 }
 
 struct Camera {
@@ -64,7 +77,9 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<
     let mut rt_opts = cfg.runtime.clone();
     if rt_opts.intra_threads == 0 {
         // One session per model per camera: share the cores between cameras instead of oversubscribing them.
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         rt_opts.intra_threads = (cores / cfg.cameras.len().max(1)).max(1);
     }
     let rt = Runtime::init(rt_opts).context("starting ONNX Runtime")?;
@@ -80,31 +95,45 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<
     }
     let version = env!("CARGO_PKG_VERSION").to_string();
     let camera_ids: Vec<String> = cfg.cameras.iter().map(|c| c.id.clone()).collect();
-    sink.emit(EventKind::AgentStatus(AgentStatus { state: AgentState::Online, version: version.clone(), cameras: camera_ids.clone() }));
+    sink.emit(EventKind::AgentStatus(AgentStatus {
+        state: AgentState::Online,
+        version: version.clone(),
+        cameras: camera_ids.clone(),
+    }));
 
     let mut cameras = Vec::new();
     for cam in &cfg.cameras {
-        let models = load_models(&cfg, cam, rt).with_context(|| format!("camera {}: loading models", cam.id))?;
-        let analyzer = CameraAnalyzer::new(
-            &cam.id,
-            cam.mode,
-            cam.anchor,
-            cam.lines.clone(),
-            cfg.tracking.clone(),
-            cfg.analysis.clone(),
-            models,
-            metrics.clone(),
-        );
+        let models = load_models(&cfg, cam, rt)
+            .with_context(|| format!("camera {}: loading models", cam.id))?;
+        let setup = CameraSetup {
+            camera: cam.id.clone(),
+            mode: cam.mode,
+            anchor: cam.anchor,
+            lines: cam.lines.clone(),
+            tracker: cfg.tracking.clone(),
+            options: cfg.analysis.clone(),
+        };
+        let analyzer = CameraAnalyzer::new(setup, models, metrics.clone());
         let (tx, rx) = frame_channel();
         let handle = CameraSource::spawn(&cam.id, cam.stream.clone(), tx)
             .with_context(|| format!("camera {}: starting video source", cam.id))?;
         let events = handle.events();
-        let (id, sink2, tally2, metrics2, stop2) = (cam.id.clone(), sink.clone(), tally.clone(), metrics.clone(), stop.clone());
+        let (id, sink2, tally2, metrics2, stop2) = (
+            cam.id.clone(),
+            sink.clone(),
+            tally.clone(),
+            metrics.clone(),
+            stop.clone(),
+        );
         let analysis = std::thread::Builder::new()
             .name(format!("analysis-{}", cam.id))
             .spawn(move || analyse(id, analyzer, rx, events, sink2, tally2, metrics2, stop2))
             .context("spawning analysis thread")?;
-        cameras.push(Camera { id: cam.id.clone(), handle, analysis });
+        cameras.push(Camera {
+            id: cam.id.clone(),
+            handle,
+            analysis,
+        });
     }
 
     let interval = Duration::from_secs_f64(cfg.agent.count_interval_s);
@@ -132,7 +161,11 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<
         }
     }
     flush_counts(&sink, &tally, true);
-    sink.emit(EventKind::AgentStatus(AgentStatus { state: AgentState::Offline, version, cameras: camera_ids }));
+    sink.emit(EventKind::AgentStatus(AgentStatus {
+        state: AgentState::Offline,
+        version,
+        cameras: camera_ids,
+    }));
     Ok(())
 }
 
@@ -150,12 +183,24 @@ fn flush_counts(sink: &EventSink, tally: &Mutex<SiteTally>, all: bool) {
 fn mirror_stats(metrics: &Metrics, camera: &str, handle: &CameraHandle) {
     let s = handle.stats().snapshot();
     let cam = metrics.camera(camera);
-    metrics.frames_decoded.get_or_create(&cam).set(s.frames_decoded as i64);
-    metrics.reconnects.get_or_create(&cam).set(s.reconnects as i64);
-    for (reason, v) in [("sampling", s.frames_dropped_sampling), ("backpressure", s.frames_dropped_backpressure)] {
+    metrics
+        .frames_decoded
+        .get_or_create(&cam)
+        .set(s.frames_decoded as i64);
+    metrics
+        .reconnects
+        .get_or_create(&cam)
+        .set(s.reconnects as i64);
+    for (reason, v) in [
+        ("sampling", s.frames_dropped_sampling),
+        ("backpressure", s.frames_dropped_backpressure),
+    ] {
         metrics
             .frames_dropped
-            .get_or_create(&DropLabel { camera: camera.to_string(), reason: reason.to_string() })
+            .get_or_create(&DropLabel {
+                camera: camera.to_string(),
+                reason: reason.to_string(),
+            })
             .set(v as i64);
     }
     let up = matches!(handle.state(), SourceState::Up { .. });
@@ -165,17 +210,30 @@ fn mirror_stats(metrics: &Metrics, camera: &str, handle: &CameraHandle) {
 fn camera_status(camera: &str, state: &SourceState, fps: Option<f64>) -> CameraStatus {
     let (state, detail) = match state {
         SourceState::Starting => (CameraState::Starting, None),
-        SourceState::Up { width, height, fps } => {
-            (CameraState::Up, Some(format!("{width}x{height}{}", fps.map(|f| format!(" @ {f:.1} fps")).unwrap_or_default())))
-        }
-        SourceState::Reconnecting { attempt, backoff } => {
-            (CameraState::Reconnecting, Some(format!("attempt {attempt}, next in {:.1} s", backoff.as_secs_f64())))
-        }
+        SourceState::Up { width, height, fps } => (
+            CameraState::Up,
+            Some(format!(
+                "{width}x{height}{}",
+                fps.map(|f| format!(" @ {f:.1} fps")).unwrap_or_default()
+            )),
+        ),
+        SourceState::Reconnecting { attempt, backoff } => (
+            CameraState::Reconnecting,
+            Some(format!(
+                "attempt {attempt}, next in {:.1} s",
+                backoff.as_secs_f64()
+            )),
+        ),
         SourceState::Down { reason } => (CameraState::Down, Some(reason.clone())),
         SourceState::Ended => (CameraState::Ended, None),
         SourceState::Stopped => (CameraState::Down, Some("stopped".into())),
     };
-    CameraStatus { camera: camera.to_string(), state, fps, detail }
+    CameraStatus {
+        camera: camera.to_string(),
+        state,
+        fps,
+        detail,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -196,7 +254,9 @@ fn analyse(
     while !stop.load(Ordering::Relaxed) {
         while let Ok(ev) = events.try_recv() {
             log_state(&camera, &ev.state);
-            sink.emit(EventKind::CameraStatus(camera_status(&camera, &ev.state, fps_ewma)));
+            sink.emit(EventKind::CameraStatus(camera_status(
+                &camera, &ev.state, fps_ewma,
+            )));
             match ev.state {
                 // A lost camera ends its tracks: people seen before the outage are not the ones after it.
                 SourceState::Reconnecting { .. } | SourceState::Down { .. } => {
@@ -213,7 +273,10 @@ fn analyse(
                     let dt = now.duration_since(prev).as_secs_f64().max(1e-6);
                     let f = 1.0 / dt;
                     fps_ewma = Some(fps_ewma.map_or(f, |e| 0.9 * e + 0.1 * f));
-                    metrics.camera_fps.get_or_create(&cam_label).set(fps_ewma.unwrap_or(0.0));
+                    metrics
+                        .camera_fps
+                        .get_or_create(&cam_label)
+                        .set(fps_ewma.unwrap_or(0.0));
                 }
                 last_frame = Some(now);
                 match analyzer.process(&frame.image, frame.pts_s) {
@@ -223,7 +286,9 @@ fn analyse(
                                 LineDirection::In => checkpoint_protocol::Direction::In,
                                 LineDirection::Out => checkpoint_protocol::Direction::Out,
                             };
-                            tally.lock().record(&camera, &c.line_id, direction, boundary);
+                            tally
+                                .lock()
+                                .record(&camera, &c.line_id, direction, boundary);
                             metrics.occupancy.set(tally.lock().occupancy());
                             tracing::debug!(camera = %camera, line = %c.line_id, ?direction, track = c.track_id, t = c.ts, "crossing");
                             sink.emit(EventKind::LineCrossing(LineCrossing {
@@ -250,7 +315,9 @@ fn analyse(
     // Drain the last state changes (the end of a file arrives after its last frame).
     while let Ok(ev) = events.try_recv() {
         log_state(&camera, &ev.state);
-        sink.emit(EventKind::CameraStatus(camera_status(&camera, &ev.state, fps_ewma)));
+        sink.emit(EventKind::CameraStatus(camera_status(
+            &camera, &ev.state, fps_ewma,
+        )));
     }
     analyzer.finish();
 }
@@ -259,7 +326,12 @@ fn log_state(camera: &str, state: &SourceState) {
     match state {
         SourceState::Down { reason } => tracing::error!(camera, %reason, "camera down"),
         SourceState::Reconnecting { attempt, backoff } => {
-            tracing::warn!(camera, attempt, backoff_s = backoff.as_secs_f64(), "camera lost, reconnecting")
+            tracing::warn!(
+                camera,
+                attempt,
+                backoff_s = backoff.as_secs_f64(),
+                "camera lost, reconnecting"
+            )
         }
         other => tracing::info!(camera, state = ?other, "camera state"),
     }

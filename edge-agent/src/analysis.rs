@@ -75,7 +75,11 @@ impl LineConfig {
     pub fn geometry(&self, width: u32, height: u32) -> LineGeometry {
         let (w, h) = (width as f32, height as f32);
         let (a, b, band) = match self.coords {
-            Coords::Pixels => ((self.a[0], self.a[1]), (self.b[0], self.b[1]), self.band.unwrap_or(24.0)),
+            Coords::Pixels => (
+                (self.a[0], self.a[1]),
+                (self.b[0], self.b[1]),
+                self.band.unwrap_or(24.0),
+            ),
             Coords::Normalized => {
                 let diag = (w * w + h * h).sqrt();
                 (
@@ -85,7 +89,12 @@ impl LineConfig {
                 )
             }
         };
-        LineGeometry { a, b, in_side: self.in_side, band_px: band }
+        LineGeometry {
+            a,
+            b,
+            in_side: self.in_side,
+            band_px: band,
+        }
     }
 }
 
@@ -107,7 +116,13 @@ pub struct AnalysisOptions {
 
 impl Default for AnalysisOptions {
     fn default() -> Self {
-        Self { face_detect_max_side: 960, min_face_px: 32.0, good_face_px: 96.0, faces_per_track: 3, quality_gain: 1.1 }
+        Self {
+            face_detect_max_side: 960,
+            min_face_px: 32.0,
+            good_face_px: 96.0,
+            faces_per_track: 3,
+            quality_gain: 1.1,
+        }
     }
 }
 
@@ -145,6 +160,32 @@ struct Line {
     size: (u32, u32),
 }
 
+/// What a camera analyses and how.
+#[derive(Clone, Debug)]
+pub struct CameraSetup {
+    pub camera: String,
+    pub mode: Mode,
+    /// Defaults to feet for people, centre for faces.
+    pub anchor: Option<Anchor>,
+    pub lines: Vec<LineConfig>,
+    pub tracker: TrackerConfig,
+    pub options: AnalysisOptions,
+}
+
+impl CameraSetup {
+    /// A camera with default tracking and analysis options.
+    pub fn new(camera: &str, mode: Mode, lines: Vec<LineConfig>) -> Self {
+        Self {
+            camera: camera.to_string(),
+            mode,
+            anchor: None,
+            lines,
+            tracker: TrackerConfig::default(),
+            options: AnalysisOptions::default(),
+        }
+    }
+}
+
 pub struct CameraAnalyzer {
     camera: String,
     mode: Mode,
@@ -158,28 +199,27 @@ pub struct CameraAnalyzer {
 }
 
 impl CameraAnalyzer {
-    pub fn new(
-        camera: &str,
-        mode: Mode,
-        anchor: Option<Anchor>,
-        lines: Vec<LineConfig>,
-        tracker: TrackerConfig,
-        opts: AnalysisOptions,
-        models: Models,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        let anchor = anchor.unwrap_or(match mode {
+    pub fn new(setup: CameraSetup, models: Models, metrics: Arc<Metrics>) -> Self {
+        let anchor = setup.anchor.unwrap_or(match setup.mode {
             Mode::People => Anchor::Feet,
             Mode::Faces => Anchor::Center,
         });
         Self {
-            camera: camera.to_string(),
-            mode,
+            camera: setup.camera,
+            mode: setup.mode,
             anchor,
-            opts,
+            opts: setup.options,
             models,
-            tracker: Tracker::new(tracker),
-            lines: lines.into_iter().map(|cfg| Line { cfg, counter: None, size: (0, 0) }).collect(),
+            tracker: Tracker::new(setup.tracker),
+            lines: setup
+                .lines
+                .into_iter()
+                .map(|cfg| Line {
+                    cfg,
+                    counter: None,
+                    size: (0, 0),
+                })
+                .collect(),
             track_faces: HashMap::new(),
             metrics,
         }
@@ -187,7 +227,10 @@ impl CameraAnalyzer {
 
     /// Faces kept for a live track, best first. Empty once the track has ended.
     pub fn track_faces(&self, track: u64) -> &[FaceSample] {
-        self.track_faces.get(&track).map(Vec::as_slice).unwrap_or(&[])
+        self.track_faces
+            .get(&track)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// How many tracks currently hold face data (for tests of the privacy rule).
@@ -195,17 +238,34 @@ impl CameraAnalyzer {
         self.track_faces.len()
     }
 
-    pub fn process(&mut self, img: &BgrImage, ts: f64) -> Result<FrameOutcome, checkpoint_vision::VisionError> {
+    pub fn process(
+        &mut self,
+        img: &BgrImage,
+        ts: f64,
+    ) -> Result<FrameOutcome, checkpoint_vision::VisionError> {
         let started = Instant::now();
         let t = Instant::now();
-        let faces = self.models.faces.detect_fit(img, self.opts.face_detect_max_side)?;
-        self.metrics.observe_inference("yunet", t.elapsed().as_secs_f64());
+        let faces = self
+            .models
+            .faces
+            .detect_fit(img, self.opts.face_detect_max_side)?;
+        self.metrics
+            .observe_inference("yunet", t.elapsed().as_secs_f64());
 
-        let mut out = FrameOutcome { faces: faces.len(), ..Default::default() };
+        let mut out = FrameOutcome {
+            faces: faces.len(),
+            ..Default::default()
+        };
         // Per detection index, the face that belongs to it.
         let (dets, face_of_det): (Vec<Detection>, Vec<Option<usize>>) = match self.mode {
             Mode::Faces => (
-                faces.iter().map(|f| Detection { bbox: to_bbox(&f.bbox), score: f.score }).collect(),
+                faces
+                    .iter()
+                    .map(|f| Detection {
+                        bbox: to_bbox(&f.bbox),
+                        score: f.score,
+                    })
+                    .collect(),
                 (0..faces.len()).map(Some).collect(),
             ),
             Mode::People => {
@@ -213,14 +273,20 @@ impl CameraAnalyzer {
                     Some(p) => {
                         let t = Instant::now();
                         let r = p.detect(img)?;
-                        self.metrics.observe_inference("nanodet", t.elapsed().as_secs_f64());
+                        self.metrics
+                            .observe_inference("nanodet", t.elapsed().as_secs_f64());
                         r
                     }
                     None => Vec::new(),
                 };
                 out.people = people.len();
-                let dets: Vec<Detection> =
-                    people.iter().map(|p| Detection { bbox: to_bbox(&p.bbox), score: p.score }).collect();
+                let dets: Vec<Detection> = people
+                    .iter()
+                    .map(|p| Detection {
+                        bbox: to_bbox(&p.bbox),
+                        score: p.score,
+                    })
+                    .collect();
                 let owners = attach_faces(&faces, &dets);
                 (dets, owners)
             }
@@ -232,7 +298,10 @@ impl CameraAnalyzer {
         // Counting.
         for line in &mut self.lines {
             if line.counter.is_none() || line.size != (img.width, img.height) {
-                line.counter = Some(LineCounter::new(line.cfg.id.clone(), line.cfg.geometry(img.width, img.height)));
+                line.counter = Some(LineCounter::new(
+                    line.cfg.id.clone(),
+                    line.cfg.geometry(img.width, img.height),
+                ));
                 line.size = (img.width, img.height);
             }
         }
@@ -252,29 +321,55 @@ impl CameraAnalyzer {
         if self.models.embedder.is_some() {
             let mut todo: Vec<(u64, Face, f32)> = Vec::new();
             for tr in &update.tracks {
-                let Some(Some(fi)) = face_of_det.get(tr.det_index) else { continue };
+                let Some(Some(fi)) = face_of_det.get(tr.det_index) else {
+                    continue;
+                };
                 let face = &faces[*fi];
                 if face.bbox.w.min(face.bbox.h) < self.opts.min_face_px {
                     continue;
                 }
                 let q = face_quality(face, self.opts.good_face_px);
-                let kept = self.track_faces.get(&tr.id).map(Vec::as_slice).unwrap_or(&[]);
+                let kept = self
+                    .track_faces
+                    .get(&tr.id)
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]);
                 let worth = kept.len() < self.opts.faces_per_track
-                    || kept.last().is_some_and(|w| q > w.quality * self.opts.quality_gain);
+                    || kept
+                        .last()
+                        .is_some_and(|w| q > w.quality * self.opts.quality_gain);
                 if worth {
                     todo.push((tr.id, face.clone(), q));
                 }
             }
             if !todo.is_empty() {
-                let crops: Vec<BgrImage> = todo.iter().map(|(_, f, _)| FaceEmbedder::align(img, &f.landmarks)).collect();
+                let crops: Vec<BgrImage> = todo
+                    .iter()
+                    .map(|(_, f, _)| FaceEmbedder::align(img, &f.landmarks))
+                    .collect();
                 let t = Instant::now();
-                let embs = self.models.embedder.as_mut().map(|e| e.embed_aligned(&crops)).transpose()?.unwrap_or_default();
-                self.metrics.observe_inference("sface", t.elapsed().as_secs_f64());
+                let embs = self
+                    .models
+                    .embedder
+                    .as_mut()
+                    .map(|e| e.embed_aligned(&crops))
+                    .transpose()?
+                    .unwrap_or_default();
+                self.metrics
+                    .observe_inference("sface", t.elapsed().as_secs_f64());
                 out.embedded = embs.len();
-                self.metrics.faces_embedded.get_or_create(&self.metrics.camera(&self.camera)).inc_by(embs.len() as u64);
+                self.metrics
+                    .faces_embedded
+                    .get_or_create(&self.metrics.camera(&self.camera))
+                    .inc_by(embs.len() as u64);
                 for ((id, face, quality), embedding) in todo.into_iter().zip(embs) {
                     let kept = self.track_faces.entry(id).or_default();
-                    kept.push(FaceSample { quality, embedding, face, stream_time_s: ts });
+                    kept.push(FaceSample {
+                        quality,
+                        embedding,
+                        face,
+                        stream_time_s: ts,
+                    });
                     kept.sort_by(|a, b| b.quality.total_cmp(&a.quality));
                     kept.truncate(self.opts.faces_per_track);
                 }
@@ -295,7 +390,10 @@ impl CameraAnalyzer {
         for id in &ended {
             self.end_track(*id);
         }
-        self.metrics.tracks_active.get_or_create(&self.metrics.camera(&self.camera)).set(0);
+        self.metrics
+            .tracks_active
+            .get_or_create(&self.metrics.camera(&self.camera))
+            .set(0);
         ended
     }
 
@@ -312,8 +410,14 @@ impl CameraAnalyzer {
     fn report(&self, out: &FrameOutcome, started: Instant) {
         let cam = self.metrics.camera(&self.camera);
         self.metrics.frames_analysed.get_or_create(&cam).inc();
-        self.metrics.frame_seconds.get_or_create(&cam).observe(started.elapsed().as_secs_f64());
-        self.metrics.tracks_active.get_or_create(&cam).set(self.tracker.active_count() as i64);
+        self.metrics
+            .frame_seconds
+            .get_or_create(&cam)
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .tracks_active
+            .get_or_create(&cam)
+            .set(self.tracker.active_count() as i64);
         for (c, _) in &out.crossings {
             let dir = match c.direction {
                 Direction::In => "in",
@@ -332,7 +436,12 @@ impl CameraAnalyzer {
 }
 
 fn to_bbox(r: &checkpoint_vision::Rect) -> BBox {
-    BBox { x: r.x, y: r.y, w: r.w, h: r.h }
+    BBox {
+        x: r.x,
+        y: r.y,
+        w: r.w,
+        h: r.h,
+    }
 }
 
 /// Gives each person detection at most one face: the largest face whose centre lies in the upper half of the
@@ -373,14 +482,34 @@ mod tests {
     use checkpoint_vision::Rect;
 
     fn face(x: f32, y: f32, s: f32) -> Face {
-        Face { bbox: Rect { x, y, w: s, h: s }, score: 0.9, landmarks: [[0.0; 2]; 5] }
+        Face {
+            bbox: Rect { x, y, w: s, h: s },
+            score: 0.9,
+            landmarks: [[0.0; 2]; 5],
+        }
     }
 
     #[test]
     fn faces_attach_to_the_person_whose_upper_half_holds_them() {
         let people = vec![
-            Detection { bbox: BBox { x: 0.0, y: 0.0, w: 100.0, h: 300.0 }, score: 0.9 },
-            Detection { bbox: BBox { x: 200.0, y: 0.0, w: 100.0, h: 300.0 }, score: 0.9 },
+            Detection {
+                bbox: BBox {
+                    x: 0.0,
+                    y: 0.0,
+                    w: 100.0,
+                    h: 300.0,
+                },
+                score: 0.9,
+            },
+            Detection {
+                bbox: BBox {
+                    x: 200.0,
+                    y: 0.0,
+                    w: 100.0,
+                    h: 300.0,
+                },
+                score: 0.9,
+            },
         ];
         let faces = vec![face(230.0, 20.0, 40.0), face(30.0, 250.0, 40.0)];
         let owners = attach_faces(&faces, &people);

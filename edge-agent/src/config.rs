@@ -14,9 +14,16 @@ use crate::track::TrackerConfig;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: `{key}`: {message}")]
-    Invalid { path: PathBuf, key: String, message: String },
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -96,7 +103,13 @@ pub struct DetectionConfig {
 
 impl Default for DetectionConfig {
     fn default() -> Self {
-        Self { face_score: 0.6, face_nms: 0.3, person_score: 0.35, person_nms: 0.6, embed_faces: true }
+        Self {
+            face_score: 0.6,
+            face_nms: 0.3,
+            person_score: 0.35,
+            person_nms: 0.6,
+            embed_faces: true,
+        }
     }
 }
 
@@ -116,8 +129,15 @@ pub struct CameraConfig {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        let mut cfg = Self::parse(&text).map_err(|(key, message)| ConfigError::Invalid { path: path.into(), key, message })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let mut cfg = Self::parse(&text).map_err(|(key, message)| ConfigError::Invalid {
+            path: path.into(),
+            key,
+            message,
+        })?;
         cfg.resolve_paths(path.parent().unwrap_or(Path::new(".")));
         Ok(cfg)
     }
@@ -128,7 +148,14 @@ impl Config {
         let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
             let msg = e.into_inner().message().to_string();
-            (if key == "." { "(top level)".to_string() } else { key }, msg)
+            (
+                if key == "." {
+                    "(top level)".to_string()
+                } else {
+                    key
+                },
+                msg,
+            )
         })?;
         cfg.validate()?;
         Ok(cfg)
@@ -154,9 +181,13 @@ impl Config {
         if let Some(d) = self.models.dir.as_mut() {
             fix(d);
         }
-        for p in [&mut self.models.face_detector, &mut self.models.face_embedder, &mut self.models.person_detector]
-            .into_iter()
-            .flatten()
+        for p in [
+            &mut self.models.face_detector,
+            &mut self.models.face_embedder,
+            &mut self.models.person_detector,
+        ]
+        .into_iter()
+        .flatten()
         {
             fix(p);
         }
@@ -165,16 +196,30 @@ impl Config {
     fn validate(&self) -> Result<(), (String, String)> {
         let err = |k: String, m: &str| Err((k, m.to_string()));
         if !valid_id(&self.site.id) {
-            return err("site.id".into(), "must be 1-64 characters of a-z, 0-9, '-' or '_' (it is used in MQTT topics)");
+            return err(
+                "site.id".into(),
+                "must be 1-64 characters of a-z, 0-9, '-' or '_' (it is used in MQTT topics)",
+            );
         }
         if !valid_id(&self.agent.id) {
-            return err("agent.id".into(), "must be 1-64 characters of a-z, 0-9, '-' or '_' (it is used in MQTT topics)");
+            return err(
+                "agent.id".into(),
+                "must be 1-64 characters of a-z, 0-9, '-' or '_' (it is used in MQTT topics)",
+            );
         }
-        if !self.agent.metrics_listen.is_empty() && self.agent.metrics_listen.parse::<SocketAddr>().is_err() {
-            return err("agent.metrics_listen".into(), "must be host:port, e.g. 127.0.0.1:9100, or empty to disable");
+        if !self.agent.metrics_listen.is_empty()
+            && self.agent.metrics_listen.parse::<SocketAddr>().is_err()
+        {
+            return err(
+                "agent.metrics_listen".into(),
+                "must be host:port, e.g. 127.0.0.1:9100, or empty to disable",
+            );
         }
-        if !(self.agent.count_interval_s > 0.0) {
-            return err("agent.count_interval_s".into(), "must be a positive number of seconds");
+        if self.agent.count_interval_s.is_nan() || self.agent.count_interval_s <= 0.0 {
+            return err(
+                "agent.count_interval_s".into(),
+                "must be a positive number of seconds",
+            );
         }
         for (k, v) in [
             ("detection.face_score", self.detection.face_score),
@@ -211,19 +256,30 @@ impl Config {
             for (j, l) in cam.lines.iter().enumerate() {
                 let lkey = |s: &str| format!("cameras[{i}].lines[{j}].{s}");
                 if !valid_id(&l.id) {
-                    return err(lkey("id"), "must be 1-64 characters of a-z, 0-9, '-' or '_'");
+                    return err(
+                        lkey("id"),
+                        "must be 1-64 characters of a-z, 0-9, '-' or '_'",
+                    );
                 }
                 if !line_ids.insert(l.id.as_str()) {
-                    return err(lkey("id"), &format!("line id '{}' is used twice on this camera", l.id));
+                    return err(
+                        lkey("id"),
+                        &format!("line id '{}' is used twice on this camera", l.id),
+                    );
                 }
                 for (name, p) in [("a", l.a), ("b", l.b)] {
                     let ok = p.iter().all(|v| v.is_finite())
                         && match l.coords {
-                            crate::analysis::Coords::Normalized => p.iter().all(|v| (0.0..=1.0).contains(v)),
+                            crate::analysis::Coords::Normalized => {
+                                p.iter().all(|v| (0.0..=1.0).contains(v))
+                            }
                             crate::analysis::Coords::Pixels => p.iter().all(|v| *v >= 0.0),
                         };
                     if !ok {
-                        return err(lkey(name), "normalized coordinates must lie in 0..1 (pixels: non-negative)");
+                        return err(
+                            lkey(name),
+                            "normalized coordinates must lie in 0..1 (pixels: non-negative)",
+                        );
                     }
                 }
                 if l.a == l.b {
@@ -241,7 +297,10 @@ impl Config {
 }
 
 fn valid_id(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]

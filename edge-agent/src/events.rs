@@ -27,13 +27,19 @@ impl EventSink {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
             }
-            Box::new(BufWriter::new(OpenOptions::new().create(true).append(true).open(path)?))
+            Box::new(BufWriter::new(
+                OpenOptions::new().create(true).append(true).open(path)?,
+            ))
         };
         Ok(Self::with_writer(site, agent, out))
     }
 
     pub fn with_writer(site: &str, agent: &str, out: Box<dyn Write + Send>) -> Self {
-        Self { site: site.into(), agent: agent.into(), out: Arc::new(Mutex::new(out)) }
+        Self {
+            site: site.into(),
+            agent: agent.into(),
+            out: Arc::new(Mutex::new(out)),
+        }
     }
 
     pub fn emit(&self, event: EventKind) -> Envelope {
@@ -74,11 +80,17 @@ mod tests {
         let buf = Buf::default();
         let sink = EventSink::with_writer("s", "a", Box::new(buf.clone()));
         for _ in 0..3 {
-            sink.emit(EventKind::AgentStatus(AgentStatus { state: AgentState::Online, version: "t".into(), cameras: vec![] }));
+            sink.emit(EventKind::AgentStatus(AgentStatus {
+                state: AgentState::Online,
+                version: "t".into(),
+                cameras: vec![],
+            }));
         }
         let text = String::from_utf8(buf.0.lock().clone()).unwrap();
-        let ids: std::collections::HashSet<_> =
-            text.lines().map(|l| Envelope::from_json(l.as_bytes()).unwrap().id).collect();
+        let ids: std::collections::HashSet<_> = text
+            .lines()
+            .map(|l| Envelope::from_json(l.as_bytes()).unwrap().id)
+            .collect();
         assert_eq!(ids.len(), 3);
     }
 }

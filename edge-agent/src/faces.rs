@@ -23,8 +23,16 @@ struct FaceOut {
 #[derive(Serialize)]
 #[serde(untagged)]
 enum ImageOut {
-    Ok { image: String, width: u32, height: u32, faces: Vec<FaceOut> },
-    Err { image: String, error: String },
+    Ok {
+        image: String,
+        width: u32,
+        height: u32,
+        faces: Vec<FaceOut>,
+    },
+    Err {
+        image: String,
+        error: String,
+    },
 }
 
 /// Runs detection and embedding on each image and writes one result per image. Returns how many images
@@ -44,10 +52,19 @@ pub fn run(
         }
         if json {
             // Serialising plain structs of numbers and strings cannot fail.
-            writeln!(out, "{}", serde_json::to_string(&result).unwrap_or_default())?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string(&result).unwrap_or_default()
+            )?;
         } else {
             match &result {
-                ImageOut::Ok { image, width, height, faces } => {
+                ImageOut::Ok {
+                    image,
+                    width,
+                    height,
+                    faces,
+                } => {
                     writeln!(out, "{image}: {width}x{height}, {} face(s)", faces.len())?;
                     for (i, f) in faces.iter().enumerate() {
                         writeln!(
@@ -69,16 +86,34 @@ fn process(path: &Path, det: &mut FaceDetector, emb: &mut FaceEmbedder) -> Image
     let image = path.display().to_string();
     let img = match BgrImage::open(path) {
         Ok(i) => i,
-        Err(e) => return ImageOut::Err { image, error: e.to_string() },
+        Err(e) => {
+            return ImageOut::Err {
+                image,
+                error: e.to_string(),
+            }
+        }
     };
     let faces = match det.detect(&img) {
         Ok(f) => f,
-        Err(e) => return ImageOut::Err { image, error: e.to_string() },
+        Err(e) => {
+            return ImageOut::Err {
+                image,
+                error: e.to_string(),
+            }
+        }
     };
-    let crops: Vec<BgrImage> = faces.iter().map(|f| FaceEmbedder::align(&img, &f.landmarks)).collect();
+    let crops: Vec<BgrImage> = faces
+        .iter()
+        .map(|f| FaceEmbedder::align(&img, &f.landmarks))
+        .collect();
     let embs = match emb.embed_aligned(&crops) {
         Ok(e) => e,
-        Err(e) => return ImageOut::Err { image, error: e.to_string() },
+        Err(e) => {
+            return ImageOut::Err {
+                image,
+                error: e.to_string(),
+            }
+        }
     };
     let faces = faces
         .into_iter()
@@ -90,5 +125,10 @@ fn process(path: &Path, det: &mut FaceDetector, emb: &mut FaceEmbedder) -> Image
             embedding: e.0,
         })
         .collect();
-    ImageOut::Ok { image, width: img.width, height: img.height, faces }
+    ImageOut::Ok {
+        image,
+        width: img.width,
+        height: img.height,
+        faces,
+    }
 }

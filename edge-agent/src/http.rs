@@ -11,14 +11,20 @@ use crate::metrics::Metrics;
 
 /// Starts the server on its own thread; returns the bound address (useful with port 0), or `None` when
 /// `listen` is empty.
-pub fn serve(listen: &str, metrics: Arc<Metrics>, stop: Arc<AtomicBool>) -> std::io::Result<Option<SocketAddr>> {
+pub fn serve(
+    listen: &str,
+    metrics: Arc<Metrics>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<Option<SocketAddr>> {
     if listen.is_empty() {
         return Ok(None);
     }
     let std_listener = std::net::TcpListener::bind(listen)?;
     std_listener.set_nonblocking(true)?;
     let addr = std_listener.local_addr()?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     std::thread::Builder::new().name("http".into()).spawn(move || {
         rt.block_on(async move {
             let listener = match tokio::net::TcpListener::from_std(std_listener) {

@@ -10,7 +10,11 @@ use edge_agent::config::Config;
 use edge_agent::metrics::Metrics;
 
 #[derive(Parser)]
-#[command(name = "edge-agent", version, about = "Checkpoint edge agent: cameras in, counts and face matches out")]
+#[command(
+    name = "edge-agent",
+    version,
+    about = "Checkpoint edge agent: cameras in, counts and face matches out"
+)]
 struct Cli {
     /// Log format: `text` for people, `json` for log shippers.
     #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
@@ -53,7 +57,9 @@ enum Command {
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CHECKPOINT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -77,10 +83,20 @@ fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
     match cli.command {
         Command::Check { config } => {
             let cfg = Config::load(&config)?;
-            println!("{}: valid ({} camera(s))", config.display(), cfg.cameras.len());
+            println!(
+                "{}: valid ({} camera(s))",
+                config.display(),
+                cfg.cameras.len()
+            );
             Ok(std::process::ExitCode::SUCCESS)
         }
-        Command::Faces { json, provider, models, score, images } => {
+        Command::Faces {
+            json,
+            provider,
+            models,
+            score,
+            images,
+        } => {
             let rt = checkpoint_vision::Runtime::init(checkpoint_vision::RuntimeOptions {
                 provider: provider.parse()?,
                 ..Default::default()
@@ -89,20 +105,36 @@ fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
             let mut det = checkpoint_vision::FaceDetector::load(
                 rt,
                 &checkpoint_vision::manifest::resolve("yunet", None, &dir)?,
-                checkpoint_vision::FaceDetectorOptions { score_threshold: score, ..Default::default() },
+                checkpoint_vision::FaceDetectorOptions {
+                    score_threshold: score,
+                    ..Default::default()
+                },
             )?;
-            let mut emb =
-                checkpoint_vision::FaceEmbedder::load(rt, &checkpoint_vision::manifest::resolve("sface", None, &dir)?)?;
-            let failed = edge_agent::faces::run(&images, json, &mut det, &mut emb, &mut std::io::stdout().lock())?;
+            let mut emb = checkpoint_vision::FaceEmbedder::load(
+                rt,
+                &checkpoint_vision::manifest::resolve("sface", None, &dir)?,
+            )?;
+            let failed = edge_agent::faces::run(
+                &images,
+                json,
+                &mut det,
+                &mut emb,
+                &mut std::io::stdout().lock(),
+            )?;
             // Every image gets its line; the exit status tells scripts whether any of them failed.
-            Ok(if failed == 0 { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::from(1) })
+            Ok(if failed == 0 {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::from(1)
+            })
         }
         Command::Run { config } => {
             let cfg = Config::load(&config)?;
             let metrics = Arc::new(Metrics::new());
             let stop = Arc::new(AtomicBool::new(false));
-            let http = edge_agent::http::serve(&cfg.agent.metrics_listen, metrics.clone(), stop.clone())
-                .context("starting the metrics endpoint")?;
+            let http =
+                edge_agent::http::serve(&cfg.agent.metrics_listen, metrics.clone(), stop.clone())
+                    .context("starting the metrics endpoint")?;
             if let Some(addr) = &http {
                 tracing::info!(%addr, "metrics on http://{addr}/metrics");
             }
@@ -116,28 +148,34 @@ fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
 
 /// SIGINT and SIGTERM request a clean stop (counts flushed, offline status sent); a second one exits at once.
 fn ctrlc_handler(f: impl Fn() + Send + 'static) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    std::thread::Builder::new().name("signals".into()).spawn(move || {
-        rt.block_on(async move {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot watch SIGTERM");
-                    return;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let mut term =
+                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    {
+                        Ok(t) => t,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot watch SIGTERM");
+                            return;
+                        }
+                    };
+                for n in 0.. {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {},
+                        _ = term.recv() => {},
+                    }
+                    if n > 0 {
+                        std::process::exit(130);
+                    }
+                    tracing::info!("stopping (again to force)");
+                    f();
                 }
-            };
-            for n in 0.. {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {},
-                    _ = term.recv() => {},
-                }
-                if n > 0 {
-                    std::process::exit(130);
-                }
-                tracing::info!("stopping (again to force)");
-                f();
-            }
-        });
-    })?;
+            });
+        })?;
     Ok(())
 }

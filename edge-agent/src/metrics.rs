@@ -74,31 +74,81 @@ impl Metrics {
             occupancy: Gauge::default(),
             registry: Registry::default(),
         };
-        registry.register("camera_fps", "Frames analysed per second, per camera", m.camera_fps.clone());
-        registry.register("camera_up", "1 while the camera delivers frames", m.camera_up.clone());
-        registry.register("frames_analysed", "Frames run through detection and tracking", m.frames_analysed.clone());
-        registry.register("frames_decoded", "Frames decoded from the camera", m.frames_decoded.clone());
+        registry.register(
+            "camera_fps",
+            "Frames analysed per second, per camera",
+            m.camera_fps.clone(),
+        );
+        registry.register(
+            "camera_up",
+            "1 while the camera delivers frames",
+            m.camera_up.clone(),
+        );
+        registry.register(
+            "frames_analysed",
+            "Frames run through detection and tracking",
+            m.frames_analysed.clone(),
+        );
+        registry.register(
+            "frames_decoded",
+            "Frames decoded from the camera",
+            m.frames_decoded.clone(),
+        );
         registry.register(
             "frames_dropped",
             "Frames not analysed: sampling (above the analysis rate) or backpressure (analysis behind)",
             m.frames_dropped.clone(),
         );
-        registry.register("camera_reconnects", "Reconnection attempts per camera", m.reconnects.clone());
-        registry.register("inference_seconds", "Model inference time per call", m.inference_seconds.clone());
-        registry.register("frame_analysis_seconds", "Whole analysis time per frame", m.frame_seconds.clone());
-        registry.register("tracks_active", "Confirmed tracks on the camera now", m.tracks_active.clone());
-        registry.register("faces_embedded", "Face embeddings computed (kept on the edge only)", m.faces_embedded.clone());
-        registry.register("line_crossings", "Counted line crossings", m.crossings.clone());
-        registry.register("site_occupancy", "Entries minus exits across the site's boundary lines", m.occupancy.clone());
+        registry.register(
+            "camera_reconnects",
+            "Reconnection attempts per camera",
+            m.reconnects.clone(),
+        );
+        registry.register(
+            "inference_seconds",
+            "Model inference time per call",
+            m.inference_seconds.clone(),
+        );
+        registry.register(
+            "frame_analysis_seconds",
+            "Whole analysis time per frame",
+            m.frame_seconds.clone(),
+        );
+        registry.register(
+            "tracks_active",
+            "Confirmed tracks on the camera now",
+            m.tracks_active.clone(),
+        );
+        registry.register(
+            "faces_embedded",
+            "Face embeddings computed (kept on the edge only)",
+            m.faces_embedded.clone(),
+        );
+        registry.register(
+            "line_crossings",
+            "Counted line crossings",
+            m.crossings.clone(),
+        );
+        registry.register(
+            "site_occupancy",
+            "Entries minus exits across the site's boundary lines",
+            m.occupancy.clone(),
+        );
         Self { registry, ..m }
     }
 
     pub fn camera(&self, camera: &str) -> CameraLabel {
-        CameraLabel { camera: camera.to_string() }
+        CameraLabel {
+            camera: camera.to_string(),
+        }
     }
 
     pub fn observe_inference(&self, model: &str, seconds: f64) {
-        self.inference_seconds.get_or_create(&ModelLabel { model: model.to_string() }).observe(seconds);
+        self.inference_seconds
+            .get_or_create(&ModelLabel {
+                model: model.to_string(),
+            })
+            .observe(seconds);
     }
 
     /// Prometheus text exposition.
@@ -124,7 +174,13 @@ mod tests {
         m.frames_analysed.get_or_create(&m.camera("gate")).inc();
         m.observe_inference("yunet", 0.004);
         let text = m.encode();
-        assert!(text.contains("checkpoint_frames_analysed_total{camera=\"gate\"} 1"), "{text}");
-        assert!(text.contains("checkpoint_inference_seconds_bucket"), "{text}");
+        assert!(
+            text.contains("checkpoint_frames_analysed_total{camera=\"gate\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("checkpoint_inference_seconds_bucket"),
+            "{text}"
+        );
     }
 }

@@ -24,21 +24,32 @@ pub struct SiteTally {
 
 impl SiteTally {
     pub fn new(now: OffsetDateTime) -> Self {
-        Self { lines: BTreeMap::new(), interval_start: now, occupancy: 0 }
+        Self {
+            lines: BTreeMap::new(),
+            interval_start: now,
+            occupancy: 0,
+        }
     }
 
     /// Registers a line so it reports even before anyone crosses it.
     pub fn add_line(&mut self, camera: &str, line: &str, boundary: bool) {
         self.lines
             .entry((camera.to_string(), line.to_string()))
-            .or_insert(LineTally { boundary, dirty: true, ..Default::default() });
+            .or_insert(LineTally {
+                boundary,
+                dirty: true,
+                ..Default::default()
+            });
     }
 
     pub fn record(&mut self, camera: &str, line: &str, direction: Direction, boundary: bool) {
         let t = self
             .lines
             .entry((camera.to_string(), line.to_string()))
-            .or_insert(LineTally { boundary, ..Default::default() });
+            .or_insert(LineTally {
+                boundary,
+                ..Default::default()
+            });
         t.dirty = true;
         match direction {
             Direction::In => {
@@ -64,7 +75,10 @@ impl SiteTally {
 
     /// Totals per (camera, line): (entries, exits).
     pub fn totals(&self) -> Vec<(String, String, u64, u64)> {
-        self.lines.iter().map(|((c, l), t)| (c.clone(), l.clone(), t.total_entries, t.total_exits)).collect()
+        self.lines
+            .iter()
+            .map(|((c, l), t)| (c.clone(), l.clone(), t.total_entries, t.total_exits))
+            .collect()
     }
 
     /// Closes the interval: one `Count` per line that changed (or every line with `all`), then starts a new one.
@@ -114,10 +128,16 @@ mod tests {
         let c = s.flush(t0 + time::Duration::seconds(60), false);
         assert_eq!(c.len(), 2);
         let g = c.iter().find(|c| c.line == "gangway").unwrap();
-        assert_eq!((g.entries, g.exits, g.total_entries, g.occupancy), (2, 1, 2, 1));
+        assert_eq!(
+            (g.entries, g.exits, g.total_entries, g.occupancy),
+            (2, 1, 2, 1)
+        );
         s.record("pier", "gangway", Direction::In, true);
         let c = s.flush(t0 + time::Duration::seconds(120), false);
         assert_eq!(c.len(), 1, "only changed lines report");
-        assert_eq!((c[0].entries, c[0].total_entries, c[0].occupancy), (1, 3, 2));
+        assert_eq!(
+            (c[0].entries, c[0].total_entries, c[0].occupancy),
+            (1, 3, 2)
+        );
     }
 }

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use checkpoint_vision::{
-    manifest, BgrImage, FaceDetector, FaceDetectorOptions, FaceEmbedder, PersonDetector, PersonDetectorOptions, Runtime,
+    manifest, BgrImage, FaceDetector, FaceDetectorOptions, FaceEmbedder, PersonDetector,
+    PersonDetectorOptions, Runtime,
 };
-use edge_agent::analysis::{AnalysisOptions, CameraAnalyzer, Mode, Models};
+use edge_agent::analysis::{AnalysisOptions, CameraAnalyzer, CameraSetup, Mode, Models};
 use edge_agent::metrics::Metrics;
 
 fn shared() -> PathBuf {
@@ -20,14 +21,29 @@ fn analyzer(mode: Mode) -> CameraAnalyzer {
     let rt = Runtime::get_or_default().expect("ONNX Runtime (scripts/setup)");
     let dir = manifest::default_dir();
     let models = Models {
-        faces: FaceDetector::load(rt, &manifest::resolve("yunet", None, &dir).unwrap(), FaceDetectorOptions::default()).unwrap(),
-        embedder: Some(FaceEmbedder::load(rt, &manifest::resolve("sface", None, &dir).unwrap()).unwrap()),
+        faces: FaceDetector::load(
+            rt,
+            &manifest::resolve("yunet", None, &dir).unwrap(),
+            FaceDetectorOptions::default(),
+        )
+        .unwrap(),
+        embedder: Some(
+            FaceEmbedder::load(rt, &manifest::resolve("sface", None, &dir).unwrap()).unwrap(),
+        ),
         people: (mode == Mode::People).then(|| {
-            PersonDetector::load(rt, &manifest::resolve("nanodet", None, &dir).unwrap(), PersonDetectorOptions::default())
-                .unwrap()
+            PersonDetector::load(
+                rt,
+                &manifest::resolve("nanodet", None, &dir).unwrap(),
+                PersonDetectorOptions::default(),
+            )
+            .unwrap()
         }),
     };
-    CameraAnalyzer::new("cam", mode, None, vec![], Default::default(), AnalysisOptions::default(), models, Arc::new(Metrics::new()))
+    CameraAnalyzer::new(
+        CameraSetup::new("cam", mode, vec![]),
+        models,
+        Arc::new(Metrics::new()),
+    )
 }
 
 #[test]
@@ -41,16 +57,30 @@ fn people_mode_tracks_people_keeps_their_best_face_and_forgets_it_when_they_leav
     let out = last.unwrap();
     assert_eq!(out.people, 2, "two people in the photo");
     assert_eq!(out.tracks, 2, "both confirmed as tracks");
-    assert_eq!(a.tracks_with_faces(), 2, "each person track got its face attached and embedded");
+    assert_eq!(
+        a.tracks_with_faces(),
+        2,
+        "each person track got its face attached and embedded"
+    );
     // The same photo every frame: the kept face is the same person, so its embeddings agree.
     for id in [1, 2] {
         let faces = a.track_faces(id);
         assert!(!faces.is_empty() && faces.len() <= AnalysisOptions::default().faces_per_track);
-        assert!(faces.windows(2).all(|w| w[0].quality >= w[1].quality), "best first");
-        assert!(faces.iter().all(|f| f.embedding.cosine(&faces[0].embedding) > 0.99));
+        assert!(
+            faces.windows(2).all(|w| w[0].quality >= w[1].quality),
+            "best first"
+        );
+        assert!(faces
+            .iter()
+            .all(|f| f.embedding.cosine(&faces[0].embedding) > 0.99));
     }
     // The two tracks hold different people.
-    assert!(a.track_faces(1)[0].embedding.cosine(&a.track_faces(2)[0].embedding) < 0.363);
+    assert!(
+        a.track_faces(1)[0]
+            .embedding
+            .cosine(&a.track_faces(2)[0].embedding)
+            < 0.363
+    );
 
     // An empty scene for longer than the lost timeout ends both tracks and drops their faces.
     let empty = BgrImage::new(img.width, img.height, vec![0; img.data.len()]).unwrap();
@@ -81,7 +111,9 @@ fn faces_mode_tracks_faces_directly_and_finish_drops_everything() {
 #[test]
 fn a_frame_of_noise_is_analysed_without_error_or_detections() {
     let mut a = analyzer(Mode::People);
-    let data: Vec<u8> = (0..320u32 * 240 * 3).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+    let data: Vec<u8> = (0..320u32 * 240 * 3)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
     let img = BgrImage::new(320, 240, data).unwrap();
     let out = a.process(&img, 0.0).unwrap();
     assert_eq!(out.tracks, 0);

@@ -29,7 +29,14 @@ pub struct Envelope {
 
 impl Envelope {
     pub fn new(site: &str, agent: &str, ts: OffsetDateTime, event: EventKind) -> Self {
-        Self { id: Uuid::now_v7(), v: SCHEMA_VERSION, site: site.into(), agent: agent.into(), ts, event }
+        Self {
+            id: Uuid::now_v7(),
+            v: SCHEMA_VERSION,
+            site: site.into(),
+            agent: agent.into(),
+            ts,
+            event,
+        }
     }
 
     /// The kind name used in MQTT topics and logs.
@@ -39,7 +46,8 @@ impl Envelope {
 
     /// Parses and validates an event received from outside.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ProtocolError> {
-        let env: Envelope = serde_json::from_slice(bytes).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+        let env: Envelope =
+            serde_json::from_slice(bytes).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
         if env.v != SCHEMA_VERSION {
             return Err(ProtocolError::Version(env.v));
         }
@@ -186,14 +194,28 @@ mod tests {
 
     #[test]
     fn malformed_and_future_versions_are_rejected() {
-        assert!(matches!(Envelope::from_json(b"{not json"), Err(ProtocolError::Malformed(_))));
-        assert!(matches!(Envelope::from_json(b"{}"), Err(ProtocolError::Malformed(_))));
-        let e = Envelope::new("s", "a", OffsetDateTime::now_utc(), EventKind::AgentStatus(AgentStatus {
-            state: AgentState::Online,
-            version: "x".into(),
-            cameras: vec![],
-        }));
+        assert!(matches!(
+            Envelope::from_json(b"{not json"),
+            Err(ProtocolError::Malformed(_))
+        ));
+        assert!(matches!(
+            Envelope::from_json(b"{}"),
+            Err(ProtocolError::Malformed(_))
+        ));
+        let e = Envelope::new(
+            "s",
+            "a",
+            OffsetDateTime::now_utc(),
+            EventKind::AgentStatus(AgentStatus {
+                state: AgentState::Online,
+                version: "x".into(),
+                cameras: vec![],
+            }),
+        );
         let j = e.to_json().replace("\"v\":1", "\"v\":99");
-        assert!(matches!(Envelope::from_json(j.as_bytes()), Err(ProtocolError::Version(99))));
+        assert!(matches!(
+            Envelope::from_json(j.as_bytes()),
+            Err(ProtocolError::Version(99))
+        ));
     }
 }

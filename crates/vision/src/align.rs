@@ -44,7 +44,10 @@ pub fn similarity_transform(src: &[[f32; 2]; 5], dst: &[[f32; 2]; 5]) -> Affine 
     }
     let a = num_a / den;
     let b = num_b / den;
-    [[a, -b, dx - (a * sx - b * sy)], [b, a, dy - (b * sx + a * sy)]]
+    [
+        [a, -b, dx - (a * sx - b * sy)],
+        [b, a, dy - (b * sx + a * sy)],
+    ]
 }
 
 fn invert(m: &Affine) -> Option<Affine> {
@@ -53,7 +56,10 @@ fn invert(m: &Affine) -> Option<Affine> {
         return None;
     }
     let (a, b, c, d) = (m[1][1] / det, -m[0][1] / det, -m[1][0] / det, m[0][0] / det);
-    Some([[a, b, -(a * m[0][2] + b * m[1][2])], [c, d, -(c * m[0][2] + d * m[1][2])]])
+    Some([
+        [a, b, -(a * m[0][2] + b * m[1][2])],
+        [c, d, -(c * m[0][2] + d * m[1][2])],
+    ])
 }
 
 /// Warps `src` by `m` (source to destination) into a `w`x`h` image, zero outside the source.
@@ -65,7 +71,11 @@ pub fn warp_affine(src: &BgrImage, m: &Affine, w: u32, h: u32) -> BgrImage {
     const COEF_SCALE: f32 = 32768.0;
     let mut out = vec![0u8; (w * h * 3) as usize];
     let Some(inv) = invert(m) else {
-        return BgrImage { width: w, height: h, data: out };
+        return BgrImage {
+            width: w,
+            height: h,
+            data: out,
+        };
     };
     let (sw, sh) = (src.width as i64, src.height as i64);
     let round_delta = (AB_SCALE as i64) / TAB / 2;
@@ -76,7 +86,10 @@ pub fn warp_affine(src: &BgrImage, m: &Affine, w: u32, h: u32) -> BgrImage {
             let xi = ((fx * AB_SCALE).round() as i64 + round_delta) >> (AB_BITS - INTER_BITS);
             let yi = ((fy * AB_SCALE).round() as i64 + round_delta) >> (AB_BITS - INTER_BITS);
             let (x0, y0) = (xi >> INTER_BITS, yi >> INTER_BITS);
-            let (ax, ay) = ((xi & (TAB - 1)) as f32 / TAB as f32, (yi & (TAB - 1)) as f32 / TAB as f32);
+            let (ax, ay) = (
+                (xi & (TAB - 1)) as f32 / TAB as f32,
+                (yi & (TAB - 1)) as f32 / TAB as f32,
+            );
             // Fixed-point weights whose sum is exactly 1.0, as OpenCV's interpolation table stores them.
             let mut wts = [
                 ((1.0 - ay) * (1.0 - ax) * COEF_SCALE).round() as i32,
@@ -86,7 +99,11 @@ pub fn warp_affine(src: &BgrImage, m: &Affine, w: u32, h: u32) -> BgrImage {
             ];
             let sum: i32 = wts.iter().sum();
             if sum != 32768 {
-                let (imax, _) = wts.iter().enumerate().max_by_key(|(_, v)| **v).unwrap_or((0, &0));
+                let (imax, _) = wts
+                    .iter()
+                    .enumerate()
+                    .max_by_key(|(_, v)| **v)
+                    .unwrap_or((0, &0));
                 wts[imax] += 32768 - sum;
             }
             if x0 < -1 || y0 < -1 || x0 >= sw || y0 >= sh {
@@ -101,12 +118,19 @@ pub fn warp_affine(src: &BgrImage, m: &Affine, w: u32, h: u32) -> BgrImage {
                         src.data[((yy * sw + xx) * 3) as usize + c] as i32
                     }
                 };
-                let v = px(x0, y0) * wts[0] + px(x0 + 1, y0) * wts[1] + px(x0, y0 + 1) * wts[2] + px(x0 + 1, y0 + 1) * wts[3];
+                let v = px(x0, y0) * wts[0]
+                    + px(x0 + 1, y0) * wts[1]
+                    + px(x0, y0 + 1) * wts[2]
+                    + px(x0 + 1, y0 + 1) * wts[3];
                 out[o + c] = ((v + (1 << 14)) >> 15).clamp(0, 255) as u8;
             }
         }
     }
-    BgrImage { width: w, height: h, data: out }
+    BgrImage {
+        width: w,
+        height: h,
+        data: out,
+    }
 }
 
 /// Crops and aligns a face to 112x112 BGR from its five landmarks.
@@ -130,14 +154,20 @@ mod tests {
     fn transform_recovers_scale_rotation_and_shift() {
         let (s, t) = (2.0f32, 0.3f32);
         let src: [[f32; 2]; 5] = TEMPLATE.map(|[x, y]| {
-            [s * (x * t.cos() - y * t.sin()) + 100.0, s * (x * t.sin() + y * t.cos()) + 50.0]
+            [
+                s * (x * t.cos() - y * t.sin()) + 100.0,
+                s * (x * t.sin() + y * t.cos()) + 50.0,
+            ]
         });
         let m = similarity_transform(&src, &TEMPLATE);
         for i in 0..5 {
             let (x, y) = (src[i][0] as f64, src[i][1] as f64);
             let u = m[0][0] * x + m[0][1] * y + m[0][2];
             let v = m[1][0] * x + m[1][1] * y + m[1][2];
-            assert!((u - TEMPLATE[i][0] as f64).abs() < 1e-3 && (v - TEMPLATE[i][1] as f64).abs() < 1e-3);
+            assert!(
+                (u - TEMPLATE[i][0] as f64).abs() < 1e-3
+                    && (v - TEMPLATE[i][1] as f64).abs() < 1e-3
+            );
         }
     }
 

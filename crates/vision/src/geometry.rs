@@ -44,7 +44,11 @@ impl Rect {
 /// overlaps an already kept one by more than `iou`. Returns kept indices, best first.
 pub fn nms(boxes: &[Rect], scores: &[f32], iou: f32, top_k: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..boxes.len()).collect();
-    order.sort_by(|&a, &b| scores[b].partial_cmp(&scores[a]).unwrap_or(std::cmp::Ordering::Equal));
+    order.sort_by(|&a, &b| {
+        scores[b]
+            .partial_cmp(&scores[a])
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     let mut keep: Vec<usize> = Vec::new();
     for i in order {
         if keep.iter().all(|&k| boxes[k].iou(&boxes[i]) <= iou) {
@@ -91,7 +95,11 @@ pub fn resize_bilinear(src: &BgrImage, w: u32, h: u32) -> BgrImage {
             }
         }
     }
-    BgrImage { width: w, height: h, data: out }
+    BgrImage {
+        width: w,
+        height: h,
+        data: out,
+    }
 }
 
 #[cfg(test)]
@@ -100,7 +108,12 @@ mod tests {
 
     #[test]
     fn iou_of_identical_and_disjoint_boxes() {
-        let a = Rect { x: 0.0, y: 0.0, w: 10.0, h: 10.0 };
+        let a = Rect {
+            x: 0.0,
+            y: 0.0,
+            w: 10.0,
+            h: 10.0,
+        };
         assert!((a.iou(&a) - 1.0).abs() < 1e-6);
         let b = Rect { x: 20.0, ..a };
         assert_eq!(a.iou(&b), 0.0);
@@ -110,7 +123,12 @@ mod tests {
 
     #[test]
     fn nms_keeps_best_of_overlapping() {
-        let a = Rect { x: 0.0, y: 0.0, w: 10.0, h: 10.0 };
+        let a = Rect {
+            x: 0.0,
+            y: 0.0,
+            w: 10.0,
+            h: 10.0,
+        };
         let b = Rect { x: 1.0, ..a };
         let c = Rect { x: 50.0, ..a };
         let keep = nms(&[a, b, c], &[0.8, 0.9, 0.5], 0.3, 0);

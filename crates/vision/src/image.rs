@@ -27,14 +27,25 @@ impl BgrImage {
                 data.len()
             )));
         }
-        Ok(Self { width, height, data })
+        Ok(Self {
+            width,
+            height,
+            data,
+        })
     }
 
     /// Copies rows out of a buffer whose rows are `stride` bytes apart (GStreamer pads rows to 4 bytes).
-    pub fn from_strided(width: u32, height: u32, stride: usize, src: &[u8]) -> Result<Self, VisionError> {
+    pub fn from_strided(
+        width: u32,
+        height: u32,
+        stride: usize,
+        src: &[u8],
+    ) -> Result<Self, VisionError> {
         let row = width as usize * 3;
         if width == 0 || height == 0 {
-            return Err(VisionError::BadImage(format!("empty {width}x{height} image")));
+            return Err(VisionError::BadImage(format!(
+                "empty {width}x{height} image"
+            )));
         }
         if stride < row || src.len() < stride * (height as usize - 1) + row {
             return Err(VisionError::BadImage(format!(
@@ -46,7 +57,11 @@ impl BgrImage {
         for y in 0..height as usize {
             data.extend_from_slice(&src[y * stride..y * stride + row]);
         }
-        Ok(Self { width, height, data })
+        Ok(Self {
+            width,
+            height,
+            data,
+        })
     }
 
     pub fn from_rgb(img: &image::RgbImage) -> Self {
@@ -54,7 +69,11 @@ impl BgrImage {
         for px in data.chunks_exact_mut(3) {
             px.swap(0, 2);
         }
-        Self { width: img.width(), height: img.height(), data }
+        Self {
+            width: img.width(),
+            height: img.height(),
+            data,
+        }
     }
 
     pub fn to_rgb(&self) -> image::RgbImage {
@@ -62,12 +81,14 @@ impl BgrImage {
         for px in data.chunks_exact_mut(3) {
             px.swap(0, 2);
         }
-        image::RgbImage::from_raw(self.width, self.height, data).expect("length checked at construction")
+        image::RgbImage::from_raw(self.width, self.height, data)
+            .expect("length checked at construction")
     }
 
     /// Decodes a JPEG or PNG file.
     pub fn open(path: &std::path::Path) -> Result<Self, VisionError> {
-        let bytes = std::fs::read(path).map_err(|e| VisionError::BadImage(format!("{}: {e}", path.display())))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| VisionError::BadImage(format!("{}: {e}", path.display())))?;
         Self::decode(&bytes).map_err(|e| match e {
             VisionError::BadImage(m) => VisionError::BadImage(format!("{}: {m}", path.display())),
             other => other,
@@ -82,7 +103,9 @@ impl BgrImage {
         if bytes.starts_with(&[0xFF, 0xD8]) {
             return crate::jpeg::decode_bgr(bytes);
         }
-        let img = image::load_from_memory(bytes).map_err(|e| VisionError::BadImage(e.to_string()))?.to_rgb8();
+        let img = image::load_from_memory(bytes)
+            .map_err(|e| VisionError::BadImage(e.to_string()))?
+            .to_rgb8();
         Ok(Self::from_rgb(&img))
     }
 

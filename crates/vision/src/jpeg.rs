@@ -72,15 +72,31 @@ pub fn decode_bgr(bytes: &[u8]) -> Result<BgrImage, VisionError> {
     unsafe {
         let h = tjInitDecompress();
         if h.is_null() {
-            return Err(VisionError::BadImage("cannot initialise libjpeg-turbo".into()));
+            return Err(VisionError::BadImage(
+                "cannot initialise libjpeg-turbo".into(),
+            ));
         }
         let handle = Handle(h);
         let (mut w, mut ht, mut ss, mut cs) = (0, 0, 0, 0);
-        if tjDecompressHeader3(h, bytes.as_ptr(), bytes.len() as c_ulong, &mut w, &mut ht, &mut ss, &mut cs) != 0 {
-            return Err(VisionError::BadImage(format!("JPEG header: {}", handle.error())));
+        if tjDecompressHeader3(
+            h,
+            bytes.as_ptr(),
+            bytes.len() as c_ulong,
+            &mut w,
+            &mut ht,
+            &mut ss,
+            &mut cs,
+        ) != 0
+        {
+            return Err(VisionError::BadImage(format!(
+                "JPEG header: {}",
+                handle.error()
+            )));
         }
         if w <= 0 || ht <= 0 || (w as i64) * (ht as i64) > MAX_PIXELS {
-            return Err(VisionError::BadImage(format!("JPEG of {w}x{ht} pixels refused")));
+            return Err(VisionError::BadImage(format!(
+                "JPEG of {w}x{ht} pixels refused"
+            )));
         }
         let pitch = w as usize * 3;
         let mut data = vec![0u8; pitch * ht as usize];
@@ -96,7 +112,10 @@ pub fn decode_bgr(bytes: &[u8]) -> Result<BgrImage, VisionError> {
             TJFLAG_ACCURATEDCT,
         );
         if rc != 0 {
-            return Err(VisionError::BadImage(format!("JPEG data: {}", handle.error())));
+            return Err(VisionError::BadImage(format!(
+                "JPEG data: {}",
+                handle.error()
+            )));
         }
         BgrImage::new(w as u32, ht as u32, data)
     }

@@ -31,7 +31,9 @@ struct Manifest {
 /// All models the product knows.
 pub fn entries() -> Vec<ModelEntry> {
     // The manifest is compiled in and covered by a test, so a parse failure is a build defect, not input.
-    toml::from_str::<Manifest>(MANIFEST).map(|m| m.model).unwrap_or_default()
+    toml::from_str::<Manifest>(MANIFEST)
+        .map(|m| m.model)
+        .unwrap_or_default()
 }
 
 pub fn entry(name: &str) -> Option<ModelEntry> {
@@ -79,7 +81,11 @@ pub fn resolve(name: &str, path: Option<&Path>, dir: &Path) -> Result<PathBuf, V
     let path = match (path, &entry) {
         (Some(p), _) => p.to_path_buf(),
         (None, Some(e)) => dir.join(&e.file),
-        (None, None) => return Err(VisionError::Model(format!("model '{name}' is not in the manifest"))),
+        (None, None) => {
+            return Err(VisionError::Model(format!(
+                "model '{name}' is not in the manifest"
+            )))
+        }
     };
     if !path.is_file() {
         return Err(VisionError::Model(format!(
@@ -87,9 +93,12 @@ pub fn resolve(name: &str, path: Option<&Path>, dir: &Path) -> Result<PathBuf, V
             path.display()
         )));
     }
-    let listed = entries().into_iter().find(|e| path.file_name().is_some_and(|n| n == e.file.as_str()));
+    let listed = entries()
+        .into_iter()
+        .find(|e| path.file_name().is_some_and(|n| n == e.file.as_str()));
     if let Some(e) = listed {
-        let got = sha256_file(&path).map_err(|err| VisionError::Model(format!("{}: {err}", path.display())))?;
+        let got = sha256_file(&path)
+            .map_err(|err| VisionError::Model(format!("{}: {err}", path.display())))?;
         if got != e.sha256 {
             return Err(VisionError::Model(format!(
                 "model file {} has sha256 {got}, the manifest expects {}: fetch it again with `python3 models/fetch.py`",
@@ -109,7 +118,10 @@ mod tests {
     fn manifest_lists_the_three_product_models() {
         let names: Vec<String> = super::entries().into_iter().map(|e| e.name).collect();
         for n in ["yunet", "sface", "nanodet"] {
-            assert!(names.iter().any(|x| x == n), "{n} missing from manifest: {names:?}");
+            assert!(
+                names.iter().any(|x| x == n),
+                "{n} missing from manifest: {names:?}"
+            );
         }
         for e in super::entries() {
             assert_eq!(e.sha256.len(), 64, "{}", e.name);

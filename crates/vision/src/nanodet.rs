@@ -32,7 +32,10 @@ pub struct PersonDetectorOptions {
 
 impl Default for PersonDetectorOptions {
     fn default() -> Self {
-        Self { score_threshold: 0.35, nms_threshold: 0.6 }
+        Self {
+            score_threshold: 0.35,
+            nms_threshold: 0.6,
+        }
     }
 }
 
@@ -54,7 +57,11 @@ struct Letterbox {
 }
 
 impl PersonDetector {
-    pub fn load(rt: &Runtime, model: &Path, options: PersonDetectorOptions) -> Result<Self, VisionError> {
+    pub fn load(
+        rt: &Runtime,
+        model: &Path,
+        options: PersonDetectorOptions,
+    ) -> Result<Self, VisionError> {
         let (session, provider) = rt.session(model, &[])?;
         let input_name = session
             .inputs()
@@ -87,7 +94,13 @@ impl PersonDetector {
                 }
             }
         }
-        Ok(Self { session, provider, input_name, outputs, options })
+        Ok(Self {
+            session,
+            provider,
+            input_name,
+            outputs,
+            options,
+        })
     }
 
     pub fn provider(&self) -> Provider {
@@ -96,7 +109,8 @@ impl PersonDetector {
 
     pub fn detect(&mut self, img: &BgrImage) -> Result<Vec<PersonDetection>, VisionError> {
         let (input, lb) = letterbox(img);
-        let tensor = TensorRef::from_array_view(&input).map_err(|e| VisionError::Inference(e.to_string()))?;
+        let tensor = TensorRef::from_array_view(&input)
+            .map_err(|e| VisionError::Inference(e.to_string()))?;
         let outputs = self
             .session
             .run(ort::inputs![self.input_name.as_str() => tensor])
@@ -120,10 +134,13 @@ impl PersonDetector {
             for i in 0..cls.len() / CLASSES {
                 let row = &cls[i * CLASSES..(i + 1) * CLASSES];
                 // Class = argmax over the 80 scores; only cells whose best class is a person count.
-                let (best, score) = row
-                    .iter()
-                    .enumerate()
-                    .fold((0, f32::MIN), |acc, (k, &v)| if v > acc.1 { (k, v) } else { acc });
+                let (best, score) = row.iter().enumerate().fold((0, f32::MIN), |acc, (k, &v)| {
+                    if v > acc.1 {
+                        (k, v)
+                    } else {
+                        acc
+                    }
+                });
                 if best != PERSON || score < self.options.score_threshold {
                     continue;
                 }
@@ -148,12 +165,23 @@ impl PersonDetector {
                 if fx2 <= fx1 || fy2 <= fy1 {
                     continue;
                 }
-                boxes.push(Rect { x: fx1, y: fy1, w: fx2 - fx1, h: fy2 - fy1 });
+                boxes.push(Rect {
+                    x: fx1,
+                    y: fy1,
+                    w: fx2 - fx1,
+                    h: fy2 - fy1,
+                });
                 scores.push(score);
             }
         }
         let keep = nms(&boxes, &scores, self.options.nms_threshold, 0);
-        Ok(keep.into_iter().map(|i| PersonDetection { bbox: boxes[i], score: scores[i] }).collect())
+        Ok(keep
+            .into_iter()
+            .map(|i| PersonDetection {
+                bbox: boxes[i],
+                score: scores[i],
+            })
+            .collect())
     }
 }
 
@@ -193,10 +221,16 @@ fn letterbox(img: &BgrImage) -> (Array4<f32>, Letterbox) {
         for x in 0..nw as usize {
             let i = (y * nw as usize + x) * 3;
             for c in 0..3 {
-                input[[0, c, y + top as usize, x + left as usize]] = (small.data[i + c] as f32 - MEAN[c]) / STD[c];
+                input[[0, c, y + top as usize, x + left as usize]] =
+                    (small.data[i + c] as f32 - MEAN[c]) / STD[c];
             }
         }
     }
-    let lb = Letterbox { left, top, scale_x: w as f32 / nw as f32, scale_y: h as f32 / nh as f32 };
+    let lb = Letterbox {
+        left,
+        top,
+        scale_x: w as f32 / nw as f32,
+        scale_y: h as f32 / nh as f32,
+    };
     (input, lb)
 }

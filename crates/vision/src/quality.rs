@@ -34,9 +34,20 @@ mod tests {
 
     fn face(nose_x: f32, size: f32) -> Face {
         Face {
-            bbox: Rect { x: 0.0, y: 0.0, w: size, h: size },
+            bbox: Rect {
+                x: 0.0,
+                y: 0.0,
+                w: size,
+                h: size,
+            },
             score: 0.9,
-            landmarks: [[30.0, 40.0], [70.0, 40.0], [nose_x, 60.0], [35.0, 80.0], [65.0, 80.0]],
+            landmarks: [
+                [30.0, 40.0],
+                [70.0, 40.0],
+                [nose_x, 60.0],
+                [35.0, 80.0],
+                [65.0, 80.0],
+            ],
         }
     }
 

@@ -120,7 +120,12 @@ pub fn find_library() -> Result<PathBuf, VisionError> {
             return Ok(found);
         }
     }
-    for dir in ["/usr/local/lib", "/usr/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu"] {
+    for dir in [
+        "/usr/local/lib",
+        "/usr/lib",
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+    ] {
         tried.push(dir.to_string());
         if let Some(found) = newest_lib_in(Path::new(dir)) {
             return Ok(found);
@@ -136,7 +141,11 @@ fn scan_site_packages(lib_dir: &Path) -> Option<PathBuf> {
     let entries = std::fs::read_dir(lib_dir).ok()?;
     for e in entries.flatten() {
         if e.file_name().to_string_lossy().starts_with("python3") {
-            let capi = e.path().join("site-packages").join("onnxruntime").join("capi");
+            let capi = e
+                .path()
+                .join("site-packages")
+                .join("onnxruntime")
+                .join("capi");
             if let Some(found) = newest_lib_in(&capi) {
                 return Some(found);
             }
@@ -162,7 +171,10 @@ fn newest_lib_in(dir: &Path) -> Option<PathBuf> {
 
 fn python_package_dir() -> Option<PathBuf> {
     let out = std::process::Command::new("python3")
-        .args(["-c", "import onnxruntime, os; print(os.path.dirname(onnxruntime.__file__))"])
+        .args([
+            "-c",
+            "import onnxruntime, os; print(os.path.dirname(onnxruntime.__file__))",
+        ])
         .stderr(std::process::Stdio::null())
         .output()
         .ok()?;
@@ -181,7 +193,9 @@ impl Runtime {
         if let Some(rt) = RUNTIME.get() {
             return Ok(rt);
         }
-        let _guard = INIT_LOCK.lock().map_err(|_| VisionError::Runtime("runtime init lock poisoned".into()))?;
+        let _guard = INIT_LOCK
+            .lock()
+            .map_err(|_| VisionError::Runtime("runtime init lock poisoned".into()))?;
         if let Some(rt) = RUNTIME.get() {
             return Ok(rt);
         }
@@ -196,7 +210,10 @@ impl Runtime {
             None => find_library()?,
         };
         let builder = ort::init_from(&library).map_err(|e| {
-            VisionError::Runtime(format!("cannot load ONNX Runtime from {}: {e}; {INSTALL_HINT}", library.display()))
+            VisionError::Runtime(format!(
+                "cannot load ONNX Runtime from {}: {e}; {INSTALL_HINT}",
+                library.display()
+            ))
         })?;
         let env = builder
             .with_name("checkpoint")
@@ -204,8 +221,14 @@ impl Runtime {
             .build()
             .map_err(|e| VisionError::Runtime(format!("cannot start ONNX Runtime: {e}")))?;
         tracing::info!(library = %library.display(), provider = ?options.provider, "ONNX Runtime loaded");
-        let _ = RUNTIME.set(Runtime { env, library, options });
-        RUNTIME.get().ok_or_else(|| VisionError::Runtime("runtime vanished after init".into()))
+        let _ = RUNTIME.set(Runtime {
+            env,
+            library,
+            options,
+        });
+        RUNTIME
+            .get()
+            .ok_or_else(|| VisionError::Runtime("runtime vanished after init".into()))
     }
 
     /// The runtime if already started, else starts it with default options (CPU).
@@ -235,7 +258,11 @@ impl Runtime {
 
     /// Creates a session for `model` with the configured provider. Returns the session and the provider it
     /// actually runs on. `config` holds extra session config entries (e.g. `session.disable_quant_qdq`).
-    pub fn session(&self, model: &Path, config: &[(&str, &str)]) -> Result<(Session, Provider), VisionError> {
+    pub fn session(
+        &self,
+        model: &Path,
+        config: &[(&str, &str)],
+    ) -> Result<(Session, Provider), VisionError> {
         let want = self.options.provider;
         let order: &[Provider] = match want {
             Provider::Auto => &[Provider::Tensorrt, Provider::Cuda, Provider::Cpu],
@@ -262,7 +289,10 @@ impl Runtime {
                 Err(e) => return Err(e),
             }
         }
-        Err(VisionError::Runtime(format!("no execution provider could run {}: {last_err}", model.display())))
+        Err(VisionError::Runtime(format!(
+            "no execution provider could run {}: {last_err}",
+            model.display()
+        )))
     }
 
     fn offers(&self, p: Provider) -> bool {
@@ -273,19 +303,31 @@ impl Runtime {
         }
     }
 
-    fn try_session(&self, model: &Path, config: &[(&str, &str)], p: Provider) -> Result<Session, VisionError> {
+    fn try_session(
+        &self,
+        model: &Path,
+        config: &[(&str, &str)],
+        p: Provider,
+    ) -> Result<Session, VisionError> {
         let err = |e: ort::Error| VisionError::Runtime(format!("{}: {e}", model.display()));
         let mut b = Session::builder(&self.env)
             .map_err(err)?
             .with_optimization_level(GraphOptimizationLevel::Level3)
             .map_err(|e| err(e.into()))?;
         if self.options.intra_threads > 0 {
-            b = b.with_intra_threads(self.options.intra_threads).map_err(|e| err(e.into()))?;
+            b = b
+                .with_intra_threads(self.options.intra_threads)
+                .map_err(|e| err(e.into()))?;
         }
         for (k, v) in config {
             b = b.with_config_entry(k, v).map_err(|e| err(e.into()))?;
         }
-        let cuda = || ep::CUDA::default().with_device_id(self.options.device_id).build().error_on_failure();
+        let cuda = || {
+            ep::CUDA::default()
+                .with_device_id(self.options.device_id)
+                .build()
+                .error_on_failure()
+        };
         let providers = match p {
             Provider::Cpu | Provider::Auto => vec![],
             Provider::Cuda => {
@@ -308,14 +350,18 @@ impl Runtime {
                     .with_device_id(self.options.device_id)
                     .with_fp16(self.options.tensorrt_fp16);
                 if let Some(dir) = &self.options.tensorrt_cache {
-                    trt = trt.with_engine_cache(true).with_engine_cache_path(dir.display().to_string());
+                    trt = trt
+                        .with_engine_cache(true)
+                        .with_engine_cache_path(dir.display().to_string());
                 }
                 // CUDA after TensorRT takes the nodes TensorRT cannot build.
                 vec![trt.build().error_on_failure(), cuda()]
             }
         };
         if !providers.is_empty() {
-            b = b.with_execution_providers(providers).map_err(|e| err(e.into()))?;
+            b = b
+                .with_execution_providers(providers)
+                .map_err(|e| err(e.into()))?;
         }
         b.commit_from_file(model).map_err(err)
     }

@@ -49,17 +49,22 @@ impl FaceEmbedder {
     pub fn load(rt: &Runtime, model: &Path) -> Result<Self, VisionError> {
         // The block-quantised weights are folded once instead of dequantised on every run: ~2x faster, same output.
         let (session, provider) = rt.session(model, &[("session.disable_quant_qdq", "1")])?;
-        let input = session
-            .inputs()
-            .first()
-            .ok_or_else(|| VisionError::Model(format!("{}: model has no input", model.display())))?;
+        let input = session.inputs().first().ok_or_else(|| {
+            VisionError::Model(format!("{}: model has no input", model.display()))
+        })?;
         let input_name = input.name().to_string();
         let batch_dynamic = input
             .dtype()
             .tensor_shape()
             .and_then(|s| s.iter().next().copied())
             .is_none_or(|d| d <= 0);
-        Ok(Self { session, provider, input_name, max_batch: 16, batch_dynamic })
+        Ok(Self {
+            session,
+            provider,
+            input_name,
+            max_batch: 16,
+            batch_dynamic,
+        })
     }
 
     pub fn provider(&self) -> Provider {
@@ -74,7 +79,11 @@ impl FaceEmbedder {
     /// Embeds aligned 112x112 BGR crops, batched.
     pub fn embed_aligned(&mut self, faces: &[BgrImage]) -> Result<Vec<Embedding>, VisionError> {
         let mut out = Vec::with_capacity(faces.len());
-        let step = if self.batch_dynamic { self.max_batch.max(1) } else { 1 };
+        let step = if self.batch_dynamic {
+            self.max_batch.max(1)
+        } else {
+            1
+        };
         for chunk in faces.chunks(step) {
             out.extend(self.run_batch(chunk)?);
         }
@@ -82,7 +91,11 @@ impl FaceEmbedder {
     }
 
     /// Aligns and embeds one face of `img`.
-    pub fn embed(&mut self, img: &BgrImage, landmarks: &[[f32; 2]; 5]) -> Result<Embedding, VisionError> {
+    pub fn embed(
+        &mut self,
+        img: &BgrImage,
+        landmarks: &[[f32; 2]; 5],
+    ) -> Result<Embedding, VisionError> {
         let crop = align_face(img, landmarks);
         self.run_batch(std::slice::from_ref(&crop))?
             .pop()
@@ -110,12 +123,15 @@ impl FaceEmbedder {
                 input[[n, 2, y, x]] = px[0] as f32;
             }
         }
-        let tensor = TensorRef::from_array_view(&input).map_err(|e| VisionError::Inference(e.to_string()))?;
+        let tensor = TensorRef::from_array_view(&input)
+            .map_err(|e| VisionError::Inference(e.to_string()))?;
         let outputs = self
             .session
             .run(ort::inputs![self.input_name.as_str() => tensor])
             .map_err(|e| VisionError::Inference(e.to_string()))?;
-        let (_, data) = outputs[0].try_extract_tensor::<f32>().map_err(|e| VisionError::Inference(e.to_string()))?;
+        let (_, data) = outputs[0]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| VisionError::Inference(e.to_string()))?;
         if data.len() != faces.len() * EMBEDDING_DIM {
             return Err(VisionError::Model(format!(
                 "SFace output has {} values for {} faces, expected {EMBEDDING_DIM} each",
@@ -123,6 +139,9 @@ impl FaceEmbedder {
                 faces.len()
             )));
         }
-        Ok(data.chunks_exact(EMBEDDING_DIM).map(Embedding::from_raw).collect())
+        Ok(data
+            .chunks_exact(EMBEDDING_DIM)
+            .map(Embedding::from_raw)
+            .collect())
     }
 }

@@ -33,7 +33,11 @@ pub struct FaceDetectorOptions {
 
 impl Default for FaceDetectorOptions {
     fn default() -> Self {
-        Self { score_threshold: 0.6, nms_threshold: 0.3, top_k: 5000 }
+        Self {
+            score_threshold: 0.6,
+            nms_threshold: 0.3,
+            top_k: 5000,
+        }
     }
 }
 
@@ -49,18 +53,27 @@ pub struct FaceDetector {
 const STRIDES: [u32; 3] = [8, 16, 32];
 
 impl FaceDetector {
-    pub fn load(rt: &Runtime, model: &Path, options: FaceDetectorOptions) -> Result<Self, VisionError> {
+    pub fn load(
+        rt: &Runtime,
+        model: &Path,
+        options: FaceDetectorOptions,
+    ) -> Result<Self, VisionError> {
         let (session, provider) = rt.session(model, &[])?;
-        let input = session
-            .inputs()
-            .first()
-            .ok_or_else(|| VisionError::Model(format!("{}: model has no input", model.display())))?;
+        let input = session.inputs().first().ok_or_else(|| {
+            VisionError::Model(format!("{}: model has no input", model.display()))
+        })?;
         let input_name = input.name().to_string();
         let fixed_input = input.dtype().tensor_shape().and_then(|s| {
             let d: Vec<i64> = s.iter().copied().collect();
             (d.len() == 4 && d[2] > 0 && d[3] > 0).then(|| (d[3] as u32, d[2] as u32))
         });
-        Ok(Self { session, provider, input_name, fixed_input, options })
+        Ok(Self {
+            session,
+            provider,
+            input_name,
+            fixed_input,
+            options,
+        })
     }
 
     pub fn provider(&self) -> Provider {
@@ -83,10 +96,18 @@ impl FaceDetector {
         let long = img.width.max(img.height);
         let (w, h, scale) = if let Some((fw, fh)) = self.fixed_input {
             let s = (fw as f32 / img.width as f32).min(fh as f32 / img.height as f32);
-            ((img.width as f32 * s).round() as u32, (img.height as f32 * s).round() as u32, s)
+            (
+                (img.width as f32 * s).round() as u32,
+                (img.height as f32 * s).round() as u32,
+                s,
+            )
         } else if long > max_side && max_side > 0 {
             let s = max_side as f32 / long as f32;
-            ((img.width as f32 * s).round().max(1.0) as u32, (img.height as f32 * s).round().max(1.0) as u32, s)
+            (
+                (img.width as f32 * s).round().max(1.0) as u32,
+                (img.height as f32 * s).round().max(1.0) as u32,
+                s,
+            )
         } else {
             return self.detect_native(img);
         };
@@ -94,7 +115,12 @@ impl FaceDetector {
         let mut faces = self.detect_native(&small)?;
         let inv = 1.0 / scale;
         for f in &mut faces {
-            f.bbox = Rect { x: f.bbox.x * inv, y: f.bbox.y * inv, w: f.bbox.w * inv, h: f.bbox.h * inv };
+            f.bbox = Rect {
+                x: f.bbox.x * inv,
+                y: f.bbox.y * inv,
+                w: f.bbox.w * inv,
+                h: f.bbox.h * inv,
+            };
             for l in &mut f.landmarks {
                 l[0] *= inv;
                 l[1] *= inv;
@@ -117,7 +143,9 @@ impl FaceDetector {
         let mut input = Array4::<f32>::zeros((1, 3, ph as usize, pw as usize));
         {
             let plane = (pw * ph) as usize;
-            let buf = input.as_slice_mut().ok_or_else(|| VisionError::Model("non-contiguous input".into()))?;
+            let buf = input
+                .as_slice_mut()
+                .ok_or_else(|| VisionError::Model("non-contiguous input".into()))?;
             let (b, rest) = buf.split_at_mut(plane);
             let (g, r) = rest.split_at_mut(plane);
             for y in 0..img.height as usize {
@@ -130,7 +158,8 @@ impl FaceDetector {
                 }
             }
         }
-        let tensor = TensorRef::from_array_view(&input).map_err(|e| VisionError::Inference(e.to_string()))?;
+        let tensor = TensorRef::from_array_view(&input)
+            .map_err(|e| VisionError::Inference(e.to_string()))?;
         let outputs = self
             .session
             .run(ort::inputs![self.input_name.as_str() => tensor])
@@ -153,7 +182,9 @@ impl FaceDetector {
             let rows = (ph / s) as usize;
             let n = cols * rows;
             if cls.len() < n || obj.len() < n || bbox.len() < n * 4 || kps.len() < n * 10 {
-                return Err(VisionError::Model(format!("YuNet stride {s} outputs too short for {pw}x{ph}")));
+                return Err(VisionError::Model(format!(
+                    "YuNet stride {s} outputs too short for {pw}x{ph}"
+                )));
             }
             let sf = s as f32;
             for r in 0..rows {
@@ -172,17 +203,36 @@ impl FaceDetector {
                         l[0] = (kps[i * 10 + 2 * k] + c as f32) * sf;
                         l[1] = (kps[i * 10 + 2 * k + 1] + r as f32) * sf;
                     }
-                    faces.push(Face { bbox: Rect { x: cx - w / 2.0, y: cy - h / 2.0, w, h }, score, landmarks });
+                    faces.push(Face {
+                        bbox: Rect {
+                            x: cx - w / 2.0,
+                            y: cy - h / 2.0,
+                            w,
+                            h,
+                        },
+                        score,
+                        landmarks,
+                    });
                 }
             }
         }
         // OpenCV runs NMS on integer rectangles; doing the same keeps borderline suppressions identical.
         let int_boxes: Vec<Rect> = faces
             .iter()
-            .map(|f| Rect { x: f.bbox.x.trunc(), y: f.bbox.y.trunc(), w: f.bbox.w.trunc(), h: f.bbox.h.trunc() })
+            .map(|f| Rect {
+                x: f.bbox.x.trunc(),
+                y: f.bbox.y.trunc(),
+                w: f.bbox.w.trunc(),
+                h: f.bbox.h.trunc(),
+            })
             .collect();
         let scores: Vec<f32> = faces.iter().map(|f| f.score).collect();
-        let keep = nms(&int_boxes, &scores, self.options.nms_threshold, self.options.top_k);
+        let keep = nms(
+            &int_boxes,
+            &scores,
+            self.options.nms_threshold,
+            self.options.top_k,
+        );
         Ok(keep.into_iter().map(|i| faces[i].clone()).collect())
     }
 }

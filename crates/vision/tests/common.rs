@@ -14,5 +14,6 @@ pub fn runtime() -> &'static checkpoint_vision::Runtime {
 
 pub fn model(name: &str) -> PathBuf {
     let dir = checkpoint_vision::manifest::default_dir();
-    checkpoint_vision::manifest::resolve(name, None, &dir).expect("model present (run scripts/setup)")
+    checkpoint_vision::manifest::resolve(name, None, &dir)
+        .expect("model present (run scripts/setup)")
 }

@@ -5,7 +5,9 @@ mod common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use checkpoint_vision::{BgrImage, Embedding, FaceDetector, FaceDetectorOptions, FaceEmbedder, SFACE_MATCH_THRESHOLD};
+use checkpoint_vision::{
+    BgrImage, Embedding, FaceDetector, FaceDetectorOptions, FaceEmbedder, SFACE_MATCH_THRESHOLD,
+};
 
 fn image_path(root: &Path, name: &str, n: &str) -> Result<PathBuf, String> {
     let n: u32 = n.parse().map_err(|_| format!("bad image number '{n}'"))?;
@@ -20,8 +22,16 @@ fn lfw_fold1_verification_accuracy_at_least_98_5_percent() {
     for line in text.lines().skip(1) {
         let f: Vec<&str> = line.split_whitespace().collect();
         match f.len() {
-            3 => pairs.push((image_path(&root, f[0], f[1]).unwrap(), image_path(&root, f[0], f[2]).unwrap(), true)),
-            4 => pairs.push((image_path(&root, f[0], f[1]).unwrap(), image_path(&root, f[2], f[3]).unwrap(), false)),
+            3 => pairs.push((
+                image_path(&root, f[0], f[1]).unwrap(),
+                image_path(&root, f[0], f[2]).unwrap(),
+                true,
+            )),
+            4 => pairs.push((
+                image_path(&root, f[0], f[1]).unwrap(),
+                image_path(&root, f[2], f[3]).unwrap(),
+                false,
+            )),
             _ => panic!("malformed pairs line: {line}"),
         }
     }
@@ -30,7 +40,10 @@ fn lfw_fold1_verification_accuracy_at_least_98_5_percent() {
     let rt = common::runtime();
     // LFW crops hold the face of interest in the centre, sometimes beside others: keep the lower OpenCV-style
     // threshold so hard faces are still found, and pick the face nearest the centre.
-    let opts = FaceDetectorOptions { score_threshold: 0.5, ..Default::default() };
+    let opts = FaceDetectorOptions {
+        score_threshold: 0.5,
+        ..Default::default()
+    };
     let mut det = FaceDetector::load(rt, &common::model("yunet"), opts).unwrap();
     let mut emb = FaceEmbedder::load(rt, &common::model("sface")).unwrap();
     let mut cache: HashMap<PathBuf, Option<Embedding>> = HashMap::new();
@@ -67,7 +80,9 @@ fn lfw_fold1_verification_accuracy_at_least_98_5_percent() {
         };
         sims.push((sim, *same));
     }
-    let acc = |t: f32| sims.iter().filter(|(s, same)| (*s >= t) == *same).count() as f64 / sims.len() as f64;
+    let acc = |t: f32| {
+        sims.iter().filter(|(s, same)| (*s >= t) == *same).count() as f64 / sims.len() as f64
+    };
     let at_default = acc(SFACE_MATCH_THRESHOLD);
     let (best_t, best_acc) = (0..100)
         .map(|i| i as f32 / 100.0)
@@ -78,5 +93,9 @@ fn lfw_fold1_verification_accuracy_at_least_98_5_percent() {
         at_default * 100.0,
         best_acc * 100.0
     );
-    assert!(at_default >= 0.985, "LFW fold 1 accuracy {:.2}% < 98.5%", at_default * 100.0);
+    assert!(
+        at_default >= 0.985,
+        "LFW fold 1 accuracy {:.2}% < 98.5%",
+        at_default * 100.0
+    );
 }
