@@ -263,7 +263,16 @@ impl Runtime {
         model: &Path,
         config: &[(&str, &str)],
     ) -> Result<(Session, Provider), VisionError> {
-        let want = self.options.provider;
+        self.session_on(model, config, self.options.provider)
+    }
+
+    /// As [`Runtime::session`], on a provider other than the configured one (benchmarks, diagnostics).
+    pub fn session_on(
+        &self,
+        model: &Path,
+        config: &[(&str, &str)],
+        want: Provider,
+    ) -> Result<(Session, Provider), VisionError> {
         let order: &[Provider] = match want {
             Provider::Auto => &[Provider::Tensorrt, Provider::Cuda, Provider::Cpu],
             Provider::Tensorrt => &[Provider::Tensorrt],
