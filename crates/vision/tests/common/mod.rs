@@ -1,3 +1,4 @@
+#![allow(dead_code)] // each test binary uses a different subset of these helpers
 use std::path::PathBuf;
 
 /// The read-only assets beside the repository: `$CHECKPOINT_ASSETS`, else `../shared`.
