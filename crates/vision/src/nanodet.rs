@@ -4,10 +4,9 @@ use std::path::Path;
 
 use ndarray::Array4;
 use ort::session::Session;
-use ort::value::TensorRef;
 
 use crate::geometry::{nms, resize_bilinear, Rect};
-use crate::runtime::{Provider, Runtime};
+use crate::runtime::{first_input, run_single, Provider, Runtime};
 use crate::{BgrImage, VisionError};
 
 const INPUT: u32 = 416;
@@ -63,12 +62,7 @@ impl PersonDetector {
         options: PersonDetectorOptions,
     ) -> Result<Self, VisionError> {
         let (session, provider) = rt.session(model, &[])?;
-        let input_name = session
-            .inputs()
-            .first()
-            .ok_or_else(|| VisionError::Model(format!("{}: model has no input", model.display())))?
-            .name()
-            .to_string();
+        let (input_name, _) = first_input(&session, model)?;
         let mut outputs = Vec::new();
         for s in STRIDES {
             let n = ((INPUT / s) * (INPUT / s)) as i64;
@@ -109,12 +103,7 @@ impl PersonDetector {
 
     pub fn detect(&mut self, img: &BgrImage) -> Result<Vec<PersonDetection>, VisionError> {
         let (input, lb) = letterbox(img);
-        let tensor = TensorRef::from_array_view(&input)
-            .map_err(|e| VisionError::Inference(e.to_string()))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![self.input_name.as_str() => tensor])
-            .map_err(|e| VisionError::Inference(e.to_string()))?;
+        let outputs = run_single(&mut self.session, &self.input_name, &input)?;
         let mut boxes = Vec::new();
         let mut scores = Vec::new();
         for (si, s) in STRIDES.iter().enumerate() {

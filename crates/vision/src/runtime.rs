@@ -375,3 +375,33 @@ impl Runtime {
         b.commit_from_file(model).map_err(err)
     }
 }
+
+/// Name and shape (-1 or 0 for dynamic dimensions) of a session's first input.
+pub(crate) fn first_input(
+    session: &Session,
+    model: &Path,
+) -> Result<(String, Vec<i64>), VisionError> {
+    let input = session
+        .inputs()
+        .first()
+        .ok_or_else(|| VisionError::Model(format!("{}: model has no input", model.display())))?;
+    let shape = input
+        .dtype()
+        .tensor_shape()
+        .map(|s| s.iter().copied().collect())
+        .unwrap_or_default();
+    Ok((input.name().to_string(), shape))
+}
+
+/// Runs a single-input model.
+pub(crate) fn run_single<'s>(
+    session: &'s mut Session,
+    input_name: &str,
+    input: &ndarray::Array4<f32>,
+) -> Result<ort::session::SessionOutputs<'s>, VisionError> {
+    let tensor = ort::value::TensorRef::from_array_view(input)
+        .map_err(|e| VisionError::Inference(e.to_string()))?;
+    session
+        .run(ort::inputs![input_name => tensor])
+        .map_err(|e| VisionError::Inference(e.to_string()))
+}

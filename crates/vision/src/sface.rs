@@ -4,10 +4,9 @@ use std::path::Path;
 
 use ndarray::Array4;
 use ort::session::Session;
-use ort::value::TensorRef;
 
 use crate::align::{align_face, ALIGNED_SIZE};
-use crate::runtime::{Provider, Runtime};
+use crate::runtime::{first_input, run_single, Provider, Runtime};
 use crate::{BgrImage, VisionError};
 
 pub const EMBEDDING_DIM: usize = 128;
@@ -49,15 +48,8 @@ impl FaceEmbedder {
     pub fn load(rt: &Runtime, model: &Path) -> Result<Self, VisionError> {
         // The block-quantised weights are folded once instead of dequantised on every run: ~2x faster, same output.
         let (session, provider) = rt.session(model, &[("session.disable_quant_qdq", "1")])?;
-        let input = session.inputs().first().ok_or_else(|| {
-            VisionError::Model(format!("{}: model has no input", model.display()))
-        })?;
-        let input_name = input.name().to_string();
-        let batch_dynamic = input
-            .dtype()
-            .tensor_shape()
-            .and_then(|s| s.iter().next().copied())
-            .is_none_or(|d| d <= 0);
+        let (input_name, shape) = first_input(&session, model)?;
+        let batch_dynamic = shape.first().is_none_or(|d| *d <= 0);
         Ok(Self {
             session,
             provider,
@@ -123,12 +115,7 @@ impl FaceEmbedder {
                 input[[n, 2, y, x]] = px[0] as f32;
             }
         }
-        let tensor = TensorRef::from_array_view(&input)
-            .map_err(|e| VisionError::Inference(e.to_string()))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![self.input_name.as_str() => tensor])
-            .map_err(|e| VisionError::Inference(e.to_string()))?;
+        let outputs = run_single(&mut self.session, &self.input_name, &input)?;
         let (_, data) = outputs[0]
             .try_extract_tensor::<f32>()
             .map_err(|e| VisionError::Inference(e.to_string()))?;

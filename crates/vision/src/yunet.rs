@@ -7,10 +7,9 @@ use std::path::Path;
 
 use ndarray::Array4;
 use ort::session::Session;
-use ort::value::TensorRef;
 
 use crate::geometry::{nms, resize_bilinear, Rect};
-use crate::runtime::{Provider, Runtime};
+use crate::runtime::{first_input, run_single, Provider, Runtime};
 use crate::{BgrImage, VisionError};
 
 /// One detected face. Landmarks: right eye, left eye, nose tip, right and left mouth corner (the subject's
@@ -59,14 +58,9 @@ impl FaceDetector {
         options: FaceDetectorOptions,
     ) -> Result<Self, VisionError> {
         let (session, provider) = rt.session(model, &[])?;
-        let input = session.inputs().first().ok_or_else(|| {
-            VisionError::Model(format!("{}: model has no input", model.display()))
-        })?;
-        let input_name = input.name().to_string();
-        let fixed_input = input.dtype().tensor_shape().and_then(|s| {
-            let d: Vec<i64> = s.iter().copied().collect();
-            (d.len() == 4 && d[2] > 0 && d[3] > 0).then(|| (d[3] as u32, d[2] as u32))
-        });
+        let (input_name, d) = first_input(&session, model)?;
+        let fixed_input =
+            (d.len() == 4 && d[2] > 0 && d[3] > 0).then(|| (d[3] as u32, d[2] as u32));
         Ok(Self {
             session,
             provider,
@@ -158,12 +152,7 @@ impl FaceDetector {
                 }
             }
         }
-        let tensor = TensorRef::from_array_view(&input)
-            .map_err(|e| VisionError::Inference(e.to_string()))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![self.input_name.as_str() => tensor])
-            .map_err(|e| VisionError::Inference(e.to_string()))?;
+        let outputs = run_single(&mut self.session, &self.input_name, &input)?;
 
         let mut faces: Vec<Face> = Vec::new();
         let thr = self.options.score_threshold;
