@@ -149,3 +149,63 @@ fn one_by_one_people_mode_counts_walkers() {
         "walkers cross the middle of the room; counted {crossings}"
     );
 }
+
+/// Corrupt frames: bytes overwritten in the middle of an H.264 file. The decoder conceals or skips what it
+/// cannot decode; the agent logs, keeps going to the end of the file and exits cleanly.
+#[test]
+fn corrupt_video_is_analysed_to_the_end_without_crashing() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = checkpoint_scenegen::SceneSpec {
+        duration_s: None,
+        actors: 3,
+        non_crossers: 0,
+        seed: 5,
+        ..Default::default()
+    };
+    checkpoint_scenegen::generate(&spec, dir.path()).unwrap();
+    let video = dir.path().join("scene.mp4");
+    let mut bytes = std::fs::read(&video).unwrap();
+    let (from, to) = (bytes.len() * 3 / 10, bytes.len() * 7 / 10);
+    for i in (from..to).step_by(997) {
+        bytes[i] ^= 0x5A;
+    }
+    std::fs::write(&video, &bytes).unwrap();
+    let events = dir.path().join("events.jsonl");
+    let cfg = dir.path().join("site.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[site]\nid = \"corrupt\"\n[agent]\nevents = \"{}\"\nmetrics_listen = \"\"\n[[cameras]]\nid = \"cam\"\nmode = \"faces\"\n[cameras.stream]\nanalysis_fps = 10\nsource = {{ kind = \"file\", path = \"{}\" }}\n[[cameras.lines]]\nid = \"l\"\na = [0.0, 0.5]\nb = [1.0, 0.5]\nin_side = \"right\"\n",
+            events.display(),
+            video.display()
+        ),
+    )
+    .unwrap();
+    let mut agent = Agent::start(&cfg, dir.path());
+    let status = agent.wait(Duration::from_secs(300));
+    let log = agent.log_text();
+    assert!(status.success(), "agent exit {status}; log:\n{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    let events = agent.events();
+    let last_state = events
+        .iter()
+        .rev()
+        .find_map(|e| match &e.event {
+            EventKind::CameraStatus(s) => Some(s.state),
+            _ => None,
+        })
+        .expect("camera status events");
+    assert!(
+        matches!(
+            last_state,
+            checkpoint_protocol::CameraState::Ended | checkpoint_protocol::CameraState::Down
+        ),
+        "file camera finished: {last_state:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e.event, EventKind::Count(_))),
+        "final counts still reported"
+    );
+}

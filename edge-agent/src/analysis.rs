@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::count::{Crossing, Direction, LineCounter, LineGeometry, Side};
 use crate::metrics::Metrics;
-use crate::track::{BBox, Detection, TrackUpdate, Tracker, TrackerConfig};
+use crate::track::{Detection, TrackUpdate, Tracker, TrackerConfig};
 
 /// What a camera tracks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,7 +262,7 @@ impl CameraAnalyzer {
                 faces
                     .iter()
                     .map(|f| Detection {
-                        bbox: to_bbox(&f.bbox),
+                        bbox: f.bbox,
                         score: f.score,
                     })
                     .collect(),
@@ -283,7 +283,7 @@ impl CameraAnalyzer {
                 let dets: Vec<Detection> = people
                     .iter()
                     .map(|p| Detection {
-                        bbox: to_bbox(&p.bbox),
+                        bbox: p.bbox,
                         score: p.score,
                     })
                     .collect();
@@ -435,15 +435,6 @@ impl CameraAnalyzer {
     }
 }
 
-fn to_bbox(r: &checkpoint_vision::Rect) -> BBox {
-    BBox {
-        x: r.x,
-        y: r.y,
-        w: r.w,
-        h: r.h,
-    }
-}
-
 /// Gives each person detection at most one face: the largest face whose centre lies in the upper half of the
 /// person's box. A face belongs to one person only (the smallest box that holds it, so a near person does not
 /// steal the face of a far one standing in front).
@@ -479,6 +470,7 @@ fn attach_faces(faces: &[Face], people: &[Detection]) -> Vec<Option<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::track::BBox;
     use checkpoint_vision::Rect;
 
     fn face(x: f32, y: f32, s: f32) -> Face {

@@ -16,18 +16,40 @@ impl Rect {
         self.w.max(0.0) * self.h.max(0.0)
     }
 
+    /// Intersection over union in `[0, 1]`; `0` if either box is not [valid](Self::is_valid).
     pub fn iou(&self, o: &Rect) -> f32 {
-        let x1 = self.x.max(o.x);
-        let y1 = self.y.max(o.y);
-        let x2 = (self.x + self.w).min(o.x + o.w);
-        let y2 = (self.y + self.h).min(o.y + o.h);
-        let inter = (x2 - x1).max(0.0) * (y2 - y1).max(0.0);
-        let union = self.area() + o.area() - inter;
-        if union <= 0.0 {
-            0.0
-        } else {
-            inter / union
+        if !self.is_valid() || !o.is_valid() {
+            return 0.0;
         }
+        // f64 so that large (but finite) inputs cannot overflow areas to infinity.
+        let (ax, ay, aw, ah) = (self.x as f64, self.y as f64, self.w as f64, self.h as f64);
+        let (bx, by, bw, bh) = (o.x as f64, o.y as f64, o.w as f64, o.h as f64);
+        let iw = (ax + aw).min(bx + bw) - ax.max(bx);
+        let ih = (ay + ah).min(by + bh) - ay.max(by);
+        if iw <= 0.0 || ih <= 0.0 {
+            return 0.0;
+        }
+        let inter = iw * ih;
+        let union = aw * ah + bw * bh - inter;
+        if union > 0.0 {
+            (inter / union).clamp(0.0, 1.0) as f32
+        } else {
+            0.0
+        }
+    }
+
+    /// All fields finite and a strictly positive size.
+    pub fn is_valid(&self) -> bool {
+        [self.x, self.y, self.w, self.h]
+            .iter()
+            .all(|v| v.is_finite())
+            && self.w > 0.0
+            && self.h > 0.0
+    }
+
+    /// Middle of the bottom edge (image y grows downward): the feet of a standing person.
+    pub fn bottom_center(&self) -> (f32, f32) {
+        (self.x + self.w / 2.0, self.y + self.h)
     }
 
     pub fn center(&self) -> (f32, f32) {

@@ -18,78 +18,9 @@ use serde::{Deserialize, Serialize};
 use assign::assign;
 use kalman::{measurement, KalmanBox};
 
-/// Axis-aligned box in pixels: top-left corner plus size.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct BBox {
-    /// Left edge.
-    pub x: f32,
-    /// Top edge (y grows downward).
-    pub y: f32,
-    /// Width.
-    pub w: f32,
-    /// Height.
-    pub h: f32,
-}
-
-impl BBox {
-    /// Intersection over union in `[0, 1]`; `0` if either box is not
-    /// [valid](Self::is_valid).
-    pub fn iou(&self, o: &BBox) -> f32 {
-        if !self.is_valid() || !o.is_valid() {
-            return 0.0;
-        }
-        // f64 so that large (but finite) inputs cannot overflow areas to infinity.
-        let (ax, ay, aw, ah) = self.as_f64();
-        let (bx, by, bw, bh) = o.as_f64();
-        let iw = (ax + aw).min(bx + bw) - ax.max(bx);
-        let ih = (ay + ah).min(by + bh) - ay.max(by);
-        if iw <= 0.0 || ih <= 0.0 {
-            return 0.0;
-        }
-        let inter = iw * ih;
-        let union = aw * ah + bw * bh - inter;
-        if union > 0.0 {
-            (inter / union).clamp(0.0, 1.0) as f32
-        } else {
-            0.0
-        }
-    }
-
-    /// Centre of the box.
-    pub fn center(&self) -> (f32, f32) {
-        (self.x + self.w / 2.0, self.y + self.h / 2.0)
-    }
-
-    /// Middle of the bottom edge (image y grows downward): the feet of a standing
-    /// person, the usual anchor for line counting.
-    pub fn bottom_center(&self) -> (f32, f32) {
-        (self.x + self.w / 2.0, self.y + self.h)
-    }
-
-    /// `w * h`; meaningless (possibly negative or NaN) for invalid boxes.
-    pub fn area(&self) -> f32 {
-        self.w * self.h
-    }
-
-    /// All fields finite and strictly positive size. The tracker ignores detections
-    /// whose box is not valid.
-    pub fn is_valid(&self) -> bool {
-        [self.x, self.y, self.w, self.h]
-            .iter()
-            .all(|v| v.is_finite())
-            && self.w > 0.0
-            && self.h > 0.0
-    }
-
-    fn as_f64(&self) -> (f64, f64, f64, f64) {
-        (
-            f64::from(self.x),
-            f64::from(self.y),
-            f64::from(self.w),
-            f64::from(self.h),
-        )
-    }
-}
+/// Axis-aligned box in pixels (top-left corner plus size): the vision crate's detector box, so detections
+/// flow into the tracker without conversion.
+pub use checkpoint_vision::Rect as BBox;
 
 /// One detector output for a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
