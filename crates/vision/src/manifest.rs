@@ -127,4 +127,26 @@ mod tests {
             assert_eq!(e.sha256.len(), 64, "{}", e.name);
         }
     }
+
+    #[test]
+    fn a_swapped_or_missing_model_file_is_refused_with_a_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = super::resolve("yunet", None, dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not found") && err.contains("fetch.py"),
+            "{err}"
+        );
+        std::fs::write(
+            dir.path().join("face_detection_yunet_2026may.onnx"),
+            b"not a model",
+        )
+        .unwrap();
+        let err = super::resolve("yunet", None, dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sha256") && err.contains("fetch.py"), "{err}");
+        assert!(super::resolve("no-such-model", None, dir.path()).is_err());
+    }
 }
