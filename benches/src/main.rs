@@ -6,6 +6,8 @@
 //!
 //! Run with `cargo run --release -p checkpoint-bench -- all` (see the README).
 
+mod faiss;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,10 +65,22 @@ enum Cmd {
     },
     /// Both.
     All,
+    /// Vector search (faiss): build time, latency and recall on random unit 128-d vectors.
+    Faiss {
+        /// Collection sizes, comma-separated.
+        #[arg(long, default_value = "10000,100000,1000000", value_delimiter = ',')]
+        sizes: Vec<usize>,
+        /// Queries per size (latency samples and recall ground truth).
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
+    },
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if let Cmd::Faiss { sizes, queries } = &cli.cmd {
+        return faiss::run(sizes, *queries); // needs no ONNX Runtime
+    }
     let provider: Provider = cli.provider.parse()?;
     let rt = Runtime::init(RuntimeOptions {
         provider,
@@ -94,6 +108,7 @@ fn main() -> Result<()> {
             seconds,
             mode,
         } => bench_pipeline(rt, file, &streams, seconds, &mode),
+        Cmd::Faiss { sizes, queries } => faiss::run(&sizes, queries),
         Cmd::All => {
             bench_models(rt, 50)?;
             bench_pipeline(rt, None, &[1, 2, 4], 20.0, "faces")?;

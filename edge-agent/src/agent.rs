@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use checkpoint_media::{frame_channel, CameraHandle, CameraSource, RecvTimeoutError, SourceState};
 use checkpoint_protocol::{
-    AgentState, AgentStatus, CameraState, CameraStatus, EventKind, LineCrossing,
+    AgentState, AgentStatus, CameraState, CameraStatus, Envelope, EventKind, LineCrossing,
 };
 use checkpoint_vision::{
     manifest, FaceDetector, FaceDetectorOptions, FaceEmbedder, PersonDetector,
@@ -23,8 +23,11 @@ use time::OffsetDateTime;
 use crate::analysis::{CameraAnalyzer, CameraSetup, Mode, Models};
 use crate::config::{CameraConfig, Config};
 use crate::count::Direction as LineDirection;
+use crate::delivery::{OutboxForward, OutboxQueue};
 use crate::events::EventSink;
 use crate::metrics::{DropLabel, Metrics};
+use crate::outbox::Outbox;
+use crate::publish::{Publisher, Topics};
 use crate::tally::SiteTally;
 
 /// Loads the models one camera needs.
@@ -85,16 +88,72 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<
     let rt = Runtime::init(rt_opts).context("starting ONNX Runtime")?;
     tracing::info!(library = %rt.library().display(), available = ?rt.available_providers(), "inference runtime ready");
 
-    let sink = EventSink::open(&cfg.site.id, &cfg.agent.id, &cfg.agent.events)
+    let mut sink = EventSink::open(&cfg.site.id, &cfg.agent.id, &cfg.agent.events)
         .with_context(|| format!("opening events output {}", cfg.agent.events))?;
+    let version = env!("CARGO_PKG_VERSION").to_string();
+    let camera_ids: Vec<String> = cfg.cameras.iter().map(|c| c.id.clone()).collect();
+    let status = |state| {
+        Envelope::new(
+            &cfg.site.id,
+            &cfg.agent.id,
+            OffsetDateTime::now_utc(),
+            EventKind::AgentStatus(AgentStatus {
+                state,
+                version: version.clone(),
+                cameras: camera_ids.clone(),
+            }),
+        )
+        .to_json()
+        .into_bytes()
+    };
+    // Events go to the outbox first; the publisher sends them and acks them back only on the broker's PUBACK.
+    let mut delivery: Option<(Arc<Outbox>, Publisher)> = None;
+    if let Some(mqtt) = &cfg.mqtt {
+        let outbox = Arc::new(
+            Outbox::open(&cfg.outbox.dir, cfg.outbox.config.clone())
+                .with_context(|| format!("opening the outbox in {}", cfg.outbox.dir.display()))?,
+        );
+        outbox.set_aggregator(crate::delivery::aggregate_counts);
+        let pending = outbox.stats().pending;
+        if pending > 0 {
+            tracing::info!(
+                pending,
+                "events from an earlier run wait in the outbox; they are sent first"
+            );
+        }
+        let client_id = mqtt
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", cfg.site.id, cfg.agent.id));
+        let topics = Topics::new(&cfg.site.id, &cfg.agent.id);
+        let publisher = Publisher::start(
+            mqtt.clone(),
+            client_id,
+            topics,
+            status(AgentState::Online),
+            status(AgentState::Offline),
+            Arc::new(OutboxQueue(outbox.clone())),
+            Box::new(|topic: &str, payload: &[u8]| {
+                tracing::debug!(
+                    topic,
+                    bytes = payload.len(),
+                    "message on the agent's topics"
+                );
+            }),
+        )
+        .context("starting the MQTT publisher")?;
+        sink = sink.with_forward(Arc::new(OutboxForward {
+            outbox: outbox.clone(),
+            wake: publisher.waker(),
+        }));
+        delivery = Some((outbox, publisher));
+    }
     let tally = Arc::new(Mutex::new(SiteTally::new(OffsetDateTime::now_utc())));
     for cam in &cfg.cameras {
         for l in &cam.lines {
             tally.lock().add_line(&cam.id, &l.id, l.site_boundary);
         }
     }
-    let version = env!("CARGO_PKG_VERSION").to_string();
-    let camera_ids: Vec<String> = cfg.cameras.iter().map(|c| c.id.clone()).collect();
     sink.emit(EventKind::AgentStatus(AgentStatus {
         state: AgentState::Online,
         version: version.clone(),
@@ -143,9 +202,18 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<
         for c in &cameras {
             mirror_stats(&metrics, &c.id, &c.handle);
         }
+        if let Some((outbox, _)) = &delivery {
+            if let Err(e) = outbox.tick() {
+                tracing::error!(error = %e, "outbox");
+            }
+            let st = outbox.stats();
+            metrics.outbox_pending.set(st.pending as i64);
+        }
         if Instant::now() >= next_flush {
             next_flush += interval;
-            flush_counts(&sink, &tally, false);
+            // Every line reports every interval, zeros included: the hub rolls counts up per hour and day and
+            // must tell "nobody passed" from "no report".
+            flush_counts(&sink, &tally, true);
         }
         let all_done = cameras.iter().all(|c| c.analysis.is_finished());
         if stop.load(Ordering::Relaxed) || (cfg.agent.exit_when_done && all_done) {

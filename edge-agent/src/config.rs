@@ -42,7 +42,35 @@ pub struct Config {
     pub analysis: AnalysisOptions,
     #[serde(default)]
     pub tracking: TrackerConfig,
+    /// Publish events to an MQTT broker through the durable outbox. Without it, events only go to `agent.events`.
+    #[serde(default)]
+    pub mqtt: Option<crate::publish::MqttConfig>,
+    #[serde(default)]
+    pub outbox: OutboxSection,
     pub cameras: Vec<CameraConfig>,
+}
+
+/// `[outbox]`: where undelivered events wait, and how hard they are pushed to disk.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxSection {
+    #[serde(default = "default_outbox_dir")]
+    pub dir: PathBuf,
+    #[serde(flatten)]
+    pub config: crate::outbox::OutboxConfig,
+}
+
+fn default_outbox_dir() -> PathBuf {
+    PathBuf::from("data/outbox")
+}
+
+impl Default for OutboxSection {
+    fn default() -> Self {
+        Self {
+            dir: default_outbox_dir(),
+            config: Default::default(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -62,7 +90,7 @@ pub struct AgentConfig {
     pub metrics_listen: String,
     /// `-` for stdout, or a file path (JSON lines, appended).
     pub events: String,
-    /// Seconds between `count` events (lines without crossings stay quiet between intervals).
+    /// Seconds between `count` events; every line reports every interval, zeros included.
     pub count_interval_s: f64,
     /// Stop when every camera has ended (only file sources end). Handy for batch runs and tests.
     pub exit_when_done: bool,
@@ -178,6 +206,7 @@ impl Config {
             fix(&mut p);
             self.agent.events = p.display().to_string();
         }
+        fix(&mut self.outbox.dir);
         if let Some(d) = self.models.dir.as_mut() {
             fix(d);
         }

@@ -1,4 +1,5 @@
-//! Where events go. For now JSON lines on stdout or in a file; MQTT with a durable outbox is the next step.
+//! Where events go: JSON lines on stdout or in a file for the local record, and, when MQTT is configured, a
+//! forwarder that puts each event in the durable outbox for the publisher.
 
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
@@ -14,12 +15,26 @@ use time::OffsetDateTime;
 pub struct EventSink {
     site: Arc<str>,
     agent: Arc<str>,
-    out: Arc<Mutex<Box<dyn Write + Send>>>,
+    out: Option<Arc<Mutex<Box<dyn Write + Send>>>>,
+    forward: Option<Arc<dyn EventForward>>,
+}
+
+/// Takes every event after it is written locally (the outbox, in the agent).
+pub trait EventForward: Send + Sync {
+    fn forward(&self, event: &Envelope, json: &str);
 }
 
 impl EventSink {
-    /// `target` is `-` for stdout or a file path (appended to, created if missing).
+    /// `target` is `-` for stdout, a file path (appended to, created if missing), or empty for no local copy.
     pub fn open(site: &str, agent: &str, target: &str) -> std::io::Result<Self> {
+        if target.is_empty() {
+            return Ok(Self {
+                site: site.into(),
+                agent: agent.into(),
+                out: None,
+                forward: None,
+            });
+        }
         let out: Box<dyn Write + Send> = if target == "-" {
             Box::new(std::io::stdout())
         } else {
@@ -38,8 +53,15 @@ impl EventSink {
         Self {
             site: site.into(),
             agent: agent.into(),
-            out: Arc::new(Mutex::new(out)),
+            out: Some(Arc::new(Mutex::new(out))),
+            forward: None,
         }
+    }
+
+    /// Also hands every event to `forward`.
+    pub fn with_forward(mut self, forward: Arc<dyn EventForward>) -> Self {
+        self.forward = Some(forward);
+        self
     }
 
     pub fn emit(&self, event: EventKind) -> Envelope {
@@ -49,10 +71,15 @@ impl EventSink {
     pub fn emit_at(&self, ts: OffsetDateTime, event: EventKind) -> Envelope {
         let env = Envelope::new(&self.site, &self.agent, ts, event);
         let line = env.to_json();
-        let mut out = self.out.lock();
-        // A full disk or closed pipe must not take the cameras down; the failure is logged and counted in the log.
-        if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
-            tracing::error!(error = %e, kind = env.kind(), "could not write event");
+        if let Some(out) = &self.out {
+            let mut out = out.lock();
+            // A full disk or closed pipe must not take the cameras down; the failure is logged.
+            if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
+                tracing::error!(error = %e, kind = env.kind(), "could not write event");
+            }
+        }
+        if let Some(f) = &self.forward {
+            f.forward(&env, &line);
         }
         env
     }

@@ -49,6 +49,7 @@ pub struct Metrics {
     pub faces_embedded: Family<CameraLabel, Counter>,
     pub crossings: Family<LineLabel, Counter>,
     pub occupancy: Gauge,
+    pub outbox_pending: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -72,6 +73,7 @@ impl Metrics {
             faces_embedded: Family::default(),
             crossings: Family::default(),
             occupancy: Gauge::default(),
+            outbox_pending: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -133,6 +135,11 @@ impl Metrics {
             "site_occupancy",
             "Entries minus exits across the site's boundary lines",
             m.occupancy.clone(),
+        );
+        registry.register(
+            "outbox_pending",
+            "Events waiting in the outbox for the broker's acknowledgement",
+            m.outbox_pending.clone(),
         );
         Self { registry, ..m }
     }

@@ -86,6 +86,8 @@ pub enum EventKind {
     CameraStatus(CameraStatus),
     /// The agent came up or went down.
     AgentStatus(AgentStatus),
+    /// A track's face matched a watchlist entry: a candidate for people to review, never a verdict.
+    WatchlistMatch(WatchlistMatch),
 }
 
 impl EventKind {
@@ -95,6 +97,7 @@ impl EventKind {
             EventKind::Count(_) => "count",
             EventKind::CameraStatus(_) => "camera_status",
             EventKind::AgentStatus(_) => "agent_status",
+            EventKind::WatchlistMatch(_) => "watchlist_match",
         }
     }
 }
@@ -166,6 +169,44 @@ pub struct AgentStatus {
     #[serde(default)]
     pub cameras: Vec<String>,
 }
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListKind {
+    Wanted,
+    Missing,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchlistMatch {
+    pub camera: String,
+    pub track_id: u64,
+    pub list: ListKind,
+    /// The hub's id of the watchlist entry.
+    pub entry_id: String,
+    /// Watchlist version the agent matched against.
+    pub watchlist_version: u64,
+    /// Cosine similarity of the track's face to the entry's best template.
+    pub similarity: f32,
+    /// 1 for the best candidate of this track.
+    pub rank: u32,
+    /// Face attempts the decision used.
+    pub faces_used: u32,
+    /// JPEG of the matched face (base64), the only face that ever leaves the edge.
+    pub snapshot_jpeg_b64: String,
+    pub stream_time_s: f64,
+    /// Model files used, e.g. `face_detection_yunet_2026may.onnx`.
+    pub models: Vec<String>,
+}
+
+/// MQTT topic of an event: `checkpoint/<site>/<agent>/<kind>`.
+pub fn topic(site: &str, agent: &str, kind: &str) -> String {
+    format!("{TOPIC_ROOT}/{site}/{agent}/{kind}")
+}
+
+/// First level of every Checkpoint topic.
+pub const TOPIC_ROOT: &str = "checkpoint";
 
 #[cfg(test)]
 mod tests {
