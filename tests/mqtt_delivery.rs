@@ -120,7 +120,19 @@ in_side = "right"
         "events kept coming during the outage: {during}"
     );
     let mut broker = start_broker(port);
-    std::thread::sleep(Duration::from_secs(5));
+    // The agent reconnects (its backoff is at most 5 s) and replays the outbox; once everything produced so far
+    // has arrived, stop it: its last events go out while it is connected.
+    let caught_up = wait_until(Duration::from_secs(40), || {
+        let have: HashSet<_> = got.lock().unwrap().iter().map(|e| e.id).collect();
+        read_events(&agent.events)
+            .iter()
+            .all(|e| have.contains(&e.id))
+    });
+    assert!(
+        caught_up,
+        "the outbox was not replayed after the broker came back; log:\n{}",
+        agent.log_text()
+    );
     agent.interrupt();
     assert!(
         agent.wait(Duration::from_secs(30)).success(),
