@@ -176,4 +176,5 @@ in_side = "right"
         }
     }
     let _ = broker.kill();
+    let _ = broker.wait();
 }
