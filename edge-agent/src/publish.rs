@@ -118,14 +118,19 @@ impl Publisher {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        let link = Link {
+            cfg,
+            client_id,
+            topics,
+            online,
+            offline,
+            queue,
+            incoming,
+        };
         let (s, w, st) = (stop.clone(), wake.clone(), stats.clone());
         let thread = std::thread::Builder::new()
             .name("mqtt".into())
-            .spawn(move || {
-                rt.block_on(run(
-                    cfg, client_id, topics, online, offline, queue, incoming, s, w, st,
-                ));
-            })?;
+            .spawn(move || rt.block_on(run(link, s, w, st)))?;
         Ok(Self {
             stop,
             wake,
@@ -203,8 +208,8 @@ fn options(
     Ok(o)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run(
+/// Everything the connection thread owns for its lifetime.
+struct Link {
     cfg: MqttConfig,
     client_id: String,
     topics: Topics,
@@ -212,10 +217,23 @@ async fn run(
     offline: Vec<u8>,
     queue: Arc<dyn EventQueue>,
     incoming: IncomingHandler,
+}
+
+async fn run(
+    link: Link,
     stop: Arc<AtomicBool>,
     wake: Arc<tokio::sync::Notify>,
     stats: Arc<PublisherStats>,
 ) {
+    let Link {
+        cfg,
+        client_id,
+        topics,
+        online,
+        offline,
+        queue,
+        incoming,
+    } = link;
     let mut backoff = Duration::from_millis(250);
     while !stop.load(Ordering::Relaxed) {
         let opts = match options(&cfg, &client_id, &topics.status, &offline) {
