@@ -9,9 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use base64::Engine as _;
 use checkpoint_media::{frame_channel, CameraHandle, CameraSource, RecvTimeoutError, SourceState};
 use checkpoint_protocol::{
     AgentState, AgentStatus, CameraState, CameraStatus, Envelope, EventKind, LineCrossing,
+    WatchlistMatch,
 };
 use checkpoint_vision::{
     manifest, FaceDetector, FaceDetectorOptions, FaceEmbedder, PersonDetector,
@@ -29,6 +31,28 @@ use crate::metrics::{DropLabel, Metrics};
 use crate::outbox::Outbox;
 use crate::publish::{Publisher, Topics};
 use crate::tally::SiteTally;
+use crate::watchlist::{face_snapshot, list_name, Candidate, TrackMatcher, WatchlistService};
+
+/// File names of the face models, reported with every match so a reviewer knows what produced it.
+fn face_model_names(cfg: &Config) -> Vec<String> {
+    let dir = cfg.models.dir.clone().unwrap_or_else(manifest::default_dir);
+    [
+        ("yunet", cfg.models.face_detector.as_deref()),
+        ("sface", cfg.models.face_embedder.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(name, path)| manifest::resolve(name, path, &dir).ok())
+    .filter_map(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
+    .collect()
+}
+
+/// What a camera thread needs to turn its tracks into watchlist candidates.
+struct Watch {
+    matcher: TrackMatcher,
+    snapshot_max_side: u32,
+    snapshot_quality: u8,
+    models: Vec<String>,
+}
 
 /// Loads the models one camera needs.
 pub fn load_models(cfg: &Config, cam: &CameraConfig, rt: &Runtime) -> Result<Models> {
@@ -106,6 +130,21 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<
         .to_json()
         .into_bytes()
     };
+    // The watchlist store opens before the publisher: sync messages may arrive as soon as it connects.
+    let mut watchlist = None;
+    let mut inbox = None;
+    if cfg.watchlist.active(cfg.detection.embed_faces) {
+        let (svc, ib) = WatchlistService::open(
+            &cfg.watchlist,
+            checkpoint_protocol::watchlist_sync_topic(&cfg.site.id, &cfg.agent.id),
+            metrics.clone(),
+        )
+        .with_context(|| format!("opening the watchlist in {}", cfg.watchlist.dir.display()))?;
+        watchlist = Some(svc);
+        inbox = Some(ib);
+    } else {
+        tracing::info!("watchlist matching is off (no face embeddings)");
+    }
     // Events go to the outbox first; the publisher sends them and acks them back only on the broker's PUBACK.
     let mut delivery: Option<(Arc<Outbox>, Publisher)> = None;
     if let Some(mqtt) = &cfg.mqtt {
@@ -133,12 +172,13 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<
             status(AgentState::Online),
             status(AgentState::Offline),
             Arc::new(OutboxQueue(outbox.clone())),
-            Box::new(|topic: &str, payload: &[u8]| {
-                tracing::debug!(
+            Box::new(move |topic: &str, payload: &[u8]| match &inbox {
+                Some(ib) => ib.handle(topic, payload),
+                None => tracing::debug!(
                     topic,
                     bytes = payload.len(),
-                    "message on the agent's topics"
-                );
+                    "watchlist message ignored: matching is off"
+                ),
             }),
         )
         .context("starting the MQTT publisher")?;
@@ -160,6 +200,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<
         cameras: camera_ids.clone(),
     }));
 
+    let models_used = face_model_names(&cfg);
     let mut cameras = Vec::new();
     for cam in &cfg.cameras {
         let models = load_models(&cfg, cam, rt)
@@ -173,6 +214,12 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<
             options: cfg.analysis.clone(),
         };
         let analyzer = CameraAnalyzer::new(setup, models, metrics.clone());
+        let watch = watchlist.as_ref().map(|w| Watch {
+            matcher: TrackMatcher::new(w.handle(), cfg.watchlist.matching.clone()),
+            snapshot_max_side: cfg.watchlist.snapshot_max_side,
+            snapshot_quality: cfg.watchlist.snapshot_quality,
+            models: models_used.clone(),
+        });
         let (tx, rx) = frame_channel();
         let handle = CameraSource::spawn(&cam.id, cam.stream.clone(), tx)
             .with_context(|| format!("camera {}: starting video source", cam.id))?;
@@ -186,7 +233,11 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<
         );
         let analysis = std::thread::Builder::new()
             .name(format!("analysis-{}", cam.id))
-            .spawn(move || analyse(id, analyzer, rx, events, sink2, tally2, metrics2, stop2))
+            .spawn(move || {
+                analyse(
+                    id, analyzer, watch, rx, events, sink2, tally2, metrics2, stop2,
+                )
+            })
             .context("spawning analysis thread")?;
         cameras.push(Camera {
             id: cam.id.clone(),
@@ -201,6 +252,9 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<
         std::thread::sleep(Duration::from_millis(100));
         for c in &cameras {
             mirror_stats(&metrics, &c.id, &c.handle);
+        }
+        if let Some(w) = watchlist.as_mut() {
+            w.tick(OffsetDateTime::now_utc(), &sink);
         }
         if let Some((outbox, _)) = &delivery {
             if let Err(e) = outbox.tick() {
@@ -308,6 +362,7 @@ fn camera_status(camera: &str, state: &SourceState, fps: Option<f64>) -> CameraS
 fn analyse(
     camera: String,
     mut analyzer: CameraAnalyzer,
+    mut watch: Option<Watch>,
     frames: checkpoint_media::FrameReceiver,
     events: crossbeam_channel::Receiver<checkpoint_media::CameraEvent>,
     sink: EventSink,
@@ -328,7 +383,10 @@ fn analyse(
             match ev.state {
                 // A lost camera ends its tracks: people seen before the outage are not the ones after it.
                 SourceState::Reconnecting { .. } | SourceState::Down { .. } => {
-                    analyzer.finish();
+                    let ended = analyzer.finish();
+                    if let Some(w) = watch.as_mut() {
+                        ended.iter().for_each(|id| w.matcher.track_ended(*id));
+                    }
                 }
                 SourceState::Ended | SourceState::Stopped => finished = true,
                 _ => {}
@@ -367,6 +425,36 @@ fn analyse(
                                 stream_time_s: c.ts,
                             }));
                         }
+                        if let Some(w) = watch.as_mut() {
+                            for (track, face) in &out.face_updates {
+                                let faces = analyzer
+                                    .track_faces(*track)
+                                    .iter()
+                                    .map(|f| (f.quality, &f.embedding));
+                                for cand in
+                                    w.matcher.observe(*track, faces, OffsetDateTime::now_utc())
+                                {
+                                    let m = alert(&camera, w, &cand, &frame, face);
+                                    metrics
+                                        .watchlist_candidates
+                                        .get_or_create(&crate::metrics::CandidateLabel {
+                                            camera: camera.clone(),
+                                            list: list_name(cand.list).into(),
+                                        })
+                                        .inc();
+                                    tracing::warn!(
+                                        camera = %camera, track = cand.track_id, entry = %cand.entry_id,
+                                        list = list_name(cand.list), similarity = cand.similarity,
+                                        votes = cand.votes, faces = cand.faces_used,
+                                        "watchlist candidate (for review)"
+                                    );
+                                    sink.emit(EventKind::WatchlistMatch(m));
+                                }
+                            }
+                            for id in &out.ended {
+                                w.matcher.track_ended(*id);
+                            }
+                        }
                     }
                     // A frame the models cannot take (corrupt, odd size) is skipped, the camera goes on.
                     Err(e) => tracing::warn!(camera = %camera, error = %e, "frame skipped"),
@@ -387,7 +475,48 @@ fn analyse(
             &camera, &ev.state, fps_ewma,
         )));
     }
-    analyzer.finish();
+    let ended = analyzer.finish();
+    if let Some(w) = watch.as_mut() {
+        ended.iter().for_each(|id| w.matcher.track_ended(*id));
+    }
+}
+
+/// The event for a candidate, with a snapshot of the face that triggered this decision. A snapshot that cannot
+/// be made does not hold the alert back: it goes out without one.
+fn alert(
+    camera: &str,
+    w: &Watch,
+    c: &Candidate,
+    frame: &checkpoint_media::Frame,
+    face: &checkpoint_vision::Face,
+) -> WatchlistMatch {
+    let snapshot = match face_snapshot(
+        &frame.image,
+        &face.bbox,
+        w.snapshot_max_side,
+        w.snapshot_quality,
+    ) {
+        Ok(jpg) => base64::engine::general_purpose::STANDARD.encode(jpg),
+        Err(e) => {
+            tracing::error!(camera, error = %e, "alert snapshot failed; the alert goes without one");
+            String::new()
+        }
+    };
+    WatchlistMatch {
+        camera: camera.to_string(),
+        track_id: c.track_id,
+        list: c.list,
+        entry_id: c.entry_id.clone(),
+        watchlist_version: c.watchlist_version,
+        similarity: c.similarity,
+        threshold: c.threshold,
+        votes: c.votes,
+        rank: c.rank,
+        faces_used: c.faces_used,
+        snapshot_jpeg_b64: snapshot,
+        stream_time_s: frame.pts_s,
+        models: w.models.clone(),
+    }
 }
 
 fn log_state(camera: &str, state: &SourceState) {

@@ -148,6 +148,8 @@ pub struct Models {
 pub struct FrameOutcome {
     pub crossings: Vec<(Crossing, bool)>,
     pub ended: Vec<u64>,
+    /// Tracks that kept a new face this frame, with that face: their watchlist decision may change.
+    pub face_updates: Vec<(u64, Face)>,
     pub tracks: usize,
     pub faces: usize,
     pub people: usize,
@@ -363,6 +365,7 @@ impl CameraAnalyzer {
                     .get_or_create(&self.metrics.camera(&self.camera))
                     .inc_by(embs.len() as u64);
                 for ((id, face, quality), embedding) in todo.into_iter().zip(embs) {
+                    out.face_updates.push((id, face.clone()));
                     let kept = self.track_faces.entry(id).or_default();
                     kept.push(FaceSample {
                         quality,

@@ -47,7 +47,60 @@ pub struct Config {
     pub mqtt: Option<crate::publish::MqttConfig>,
     #[serde(default)]
     pub outbox: OutboxSection,
+    #[serde(default)]
+    pub watchlist: WatchlistSection,
     pub cameras: Vec<CameraConfig>,
+}
+
+/// `[watchlist]`: where the synced watchlists live on disk and how tracks are matched against them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchlistSection {
+    /// Match faces against the watchlists. Unset: on whenever `detection.embed_faces` is (matching needs
+    /// the embeddings).
+    pub enabled: Option<bool>,
+    pub dir: PathBuf,
+    /// Largest sync message accepted, bytes.
+    pub max_sync_bytes: usize,
+    /// How often the agent drops expired entries itself, seconds.
+    pub purge_interval_s: f64,
+    /// `faiss` (exact up to 100k templates, then approximate) or `exact` (brute force in Rust).
+    pub index: IndexChoice,
+    /// Longest side of an alert's face snapshot, pixels.
+    pub snapshot_max_side: u32,
+    /// JPEG quality of the snapshot, 1-100.
+    pub snapshot_quality: u8,
+    #[serde(rename = "match")]
+    pub matching: crate::watchlist::MatchConfig,
+}
+
+impl WatchlistSection {
+    /// Whether tracks are matched, given whether faces are embedded.
+    pub fn active(&self, embed_faces: bool) -> bool {
+        self.enabled.unwrap_or(embed_faces) && embed_faces
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexChoice {
+    Faiss,
+    Exact,
+}
+
+impl Default for WatchlistSection {
+    fn default() -> Self {
+        Self {
+            enabled: None,
+            dir: PathBuf::from("data/watchlist"),
+            max_sync_bytes: crate::watchlist::DEFAULT_MAX_SYNC_BYTES,
+            purge_interval_s: 60.0,
+            index: IndexChoice::Faiss,
+            snapshot_max_side: 224,
+            snapshot_quality: 85,
+            matching: Default::default(),
+        }
+    }
 }
 
 /// `[outbox]`: where undelivered events wait, and how hard they are pushed to disk.
@@ -207,6 +260,7 @@ impl Config {
             self.agent.events = p.display().to_string();
         }
         fix(&mut self.outbox.dir);
+        fix(&mut self.watchlist.dir);
         if let Some(d) = self.models.dir.as_mut() {
             fix(d);
         }
@@ -265,6 +319,40 @@ impl Config {
         }
         if self.analysis.faces_per_track == 0 {
             return err("analysis.faces_per_track".into(), "must be at least 1");
+        }
+        let w = &self.watchlist;
+        if w.max_sync_bytes < 1024 {
+            return err("watchlist.max_sync_bytes".into(), "must be at least 1024");
+        }
+        if !w.purge_interval_s.is_finite() || w.purge_interval_s <= 0.0 {
+            return err(
+                "watchlist.purge_interval_s".into(),
+                "must be a positive number of seconds",
+            );
+        }
+        if !(32..=1024).contains(&w.snapshot_max_side) {
+            return err(
+                "watchlist.snapshot_max_side".into(),
+                "must be between 32 and 1024 pixels",
+            );
+        }
+        if !(1..=100).contains(&w.snapshot_quality) {
+            return err(
+                "watchlist.snapshot_quality".into(),
+                "must be between 1 and 100",
+            );
+        }
+        if w.matching.min_faces == 0 {
+            return err("watchlist.match.min_faces".into(), "must be at least 1");
+        }
+        if w.matching.top_k == 0 {
+            return err("watchlist.match.top_k".into(), "must be at least 1");
+        }
+        if w.enabled == Some(true) && !self.detection.embed_faces {
+            return err(
+                "watchlist.enabled".into(),
+                "watchlist matching needs face embeddings: set detection.embed_faces = true, or watchlist.enabled = false",
+            );
         }
         if self.cameras.is_empty() {
             return err("cameras".into(), "at least one camera is needed");
@@ -359,6 +447,38 @@ in_side = "right"
         assert_eq!(c.cameras[0].mode, Mode::Faces);
         assert_eq!(c.agent.id, "agent-1");
         assert!(c.cameras[0].lines[0].site_boundary);
+        assert!(c.watchlist.active(c.detection.embed_faces));
+        assert_eq!(c.watchlist.matching.min_faces, 2);
+    }
+
+    #[test]
+    fn watchlist_settings_are_checked_by_key() {
+        for (extra, key) in [
+            (
+                "[watchlist]\nsnapshot_quality = 0\n",
+                "watchlist.snapshot_quality",
+            ),
+            ("[watchlist]\nindex = \"annoy\"\n", "watchlist.index"),
+            (
+                "[watchlist.match]\nmin_faces = 0\n",
+                "watchlist.match.min_faces",
+            ),
+            ("[watchlist.match]\nthreshold = 0.2\n", "watchlist.match"),
+            (
+                "[detection]\nembed_faces = false\n[watchlist]\nenabled = true\n",
+                "watchlist.enabled",
+            ),
+        ] {
+            let text = GOOD.replace("[[cameras]]", &format!("{extra}\n[[cameras]]"));
+            let (k, msg) = Config::parse(&text).unwrap_err();
+            assert!(k.starts_with(key), "{extra}: key {k} ({msg})");
+        }
+        let off = GOOD.replace(
+            "[[cameras]]",
+            "[detection]\nembed_faces = false\n\n[[cameras]]",
+        );
+        let c = Config::parse(&off).unwrap();
+        assert!(!c.watchlist.active(c.detection.embed_faces));
     }
 
     #[test]

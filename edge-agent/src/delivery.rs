@@ -18,7 +18,9 @@ pub fn class_of(event: &EventKind) -> Class {
     match event {
         EventKind::WatchlistMatch(_) => Class::Alert,
         EventKind::Count(_) => Class::Count,
-        EventKind::CameraStatus(_) | EventKind::AgentStatus(_) => Class::Status,
+        EventKind::CameraStatus(_) | EventKind::AgentStatus(_) | EventKind::WatchlistStatus(_) => {
+            Class::Status
+        }
         EventKind::LineCrossing(_) => Class::Other,
     }
 }

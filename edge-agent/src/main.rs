@@ -52,6 +52,65 @@ enum Command {
         #[arg(required = true)]
         images: Vec<PathBuf>,
     },
+    /// Inspect or change the watchlist held on this machine (stop the agent first; sites with a hub get
+    /// their lists from it).
+    Watchlist {
+        #[command(subcommand)]
+        action: WatchlistCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum WatchlistCmd {
+    /// List the entries held (ids, lists, labels, expiry; never templates).
+    Show {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Add (or replace) an entry from one or more photos of the person.
+    #[command(alias = "enroll")]
+    Enrol {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Entry id, unique on this site.
+        #[arg(long)]
+        id: String,
+        /// `wanted` or `missing`.
+        #[arg(long)]
+        list: String,
+        /// Name or description the operator sees.
+        #[arg(long)]
+        label: String,
+        #[arg(long)]
+        case_ref: String,
+        /// The legal instrument that allows matching this person (required).
+        #[arg(long)]
+        legal_basis: String,
+        /// Issuing officer or unit.
+        #[arg(long)]
+        issued_by: String,
+        /// When the entry stops matching, RFC 3339 (e.g. 2027-01-31T00:00:00Z).
+        #[arg(long, conflicts_with = "days")]
+        expires: Option<String>,
+        /// Or: days from now until it stops matching.
+        #[arg(long)]
+        days: Option<u32>,
+        #[arg(required = true)]
+        photos: Vec<PathBuf>,
+    },
+    /// Remove entries by id.
+    Remove {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Apply a sync message from a file (as the hub would send it), e.g. carried to an offline site.
+    Import {
+        #[arg(long, short)]
+        config: PathBuf,
+        file: PathBuf,
+    },
 }
 
 fn init_logging(format: &str) {
@@ -128,6 +187,7 @@ fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
                 std::process::ExitCode::from(1)
             })
         }
+        Command::Watchlist { action } => watchlist_cmd(action),
         Command::Run { config } => {
             let cfg = Config::load(&config)?;
             let metrics = Arc::new(Metrics::new());
@@ -144,6 +204,156 @@ fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
     }
+}
+
+fn watchlist_cmd(action: WatchlistCmd) -> Result<std::process::ExitCode> {
+    use edge_agent::watchlist::{
+        enrol, list_name, parse_sync, ListKind, SyncMessage, WatchlistEntry, WatchlistStore,
+    };
+    let open = |config: &PathBuf| -> Result<(Config, WatchlistStore)> {
+        let cfg = Config::load(config)?;
+        let store = WatchlistStore::open(&cfg.watchlist.dir)
+            .with_context(|| format!("opening the watchlist in {}", cfg.watchlist.dir.display()))?;
+        Ok((cfg, store))
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let report = |o: edge_agent::watchlist::ApplyOutcome| {
+        println!(
+            "watchlist version {} -> {}: {} added, {} replaced, {} removed, {} expired; {} entries held",
+            o.previous_version,
+            o.version,
+            o.added.len(),
+            o.replaced.len(),
+            o.removed.len() + o.expired.len(),
+            o.dropped_expired.len(),
+            o.entries
+        );
+    };
+    match action {
+        WatchlistCmd::Show { config } => {
+            let (cfg, store) = open(&config)?;
+            let t = store.thresholds();
+            println!(
+                "{}: version {}, {} entries (thresholds: wanted {}, missing {})",
+                cfg.watchlist.dir.display(),
+                store.version(),
+                store.len(),
+                t.wanted,
+                t.missing
+            );
+            for e in store.entries() {
+                println!(
+                    "  {:<16} {:<8} {:<32} case {:<16} expires {} ({} template(s))",
+                    e.id,
+                    list_name(e.list),
+                    e.label,
+                    e.case_ref,
+                    e.expires_at
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                    e.templates.len()
+                );
+            }
+        }
+        WatchlistCmd::Enrol {
+            config,
+            id,
+            list,
+            label,
+            case_ref,
+            legal_basis,
+            issued_by,
+            expires,
+            days,
+            photos,
+        } => {
+            let (cfg, mut store) = open(&config)?;
+            let list = match list.as_str() {
+                "wanted" => ListKind::Wanted,
+                "missing" => ListKind::Missing,
+                other => anyhow::bail!("--list must be `wanted` or `missing`, not `{other}`"),
+            };
+            let expires_at = match (expires, days) {
+                (Some(s), _) => {
+                    time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
+                        .with_context(|| format!("--expires {s}: not an RFC 3339 time"))?
+                }
+                (None, Some(d)) => now + time::Duration::days(d.into()),
+                (None, None) => {
+                    anyhow::bail!("an entry needs an expiry: --expires RFC3339 or --days N")
+                }
+            };
+            let rt = checkpoint_vision::Runtime::init(cfg.runtime.clone())?;
+            let agent_models = edge_agent::agent::load_models(&cfg, &cfg.cameras[0], rt)?;
+            let (mut det, mut emb) = (agent_models.faces, agent_models.embedder);
+            let emb = emb.as_mut().context(
+                "detection.embed_faces is off in this config: enrolment needs the face embedder",
+            )?;
+            let mut templates = Vec::new();
+            let mut failed = Vec::new();
+            for p in &photos {
+                match enrol::template_from_photo(p, &mut det, emb) {
+                    Ok(t) => templates.push(t),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            for f in &failed {
+                eprintln!("edge-agent: photo refused: {f}");
+            }
+            if !failed.is_empty() {
+                anyhow::bail!(
+                    "{} of {} photo(s) refused; nothing was enrolled",
+                    failed.len(),
+                    photos.len()
+                );
+            }
+            let version = store.version();
+            let o = store.apply(
+                SyncMessage::Delta {
+                    base_version: version,
+                    version: enrol::next_version(version, now),
+                    add: vec![WatchlistEntry {
+                        id,
+                        list,
+                        label,
+                        case_ref,
+                        legal_basis,
+                        issued_by,
+                        expires_at,
+                        templates,
+                    }],
+                    remove: vec![],
+                    expire: vec![],
+                },
+                now,
+            )?;
+            report(o);
+        }
+        WatchlistCmd::Remove { config, ids } => {
+            let (_, mut store) = open(&config)?;
+            let version = store.version();
+            let o = store.apply(
+                SyncMessage::Delta {
+                    base_version: version,
+                    version: enrol::next_version(version, now),
+                    add: vec![],
+                    remove: ids,
+                    expire: vec![],
+                },
+                now,
+            )?;
+            report(o);
+        }
+        WatchlistCmd::Import { config, file } => {
+            let (cfg, mut store) = open(&config)?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let msg = parse_sync(&bytes, cfg.watchlist.max_sync_bytes)
+                .with_context(|| format!("{}", file.display()))?;
+            report(store.apply(msg, now)?);
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 /// SIGINT and SIGTERM request a clean stop (counts flushed, offline status sent); a second one exits at once.

@@ -32,6 +32,22 @@ pub struct LineLabel {
     pub direction: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListLabel {
+    pub list: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CandidateLabel {
+    pub camera: String,
+    pub list: String,
+}
+
 type F64Gauge = Gauge<f64, AtomicU64>;
 
 /// All agent metrics; cloned handles share the same values.
@@ -50,6 +66,10 @@ pub struct Metrics {
     pub crossings: Family<LineLabel, Counter>,
     pub occupancy: Gauge,
     pub outbox_pending: Gauge,
+    pub watchlist_version: Gauge,
+    pub watchlist_entries: Family<ListLabel, Gauge>,
+    pub watchlist_sync: Family<OutcomeLabel, Counter>,
+    pub watchlist_candidates: Family<CandidateLabel, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -74,6 +94,10 @@ impl Metrics {
             crossings: Family::default(),
             occupancy: Gauge::default(),
             outbox_pending: Gauge::default(),
+            watchlist_version: Gauge::default(),
+            watchlist_entries: Family::default(),
+            watchlist_sync: Family::default(),
+            watchlist_candidates: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -141,6 +165,26 @@ impl Metrics {
             "Events waiting in the outbox for the broker's acknowledgement",
             m.outbox_pending.clone(),
         );
+        registry.register(
+            "watchlist_version",
+            "Watchlist version held (0: none)",
+            m.watchlist_version.clone(),
+        );
+        registry.register(
+            "watchlist_entries",
+            "Watchlist entries held, per list",
+            m.watchlist_entries.clone(),
+        );
+        registry.register(
+            "watchlist_sync_messages",
+            "Messages on the watchlist sync topics, by outcome: applied, or why they were refused",
+            m.watchlist_sync.clone(),
+        );
+        registry.register(
+            "watchlist_candidates",
+            "Candidate watchlist matches raised",
+            m.watchlist_candidates.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -156,6 +200,14 @@ impl Metrics {
                 model: model.to_string(),
             })
             .observe(seconds);
+    }
+
+    pub fn watchlist_outcome(&self, outcome: &str) {
+        self.watchlist_sync
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
 
     /// Prometheus text exposition.

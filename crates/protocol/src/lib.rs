@@ -4,6 +4,8 @@
 //! version, who sent it and when. The payload is one of [`EventKind`]. Nothing here carries a face image or an
 //! embedding of someone who is not on a watchlist: counts and camera health only, by design.
 
+pub mod watchlist;
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -88,6 +90,8 @@ pub enum EventKind {
     AgentStatus(AgentStatus),
     /// A track's face matched a watchlist entry: a candidate for people to review, never a verdict.
     WatchlistMatch(WatchlistMatch),
+    /// The watchlist version the agent holds, after every sync, refusal and expiry purge.
+    WatchlistStatus(WatchlistStatus),
 }
 
 impl EventKind {
@@ -98,6 +102,7 @@ impl EventKind {
             EventKind::CameraStatus(_) => "camera_status",
             EventKind::AgentStatus(_) => "agent_status",
             EventKind::WatchlistMatch(_) => "watchlist_match",
+            EventKind::WatchlistStatus(_) => "watchlist_status",
         }
     }
 }
@@ -187,8 +192,12 @@ pub struct WatchlistMatch {
     pub entry_id: String,
     /// Watchlist version the agent matched against.
     pub watchlist_version: u64,
-    /// Cosine similarity of the track's face to the entry's best template.
+    /// Cosine similarity of the track's mean face to the entry's best template.
     pub similarity: f32,
+    /// The list threshold the decision used.
+    pub threshold: f32,
+    /// Individual faces of the track that reached the threshold on their own.
+    pub votes: u32,
     /// 1 for the best candidate of this track.
     pub rank: u32,
     /// Face attempts the decision used.
@@ -198,6 +207,35 @@ pub struct WatchlistMatch {
     pub stream_time_s: f64,
     /// Model files used, e.g. `face_detection_yunet_2026may.onnx`.
     pub models: Vec<String>,
+}
+
+/// What an agent reports about its watchlists. Counts and ids only, never templates.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchlistStatus {
+    /// The version held, 0 for none.
+    pub version: u64,
+    pub wanted: u64,
+    pub missing: u64,
+    pub templates: u64,
+    /// The agent cannot use deltas until it gets a full set: it holds nothing yet, or a delta did not
+    /// start from its version. The hub answers with a full sync.
+    pub needs_full_sync: bool,
+    /// Why the most recent refused sync message was refused (since the agent started), for diagnosis;
+    /// `rejected` says how many were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Sync messages refused since the agent started.
+    pub rejected: u64,
+    /// Entries dropped by the agent itself because they expired, in this report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expired: Vec<String>,
+}
+
+/// Topic the hub publishes watchlist sync messages to (see [`watchlist::SyncMessage`]); agents subscribe to
+/// `checkpoint/<site>/<agent>/watchlist/#`.
+pub fn watchlist_sync_topic(site: &str, agent: &str) -> String {
+    format!("{TOPIC_ROOT}/{site}/{agent}/watchlist/sync")
 }
 
 /// MQTT topic of an event: `checkpoint/<site>/<agent>/<kind>`.

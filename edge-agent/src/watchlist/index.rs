@@ -2,6 +2,7 @@
 //! the exact one for large lists. The matcher re-scores the entries an index proposes exactly, so an
 //! approximate index can only cost recall, never change a similarity that is reported.
 
+use checkpoint_faiss::{IndexKind, VectorIndex};
 use checkpoint_vision::EMBEDDING_DIM;
 
 /// Nearest templates by cosine. Rows are the templates in the order given to the [`IndexBuilder`]; both
@@ -83,10 +84,73 @@ impl TemplateIndex for ExactIndex {
     }
 }
 
+/// faiss over the same rows: exact (`IndexFlatIP`) up to [`IndexKind::FLAT_MAX`] templates, then HNSW or IVF
+/// as [`IndexKind::for_size`] picks. Row numbers are the faiss ids.
+pub struct FaissIndex {
+    index: Option<VectorIndex>,
+}
+
+impl FaissIndex {
+    /// Builds the index; `None` inside when faiss refuses (logged), which then finds nothing, so a broken
+    /// build degrades to "no candidates" loudly rather than to wrong ones.
+    pub fn new(rows: &[Vec<f32>]) -> Self {
+        let dim = EMBEDDING_DIM;
+        let mut data = Vec::with_capacity(rows.len() * dim);
+        for r in rows {
+            if r.len() == dim {
+                data.extend_from_slice(r);
+            } else {
+                data.extend(std::iter::repeat_n(0.0, dim));
+            }
+        }
+        let ids: Vec<i64> = (0..rows.len() as i64).collect();
+        let kind = IndexKind::for_size(rows.len());
+        let index = match VectorIndex::build(dim, kind, &ids, &data) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                tracing::error!(error = %e, templates = rows.len(), %kind, "faiss index build failed; watchlist matching is off until the next sync");
+                None
+            }
+        };
+        Self { index }
+    }
+
+    /// The builder the agent uses.
+    pub fn builder() -> IndexBuilder {
+        Box::new(|rows| Box::new(FaissIndex::new(rows)))
+    }
+
+    pub fn kind(&self) -> Option<IndexKind> {
+        self.index.as_ref().map(VectorIndex::kind)
+    }
+}
+
+impl TemplateIndex for FaissIndex {
+    fn search(&self, query: &[f32], k: usize) -> Vec<(usize, f32)> {
+        let Some(index) = &self.index else {
+            return Vec::new();
+        };
+        if query.len() != EMBEDDING_DIM || k == 0 {
+            return Vec::new();
+        }
+        match index.search_one(query, k) {
+            Ok(hits) => hits
+                .into_iter()
+                .filter(|(id, _)| *id >= 0)
+                .map(|(id, s)| (id as usize, s))
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "faiss search failed");
+                Vec::new()
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::watchlist::model::tests::template;
+    use crate::watchlist::testutil::template;
 
     #[test]
     fn exact_index_returns_the_k_best_rows_best_first() {
@@ -102,5 +166,29 @@ mod tests {
         assert!(idx.search(&q[..10], 3).is_empty());
         assert!(idx.search(&q, 0).is_empty());
         assert!(ExactIndex::new(&[]).search(&q, 3).is_empty());
+    }
+
+    #[test]
+    fn faiss_index_agrees_with_exact_search() {
+        // Unit vectors spread over all axes with pseudo-random tilts.
+        let rows: Vec<Vec<f32>> = (0..300)
+            .map(|i| template(i * 7, ((i * 37) % 11) as f32 / 10.0))
+            .collect();
+        let exact = ExactIndex::new(&rows);
+        let faiss = FaissIndex::new(&rows);
+        assert_eq!(faiss.kind(), Some(IndexKind::Flat));
+        for q in [template(14, 0.3), template(91, 0.05), template(200, 1.0)] {
+            let a = exact.search(&q, 5);
+            let b = faiss.search(&q, 5);
+            assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x.1 - y.1).abs() < 1e-5, "{a:?} vs {b:?}");
+            }
+            if a[0].1 > a[1].1 + 1e-4 {
+                assert_eq!(a[0].0, b[0].0);
+            }
+        }
+        assert!(faiss.search(&template(3, 0.0)[..5], 3).is_empty());
+        assert!(FaissIndex::new(&[]).search(&template(3, 0.0), 3).is_empty());
     }
 }

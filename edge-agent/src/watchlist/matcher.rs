@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tracing::{debug, warn};
 
-use super::model::{ListKind, WatchlistEntry};
 use super::store::{WatchlistHandle, WatchlistSnapshot};
+use super::{ListKind, WatchlistEntry};
 
 /// Faces per decision at most (the best by quality); the analyser keeps only a few per track anyway.
 const MAX_FACES_PER_DECISION: usize = 16;
@@ -309,10 +309,10 @@ fn best_cosine(entry: &WatchlistEntry, query: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::watchlist::model::tests::entry;
-    use crate::watchlist::model::{Thresholds, WatchlistSet};
     use crate::watchlist::store::WatchlistStore;
-    use crate::watchlist::sync::SyncMessage;
+    use crate::watchlist::testutil::entry;
+    use crate::watchlist::SyncMessage;
+    use crate::watchlist::{Thresholds, WatchlistSet};
     use time::macros::datetime;
 
     const NOW: OffsetDateTime = datetime!(2026-06-01 12:00 UTC);

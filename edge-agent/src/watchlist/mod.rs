@@ -1,10 +1,10 @@
 //! Watchlists on the edge: the hub's "wanted" and "missing" lists, kept in sync, persisted, and matched
 //! against tracks.
 //!
-//! - The data model ([`WatchlistEntry`], [`WatchlistSet`], [`Thresholds`]) and its validation. Templates are
-//!   SFace 128-d unit vectors.
-//! - What the hub sends: [`SyncMessage::Full`] and [`SyncMessage::Delta`], and [`parse_sync`], the only way
-//!   bytes from the network become a message.
+//! - The data model ([`WatchlistEntry`], [`WatchlistSet`], [`Thresholds`]) and what the hub sends
+//!   ([`SyncMessage::Full`], [`SyncMessage::Delta`]) live in the protocol crate, shared with the hub;
+//!   [`parse_sync`] is the only way bytes from the network become a message. Templates are SFace 128-d
+//!   unit vectors.
 //! - [`WatchlistStore`] applies messages atomically, persists the set before using it, and publishes
 //!   immutable [`WatchlistSnapshot`]s that camera threads read through a [`WatchlistHandle`].
 //! - Vector search behind the [`TemplateIndex`] trait; [`ExactIndex`] is brute force.
@@ -14,50 +14,43 @@
 //! A match is a candidate for people to review, never a verdict: thresholds are set from a measured
 //! false-match rate (see `tests/calibration.rs`), and every decision needs more than one face.
 
+pub mod enrol;
 mod index;
 mod matcher;
-mod model;
+mod service;
+mod snapshot;
 mod store;
-mod sync;
+#[cfg(test)]
+pub(crate) mod testutil;
 
 use std::path::PathBuf;
 
-pub use index::{ExactIndex, IndexBuilder, TemplateIndex};
-pub use matcher::{Candidate, MatchConfig, TrackMatcher};
-pub use model::{
-    ListKind, Thresholds, WatchlistEntry, WatchlistSet, DEFAULT_MISSING_THRESHOLD,
-    DEFAULT_WANTED_THRESHOLD, MAX_TEMPLATES_PER_ENTRY, MIN_THRESHOLD,
+pub use checkpoint_protocol::watchlist::{
+    parse_sync, SyncError, SyncMessage, Thresholds, WatchlistEntry, WatchlistSet,
+    DEFAULT_MAX_SYNC_BYTES, DEFAULT_MISSING_THRESHOLD, DEFAULT_WANTED_THRESHOLD,
+    MAX_TEMPLATES_PER_ENTRY, MIN_THRESHOLD, TEMPLATE_DIM,
 };
+pub use checkpoint_protocol::ListKind;
+pub use index::{ExactIndex, FaissIndex, IndexBuilder, TemplateIndex};
+pub use matcher::{Candidate, MatchConfig, TrackMatcher};
+pub use service::{list_name, SyncInbox, WatchlistService};
+pub use snapshot::{face_snapshot, SnapshotError};
 pub use store::{ApplyOutcome, WatchlistHandle, WatchlistSnapshot, WatchlistStore};
-pub use sync::{parse_sync, SyncMessage, DEFAULT_MAX_SYNC_BYTES};
+
+// Templates are what the embedder produces.
+const _: () = assert!(TEMPLATE_DIM == checkpoint_vision::EMBEDDING_DIM);
 
 /// Why a sync message, a persisted file or a store operation was refused. Every refusal leaves the held
 /// set and version exactly as they were.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchlistError {
-    #[error("sync payload is {size} bytes, over the {max}-byte limit")]
-    TooLarge { size: usize, max: usize },
-    #[error("malformed sync message: {0}")]
-    Malformed(String),
-    /// `index` is the entry's position in the message (or file); `id` may be empty when the id itself is bad.
-    #[error("watchlist entry #{index} (id '{id}'): {reason}")]
-    InvalidEntry {
-        index: usize,
-        id: String,
-        reason: String,
-    },
-    #[error("thresholds: {0}")]
-    InvalidThresholds(String),
-    #[error("entry id '{0}' appears more than once")]
-    DuplicateId(String),
-    #[error("delta both adds and removes entry '{0}'")]
-    Conflict(String),
+    /// The message (or persisted file) itself is invalid.
+    #[error(transparent)]
+    Invalid(#[from] SyncError),
     #[error(
         "delta is based on version {base} but this agent holds version {current}: a full sync is needed"
     )]
     VersionGap { current: u64, base: u64 },
-    #[error("delta goes from version {base} to {version}: the new version must be greater")]
-    VersionNotIncreasing { base: u64, version: u64 },
     #[error(
         "full sync to version {offered} is older than the held version {current}; ignored as stale"
     )]
@@ -68,6 +61,8 @@ pub enum WatchlistError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the watchlist in {0} is open in another process (a running agent?): stop it first")]
+    Locked(PathBuf),
     #[error("persisted watchlist {path} is unusable: {reason}")]
     Corrupt { path: PathBuf, reason: String },
 }

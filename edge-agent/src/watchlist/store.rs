@@ -16,9 +16,9 @@ use time::OffsetDateTime;
 use tracing::{error, info, warn};
 
 use super::index::{ExactIndex, IndexBuilder, TemplateIndex};
-use super::model::{Thresholds, WatchlistEntry, WatchlistSet};
-use super::sync::SyncMessage;
+use super::SyncMessage;
 use super::WatchlistError;
+use super::{Thresholds, WatchlistEntry, WatchlistSet};
 
 const FILE_NAME: &str = "watchlist.json";
 const TMP_NAME: &str = "watchlist.json.tmp";
@@ -190,6 +190,9 @@ pub struct ApplyOutcome {
 /// The persisted, versioned watchlist. See the module documentation.
 pub struct WatchlistStore {
     dir: PathBuf,
+    /// Advisory lock on `dir/LOCK` while open: a second writer (`edge-agent watchlist enrol` beside a running
+    /// agent) would otherwise overwrite the other's changes with its own copy.
+    _lock: File,
     builder: IndexBuilder,
     current: Arc<WatchlistSnapshot>,
     handle: WatchlistHandle,
@@ -216,6 +219,7 @@ impl WatchlistStore {
             path: dir.clone(),
             source,
         })?;
+        let lock = lock_dir(&dir)?;
         // A temporary file left by a crash mid-write holds templates nobody will read: remove it.
         let tmp = dir.join(TMP_NAME);
         if tmp.exists() {
@@ -245,6 +249,7 @@ impl WatchlistStore {
         let current = Arc::new(WatchlistSnapshot::build(set, &builder));
         Ok(Self {
             dir,
+            _lock: lock,
             builder,
             handle: WatchlistHandle::new(current.clone()),
             current,
@@ -394,6 +399,29 @@ impl WatchlistStore {
             warn!(dir = %self.dir.display(), error = %e, "cannot fsync the watchlist directory");
         }
         Ok(())
+    }
+}
+
+fn lock_dir(dir: &Path) -> Result<File, WatchlistError> {
+    let path = dir.join("LOCK");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| WatchlistError::Io {
+            op: "open",
+            path: path.clone(),
+            source,
+        })?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(fs::TryLockError::WouldBlock) => Err(WatchlistError::Locked(dir.to_path_buf())),
+        Err(fs::TryLockError::Error(source)) => Err(WatchlistError::Io {
+            op: "lock",
+            path,
+            source,
+        }),
     }
 }
 
@@ -575,8 +603,8 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::watchlist::model::tests::entry;
-    use crate::watchlist::model::ListKind;
+    use crate::watchlist::testutil::entry;
+    use crate::watchlist::ListKind;
     use time::macros::datetime;
 
     const NOW: OffsetDateTime = datetime!(2026-06-01 12:00 UTC);
@@ -837,10 +865,14 @@ mod tests {
         let later = NOW + time::Duration::hours(1);
         assert_eq!(s.purge_expired(later), vec!["soon"]);
         assert_eq!((s.version(), ids(&s)), (1, vec!["long"]));
-        assert_eq!(
-            ids(&WatchlistStore::open(dir.path()).unwrap()),
-            vec!["long"]
-        );
+        // The purge is on disk. (A second open is refused while `s` holds the lock; read the file directly.)
+        let on_disk = load(&s.path(), &fs::read(s.path()).unwrap()).unwrap();
+        let on_disk: Vec<&str> = on_disk.entries.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(on_disk, vec!["long"]);
+        assert!(matches!(
+            WatchlistStore::open(dir.path()),
+            Err(WatchlistError::Locked(_))
+        ));
         // The hub's own expiry of the purged id later is a no-op, not an error.
         let o = s
             .apply(
