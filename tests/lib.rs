@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use checkpoint_protocol::Envelope;
 
+pub mod mqtt;
+
 /// `$CHECKPOINT_ASSETS`, else `../shared` beside the repository.
 pub fn shared_dir() -> PathBuf {
     std::env::var_os("CHECKPOINT_ASSETS")
@@ -47,10 +49,23 @@ impl Agent {
             .arg(config)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
+            // Appended, so a restarted agent's log follows the first run's.
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .expect("log file"),
+            )
             .spawn()
             .expect("start edge-agent");
         Agent { child, events, log }
+    }
+
+    /// SIGKILL: no shutdown code runs, as in a power cut for the process (the page cache survives).
+    pub fn kill_9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// SIGINT, as an operator's Ctrl-C: the agent flushes its counts and says it is offline.
@@ -144,7 +159,8 @@ impl Agent {
     /// The metrics address the agent logged at start (`metrics_listen = "127.0.0.1:0"` picks a free port).
     pub fn metrics_addr(&self) -> Option<String> {
         let log = self.log_text();
-        let at = log.find("metrics on http://")? + "metrics on http://".len();
+        // The last one: a restarted agent logs again.
+        let at = log.rfind("metrics on http://")? + "metrics on http://".len();
         let rest = &log[at..];
         Some(rest[..rest.find('/')?].to_string())
     }

@@ -1,76 +1,23 @@
-//! Lossless delivery over MQTT: the agent publishes through its durable outbox to a real broker (rumqttd, the
-//! broker the hub embeds, as its own process). The broker is stopped for 60 s while events keep coming and then
-//! started again: every event the agent produced reaches a subscriber, duplicates only with the same id.
+//! Lossless delivery over MQTT, against rumqttd (the broker the hub embeds) and Mosquitto, each in its own
+//! process so the test can stop it:
+//! - the broker is down for 60 s while events keep coming, then back: every event the agent produced reaches
+//!   a subscriber, duplicates only as QoS 1 allows and with the same id and content;
+//! - the agent is killed with SIGKILL while the broker is down and events wait in its outbox, then started
+//!   again: the outbox of the killed process is replayed.
 
 use std::collections::HashSet;
-use std::process::{Child, Command};
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use checkpoint_e2e::{read_events, wait_until, workspace_bin, Agent};
-use checkpoint_protocol::Envelope;
+use checkpoint_e2e::mqtt::{free_port, BrokerKind, BrokerProcess, Collector};
+use checkpoint_e2e::{read_events, wait_until, Agent};
+use checkpoint_protocol::{Envelope, EventKind};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_broker(port: u16) -> Child {
-    let child = Command::new(workspace_bin("checkpoint-test-broker"))
-        .arg(port.to_string())
-        .spawn()
-        .unwrap();
-    assert!(
-        wait_until(Duration::from_secs(10), || std::net::TcpStream::connect((
-            "127.0.0.1",
-            port
-        ))
-        .is_ok()),
-        "broker did not start"
-    );
-    child
-}
-
-/// Subscribes to everything under `checkpoint/`, resubscribing after every reconnect.
-fn collector(port: u16) -> Arc<Mutex<Vec<Envelope>>> {
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let sink = got.clone();
-    std::thread::spawn(move || {
-        let mut opts = rumqttc::MqttOptions::new("test-collector", "127.0.0.1", port);
-        opts.set_keep_alive(Duration::from_secs(5));
-        opts.set_max_packet_size(8 << 20, 8 << 20);
-        let (client, mut conn) = rumqttc::Client::new(opts, 100);
-        for ev in conn.iter() {
-            match ev {
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
-                    let _ = client.try_subscribe("checkpoint/#", rumqttc::QoS::AtLeastOnce);
-                }
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
-                    if let Ok(env) = Envelope::from_json(&p.payload) {
-                        sink.lock().unwrap().push(env);
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
-            }
-        }
-    });
-    got
-}
-
-#[test]
-fn events_survive_a_60s_broker_outage_without_loss() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut broker = start_broker(port);
-    let got = collector(port);
+fn write_config(dir: &Path, site: &str, port: u16) -> PathBuf {
     let config = format!(
         r#"
 [site]
-id = "pier"
+id = "{site}"
 [agent]
 id = "agent-7"
 events = "{events}"
@@ -97,21 +44,60 @@ a = [0.0, 0.5]
 b = [1.0, 0.5]
 in_side = "right"
 "#,
-        events = dir.path().join("events.jsonl").display(),
-        outbox = dir.path().join("outbox").display(),
+        events = dir.join("events.jsonl").display(),
+        outbox = dir.join("outbox").display(),
     );
-    let cfg = dir.path().join("site.toml");
+    let cfg = dir.join("site.toml");
     std::fs::write(&cfg, config).unwrap();
+    cfg
+}
+
+/// Every produced event arrived; what arrived twice is identical; nothing arrived that was not produced
+/// (but for the retained online/offline status and the last will, which the publisher sends itself).
+fn check_delivery(produced: &[Envelope], received: &[Envelope], note: &str) {
+    let have: HashSet<_> = received.iter().map(|e| e.id).collect();
+    let missing: Vec<_> = produced
+        .iter()
+        .filter(|e| !have.contains(&e.id))
+        .map(|e| (e.id, e.kind()))
+        .collect();
+    eprintln!(
+        "{note}: produced {}, received {} ({} distinct), missing {}",
+        produced.len(),
+        received.len(),
+        have.len(),
+        missing.len()
+    );
+    assert!(missing.is_empty(), "{note}: events lost: {missing:?}");
+    for e in received {
+        match produced.iter().find(|p| p.id == e.id) {
+            Some(orig) => assert_eq!(
+                orig, e,
+                "a received event differs from what the agent produced"
+            ),
+            None => assert!(
+                matches!(e.event, EventKind::AgentStatus(_)),
+                "an event the agent never produced: {e:?}"
+            ),
+        }
+    }
+}
+
+fn outage(kind: BrokerKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let site = checkpoint_e2e::mqtt::unique_site("outage");
+    let mut broker = BrokerProcess::start(kind, free_port());
+    let got = Collector::start(broker.port(), &site);
+    let cfg = write_config(dir.path(), &site, broker.port());
     let mut agent = Agent::start(&cfg, dir.path());
     assert!(
-        wait_until(Duration::from_secs(30), || got.lock().unwrap().len() >= 5),
+        wait_until(Duration::from_secs(30), || got.events().len() >= 5),
         "events reach the broker; log:\n{}",
         agent.log_text()
     );
 
     // Outage: events keep being produced (a count every 0.5 s) and wait in the outbox.
-    let _ = broker.kill();
-    let _ = broker.wait();
+    broker.kill();
     let before = read_events(&agent.events).len();
     std::thread::sleep(Duration::from_secs(60));
     let during = read_events(&agent.events).len() - before;
@@ -119,17 +105,11 @@ in_side = "right"
         during >= 100,
         "events kept coming during the outage: {during}"
     );
-    let mut broker = start_broker(port);
+    broker.restart();
     // The agent reconnects (its backoff is at most 5 s) and replays the outbox; once everything produced so far
     // has arrived, stop it: its last events go out while it is connected.
-    let caught_up = wait_until(Duration::from_secs(40), || {
-        let have: HashSet<_> = got.lock().unwrap().iter().map(|e| e.id).collect();
-        read_events(&agent.events)
-            .iter()
-            .all(|e| have.contains(&e.id))
-    });
     assert!(
-        caught_up,
+        got.wait_for_all(&read_events(&agent.events), Duration::from_secs(40)),
         "the outbox was not replayed after the broker came back; log:\n{}",
         agent.log_text()
     );
@@ -139,42 +119,84 @@ in_side = "right"
         "{}",
         agent.log_text()
     );
-
-    let produced: Vec<Envelope> = read_events(&agent.events);
-    let ok = wait_until(Duration::from_secs(30), || {
-        let have: HashSet<_> = got.lock().unwrap().iter().map(|e| e.id).collect();
-        produced.iter().all(|e| have.contains(&e.id))
-    });
-    let received = got.lock().unwrap().clone();
-    let have: HashSet<_> = received.iter().map(|e| e.id).collect();
-    let missing: Vec<_> = produced
-        .iter()
-        .filter(|e| !have.contains(&e.id))
-        .map(|e| (e.id, e.kind()))
-        .collect();
-    eprintln!(
-        "produced {}, received {} ({} distinct), {} during the outage, missing {}",
-        produced.len(),
-        received.len(),
-        have.len(),
-        during,
-        missing.len()
+    let produced = read_events(&agent.events);
+    got.wait_for_all(&produced, Duration::from_secs(30));
+    check_delivery(
+        &produced,
+        &got.events(),
+        &format!("{kind:?}, {during} events during a 60 s outage"),
     );
-    assert!(ok, "events lost: {missing:?}");
-    // Duplicates carry the same id and the same content. The retained online/offline status (and the last will)
-    // are connection state the publisher sends itself, not outbox events.
-    for e in &received {
-        match produced.iter().find(|p| p.id == e.id) {
-            Some(orig) => assert_eq!(
-                orig, e,
-                "a received event differs from what the agent produced"
-            ),
-            None => assert!(
-                matches!(e.event, checkpoint_protocol::EventKind::AgentStatus(_)),
-                "an event the agent never produced: {e:?}"
-            ),
-        }
-    }
-    let _ = broker.kill();
-    let _ = broker.wait();
+}
+
+#[test]
+fn rumqttd_outage_of_60s_loses_no_event() {
+    outage(BrokerKind::Rumqttd);
+}
+
+#[test]
+fn mosquitto_outage_of_60s_loses_no_event() {
+    outage(BrokerKind::Mosquitto);
+}
+
+fn killed_agent(kind: BrokerKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let site = checkpoint_e2e::mqtt::unique_site("kill9");
+    let mut broker = BrokerProcess::start(kind, free_port());
+    let got = Collector::start(broker.port(), &site);
+    let cfg = write_config(dir.path(), &site, broker.port());
+    let mut agent = Agent::start(&cfg, dir.path());
+    assert!(
+        wait_until(Duration::from_secs(30), || got.events().len() >= 5),
+        "events reach the broker; log:\n{}",
+        agent.log_text()
+    );
+    // Events pile up in the outbox while the broker is away; then the agent dies mid-stream.
+    broker.kill();
+    let before = read_events(&agent.events).len();
+    std::thread::sleep(Duration::from_secs(5));
+    agent.kill_9();
+    let first_run = read_events(&agent.events);
+    let stranded = first_run.len() - before;
+    assert!(
+        stranded >= 5,
+        "events were waiting when the agent died: {stranded}"
+    );
+    broker.restart();
+
+    let mut agent = Agent::start(&cfg, dir.path());
+    assert!(
+        got.wait_for_all(&first_run, Duration::from_secs(40)),
+        "the killed agent's outbox was not replayed by the new one; log:\n{}",
+        agent.log_text()
+    );
+    assert!(
+        agent
+            .log_text()
+            .contains("events from an earlier run wait in the outbox"),
+        "{}",
+        agent.log_text()
+    );
+    agent.interrupt();
+    assert!(
+        agent.wait(Duration::from_secs(30)).success(),
+        "{}",
+        agent.log_text()
+    );
+    let produced = read_events(&agent.events);
+    got.wait_for_all(&produced, Duration::from_secs(30));
+    check_delivery(
+        &produced,
+        &got.events(),
+        &format!("{kind:?}, kill -9 with {stranded} events stranded"),
+    );
+}
+
+#[test]
+fn rumqttd_agent_killed_mid_stream_replays_its_outbox() {
+    killed_agent(BrokerKind::Rumqttd);
+}
+
+#[test]
+fn mosquitto_agent_killed_mid_stream_replays_its_outbox() {
+    killed_agent(BrokerKind::Mosquitto);
 }

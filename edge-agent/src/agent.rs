@@ -288,6 +288,16 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<
         version,
         cameras: camera_ids,
     }));
+    if let (Some((outbox, mut publisher)), Some(mqtt)) = (delivery, &cfg.mqtt) {
+        publisher.stop_draining(Duration::from_secs_f64(mqtt.shutdown_drain_s));
+        let left = outbox.stats().pending;
+        if left > 0 {
+            tracing::info!(
+                pending = left,
+                "events kept in the outbox for the next start"
+            );
+        }
+    }
     Ok(())
 }
 

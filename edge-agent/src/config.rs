@@ -320,6 +320,23 @@ impl Config {
         if self.analysis.faces_per_track == 0 {
             return err("analysis.faces_per_track".into(), "must be at least 1");
         }
+        if let Some(m) = &self.mqtt {
+            if m.host.trim().is_empty() {
+                return err("mqtt.host".into(), "must name the broker's host");
+            }
+            if m.port == 0 {
+                return err("mqtt.port".into(), "must be a TCP port (1-65535)");
+            }
+            if m.max_inflight == 0 {
+                return err("mqtt.max_inflight".into(), "must be at least 1");
+            }
+            if !(0.0..=300.0).contains(&m.shutdown_drain_s) {
+                return err(
+                    "mqtt.shutdown_drain_s".into(),
+                    "must be between 0 and 300 seconds",
+                );
+            }
+        }
         let w = &self.watchlist;
         if w.max_sync_bytes < 1024 {
             return err("watchlist.max_sync_bytes".into(), "must be at least 1024");

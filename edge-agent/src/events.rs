@@ -71,15 +71,17 @@ impl EventSink {
     pub fn emit_at(&self, ts: OffsetDateTime, event: EventKind) -> Envelope {
         let env = Envelope::new(&self.site, &self.agent, ts, event);
         let line = env.to_json();
+        // Into the outbox first: the local copy then only ever lists events that are on their way, whatever
+        // moment the process dies at.
+        if let Some(f) = &self.forward {
+            f.forward(&env, &line);
+        }
         if let Some(out) = &self.out {
             let mut out = out.lock();
             // A full disk or closed pipe must not take the cameras down; the failure is logged.
             if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
                 tracing::error!(error = %e, kind = env.kind(), "could not write event");
             }
-        }
-        if let Some(f) = &self.forward {
-            f.forward(&env, &line);
         }
         env
     }

@@ -9,7 +9,9 @@ use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use rumqttc::{
     AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
@@ -36,6 +38,9 @@ pub struct MqttConfig {
     pub max_inflight: u16,
     /// Largest incoming message (watchlist sync), bytes.
     pub max_incoming_bytes: usize,
+    /// On a clean stop, how long the agent keeps sending what is still in the outbox (its final counts and
+    /// offline status) before it exits. Whatever is left stays in the outbox for the next start.
+    pub shutdown_drain_s: f64,
 }
 
 impl Default for MqttConfig {
@@ -52,6 +57,7 @@ impl Default for MqttConfig {
             keep_alive_s: 15,
             max_inflight: 32,
             max_incoming_bytes: 16 << 20,
+            shutdown_drain_s: 5.0,
         }
     }
 }
@@ -78,6 +84,8 @@ pub struct PublisherStats {
 
 pub struct Publisher {
     stop: Arc<AtomicBool>,
+    /// Set with `stop` for a draining stop: keep sending until the outbox is empty or this instant passes.
+    drain_until: Arc<Mutex<Option<Instant>>>,
     wake: Arc<tokio::sync::Notify>,
     pub stats: Arc<PublisherStats>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -113,6 +121,7 @@ impl Publisher {
         incoming: IncomingHandler,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
+        let drain_until = Arc::new(Mutex::new(None));
         let wake = Arc::new(tokio::sync::Notify::new());
         let stats = Arc::new(PublisherStats::default());
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -127,12 +136,18 @@ impl Publisher {
             queue,
             incoming,
         };
-        let (s, w, st) = (stop.clone(), wake.clone(), stats.clone());
+        let (s, d, w, st) = (
+            stop.clone(),
+            drain_until.clone(),
+            wake.clone(),
+            stats.clone(),
+        );
         let thread = std::thread::Builder::new()
             .name("mqtt".into())
-            .spawn(move || rt.block_on(run(link, s, w, st)))?;
+            .spawn(move || rt.block_on(run(link, s, d, w, st)))?;
         Ok(Self {
             stop,
+            drain_until,
             wake,
             stats,
             thread: Some(thread),
@@ -147,6 +162,12 @@ impl Publisher {
     /// Tells the publisher new records are in the outbox.
     pub fn notify(&self) {
         self.wake.notify_one();
+    }
+
+    /// Stops after sending what the outbox holds, waiting at most `grace` (and not at all while disconnected).
+    pub fn stop_draining(&mut self, grace: Duration) {
+        *self.drain_until.lock() = Some(Instant::now() + grace);
+        self.stop();
     }
 
     pub fn stop(&mut self) {
@@ -222,6 +243,7 @@ struct Link {
 async fn run(
     link: Link,
     stop: Arc<AtomicBool>,
+    drain_until: Arc<Mutex<Option<Instant>>>,
     wake: Arc<tokio::sync::Notify>,
     stats: Arc<PublisherStats>,
 ) {
@@ -252,8 +274,18 @@ async fn run(
         let mut connected = false;
         loop {
             if stop.load(Ordering::Relaxed) {
-                let _ = client.try_disconnect();
-                return;
+                let busy = connected
+                    && (!by_pkid.is_empty()
+                        || !sent.is_empty()
+                        || !queue.pending_after(last_sent, 1).is_empty());
+                let grace = drain_until.lock().is_some_and(|d| Instant::now() < d);
+                if !(busy && grace) {
+                    if busy {
+                        tracing::warn!("stopping with events still unsent; they wait in the outbox for the next start");
+                    }
+                    let _ = client.try_disconnect();
+                    return;
+                }
             }
             let event = tokio::select! {
                 ev = eventloop.poll() => Some(ev),
