@@ -64,7 +64,7 @@ pub struct WatchlistSection {
     pub max_sync_bytes: usize,
     /// How often the agent drops expired entries itself, seconds.
     pub purge_interval_s: f64,
-    /// `faiss` (exact up to 100k templates, then approximate) or `exact` (brute force in Rust).
+    /// `faiss` (exact up to 1M templates, then IVF) or `exact` (brute force in Rust).
     pub index: IndexChoice,
     /// Longest side of an alert's face snapshot, pixels.
     pub snapshot_max_side: u32,

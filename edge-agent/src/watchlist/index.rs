@@ -84,7 +84,7 @@ impl TemplateIndex for ExactIndex {
     }
 }
 
-/// faiss over the same rows: exact (`IndexFlatIP`) up to [`IndexKind::FLAT_MAX`] templates, then HNSW or IVF
+/// faiss over the same rows: exact (`IndexFlatIP`) up to [`IndexKind::FLAT_MAX`] templates, then IVF
 /// as [`IndexKind::for_size`] picks. Row numbers are the faiss ids.
 pub struct FaissIndex {
     index: Option<VectorIndex>,
