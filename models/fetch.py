@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Fetch the model weights named in models/manifest.toml into models/weights/.
 
-Order of sources for each file: $CHECKPOINT_ASSETS (a folder, or a folder with models/ inside), ../shared/models
+Order of sources for each file: $CHECKPOINT_ASSETS (a folder, or a folder with models/ inside; several may be
+given, separated by ':'), ../shared/models
 beside the repository, then the manifest's public URL. Every file is checked against its sha256; a file that is
 already in place with the right hash is left alone, so running this again costs only the hashing.
 """
@@ -28,8 +29,7 @@ def sha256(path: Path) -> str:
 
 
 def candidates(name: str):
-    assets = os.environ.get("CHECKPOINT_ASSETS")
-    if assets:
+    for assets in filter(None, os.environ.get("CHECKPOINT_ASSETS", "").split(os.pathsep)):
         yield Path(assets) / name
         yield Path(assets) / "models" / name
     yield REPO.parent / "shared" / "models" / name

@@ -9,7 +9,11 @@ fn fetch(assets: &std::path::Path, dest: &std::path::Path) -> std::process::Outp
     Command::new("python3")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../models/fetch.py"))
         .args(["yunet"])
-        .env("CHECKPOINT_ASSETS", assets)
+        // The tampered folder first, then the real assets wherever this checkout finds them.
+        .env(
+            "CHECKPOINT_ASSETS",
+            std::env::join_paths([assets.to_path_buf(), shared_dir()]).expect("asset path list"),
+        )
         .env("CHECKPOINT_MODELS_DIR", dest)
         .output()
         .expect("python3")
