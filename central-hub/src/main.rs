@@ -1,31 +1,183 @@
-//! `central-hub`: receives agents' events, holds identity records and runs the review workflow.
-//!
-//! Not built yet: this milestone delivers the edge agent. The binary exists so the workspace shows the product's
-//! two deployables, and it says plainly that it cannot serve anything yet instead of pretending to.
+//! `central-hub`: the Checkpoint central hub.
 
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use central_hub::audit::AuditLog;
+use central_hub::auth::{Auth, Role};
+use central_hub::config::HubConfig;
+use central_hub::db::Db;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
     name = "central-hub",
     version,
-    about = "Checkpoint central hub (not yet built)"
+    about = "Checkpoint central hub: events, records, watchlists, review, audit"
 )]
 struct Cli {
+    /// Log format: `text` for people, `json` for log shippers.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// hub.toml; without it: embedded broker on 127.0.0.1:1883, SQLite in ./data, HTTP on 127.0.0.1:8080.
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
-    command: Option<Command>,
+    command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve HTTP and MQTT (not available yet).
+    /// Serve HTTP and MQTT until Ctrl-C.
     Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        action: UserCmd,
+    },
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Create a user. The password is read from --password-file, else $CHECKPOINT_PASSWORD, else the first
+    /// line of standard input.
+    Add {
+        #[arg(long)]
+        username: String,
+        /// admin, supervisor, operator, lodging_staff, exam_staff or agent.
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Recompute the hash chain; exit status 1 when it is broken.
+    Verify,
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CHECKPOINT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
 }
 
 fn main() -> std::process::ExitCode {
-    let _ = Cli::parse();
-    eprintln!(
-        "central-hub: not implemented yet; this build contains the edge agent only (see README.md)"
-    );
-    std::process::ExitCode::from(2)
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("central-hub: error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match rt.block_on(real_main(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("central-hub: error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
+    let cfg = HubConfig::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve => {
+            central_hub::serve::serve(cfg).await?;
+        }
+        Command::Migrate => {
+            let url = cfg.database_url();
+            Db::open(&url, 1).await?;
+            println!("{}: schema up to date", central_hub::db::redact(&url));
+        }
+        Command::User {
+            action:
+                UserCmd::Add {
+                    username,
+                    role,
+                    display_name,
+                    password_file,
+                },
+        } => {
+            let role = Role::parse(&role).with_context(|| {
+                format!("--role {role}: use admin, supervisor, operator, lodging_staff, exam_staff or agent")
+            })?;
+            let password = match (password_file, std::env::var("CHECKPOINT_PASSWORD")) {
+                (Some(f), _) => std::fs::read_to_string(&f)
+                    .with_context(|| format!("reading {}", f.display()))?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string(),
+                (None, Ok(p)) => p,
+                (None, Err(_)) => {
+                    let mut line = String::new();
+                    std::io::stdin().lock().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            if password.is_empty() {
+                bail!(
+                    "no password given (--password-file, $CHECKPOINT_PASSWORD or standard input)"
+                );
+            }
+            let db = Db::open(&cfg.database_url(), 1).await?;
+            let auth = Auth::new(db.clone(), cfg.http.session_hours, cfg.http.login_attempts);
+            let user = auth
+                .create_user(
+                    &username,
+                    display_name.as_deref().unwrap_or(&username),
+                    &password,
+                    role,
+                )
+                .await?;
+            AuditLog::new(db)
+                .append("cli", "user.create", &user.username, role.as_str())
+                .await?;
+            println!("user {} ({}) created", user.username, role.as_str());
+        }
+        Command::Audit {
+            action: AuditCmd::Verify,
+        } => {
+            let db = Db::open(&cfg.database_url(), 1).await?;
+            let check = AuditLog::new(db).verify().await?;
+            if check.ok {
+                println!(
+                    "audit chain intact: {} entries, head {}",
+                    check.entries, check.head
+                );
+            } else {
+                println!(
+                    "audit chain BROKEN at entry {}: {} ({} entries verified before it)",
+                    check.first_bad_seq.unwrap_or(0),
+                    check.problem.unwrap_or_default(),
+                    check.entries
+                );
+                return Ok(std::process::ExitCode::from(1));
+            }
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }

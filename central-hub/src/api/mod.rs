@@ -1,0 +1,261 @@
+//! The hub's HTTP API: JSON over HTTP, bearer-token sessions, roles checked per route, every access to
+//! biometric data audited. The OpenAPI document at `/api/openapi.json` is generated from these handlers.
+
+mod health;
+mod monitor;
+mod users;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use utoipa::OpenApi;
+
+use crate::audit::AuditLog;
+use crate::auth::{Auth, AuthError, Role, User};
+use crate::config::HubConfig;
+use crate::db::{Db, DbError};
+use crate::ingest::IngestState;
+use crate::metrics::Metrics;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub auth: Arc<Auth>,
+    pub audit: Arc<AuditLog>,
+    pub metrics: Arc<Metrics>,
+    pub ingest: Arc<IngestState>,
+    pub cfg: Arc<HubConfig>,
+}
+
+/// An error as the API reports it: a status and a message a person can act on.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, m)
+    }
+    pub fn not_found(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, m)
+    }
+    pub fn forbidden(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, m)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        tracing::error!(error = %e, "database error in a request");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the database is not available; try again",
+        )
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        DbError::from(e).into()
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::BadCredentials => ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()),
+            AuthError::RateLimited(_) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
+            }
+            AuthError::BadUsername | AuthError::WeakPassword(_) => {
+                ApiError::bad_request(e.to_string())
+            }
+            AuthError::Taken(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            AuthError::Hash(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            AuthError::Db(d) => d.into(),
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The signed-in user. Extracting it refuses requests without a live session (401).
+pub struct Session {
+    pub user: User,
+    pub token: String,
+}
+
+impl Session {
+    /// Refuses (403) unless the user has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> ApiResult<()> {
+        if roles.contains(&self.user.role) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "role {} may not do this",
+                self.user.role.as_str()
+            )))
+        }
+    }
+}
+
+pub fn bearer(parts: &Parts) -> Option<String> {
+    let h = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    h.strip_prefix("Bearer ").map(|t| t.trim().to_string())
+}
+
+impl FromRequestParts<AppState> for Session {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let Some(token) = bearer(parts) else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "sign in first (Authorization: Bearer <token>)",
+            ));
+        };
+        match state.auth.session(&token).await? {
+            Some(user) => Ok(Session { user, token }),
+            None => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "session expired or unknown; sign in again",
+            )),
+        }
+    }
+}
+
+/// Roles that may watch the site: counts, health, alerts.
+pub const WATCHERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Operator];
+/// Roles that may read the audit log.
+pub const AUDITORS: &[Role] = &[Role::Admin, Role::Supervisor];
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Checkpoint central hub",
+        description = "Events from the edge agents, identity records, watchlists, alert review, lodging, exams and the audit log. Authenticate with POST /api/auth/login and send the token as `Authorization: Bearer <token>`."
+    ),
+    paths(
+        health::healthz,
+        users::login,
+        users::logout,
+        users::me,
+        users::list_users,
+        users::create_user,
+        monitor::agents,
+        monitor::counts,
+        monitor::lines,
+        monitor::system_alerts,
+        monitor::alerts,
+        monitor::alert,
+        monitor::alert_snapshot,
+        monitor::audit,
+        monitor::audit_verify,
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+async fn openapi_json() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}
+
+async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+}
+
+async fn count_status(
+    State(s): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let resp = next.run(req).await;
+    s.metrics
+        .http_requests
+        .get_or_create(&crate::metrics::RouteLabel {
+            status: resp.status().as_u16().to_string(),
+        })
+        .inc();
+    resp
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/metrics", get(metrics_text))
+        .route("/api/openapi.json", get(openapi_json))
+        .route("/api/auth/login", post(users::login))
+        .route("/api/auth/logout", post(users::logout))
+        .route("/api/me", get(users::me))
+        .route(
+            "/api/users",
+            get(users::list_users).post(users::create_user),
+        )
+        .route("/api/agents", get(monitor::agents))
+        .route("/api/sites/{site}/counts", get(monitor::counts))
+        .route("/api/sites/{site}/lines", get(monitor::lines))
+        .route("/api/system-alerts", get(monitor::system_alerts))
+        .route("/api/alerts", get(monitor::alerts))
+        .route("/api/alerts/{id}", get(monitor::alert))
+        .route("/api/alerts/{id}/snapshot", get(monitor::alert_snapshot))
+        .route("/api/audit", get(monitor::audit))
+        .route("/api/audit/verify", get(monitor::audit_verify))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_status,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
+        .with_state(state)
+}

@@ -1,0 +1,440 @@
+//! What operators watch: agents and cameras, counts, health alerts, candidate alerts, and (for supervisors)
+//! the audit log. Reading an alert or its snapshot is reading biometric data, so it is audited.
+
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::{ApiError, ApiResult, AppState, Session, AUDITORS, WATCHERS};
+use crate::audit::{AuditEntry, ChainCheck};
+use crate::db::opt_text;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CameraHealth {
+    pub camera: String,
+    pub state: String,
+    pub fps: Option<f64>,
+    pub detail: Option<String>,
+    pub reconnects: i64,
+    pub updated_ms: i64,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AgentHealth {
+    pub site: String,
+    pub agent: String,
+    /// `online`, `offline` (clean stop or last will) or `stale` (silent too long).
+    pub state: String,
+    pub version: String,
+    pub last_seen_ms: i64,
+    pub state_since_ms: i64,
+    pub watchlist_version: i64,
+    pub watchlist_needs_full: bool,
+    pub watchlist_error: Option<String>,
+    pub cameras: Vec<CameraHealth>,
+}
+
+/// Agents with their cameras.
+#[utoipa::path(get, path = "/api/agents", tag = "monitor", security(("bearer" = [])),
+    responses((status = 200, body = [AgentHealth]), (status = 401, body = super::ErrorBody),
+              (status = 403, body = super::ErrorBody)))]
+pub async fn agents(
+    State(s): State<AppState>,
+    session: Session,
+) -> ApiResult<Json<Vec<AgentHealth>>> {
+    session.require(WATCHERS)?;
+    let rows = sqlx::query(
+        "SELECT site, agent, state, version, last_seen_ms, state_since_ms, watchlist_version, \
+         watchlist_needs_full, watchlist_error FROM agents ORDER BY site, agent",
+    )
+    .fetch_all(&s.db.pool)
+    .await?;
+    let cams = sqlx::query(
+        "SELECT site, agent, camera, state, fps, detail, reconnects, updated_ms FROM cameras \
+         ORDER BY site, agent, camera",
+    )
+    .fetch_all(&s.db.pool)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let site: String = r.try_get("site")?;
+        let agent: String = r.try_get("agent")?;
+        let cameras = cams
+            .iter()
+            .filter(|c| {
+                c.try_get::<String, _>("site").ok().as_deref() == Some(site.as_str())
+                    && c.try_get::<String, _>("agent").ok().as_deref() == Some(agent.as_str())
+            })
+            .map(|c| -> Result<CameraHealth, sqlx::Error> {
+                Ok(CameraHealth {
+                    camera: c.try_get("camera")?,
+                    state: c.try_get("state")?,
+                    fps: c.try_get::<Option<f64>, _>("fps").ok().flatten(),
+                    detail: opt_text(c, "detail"),
+                    reconnects: c.try_get("reconnects")?,
+                    updated_ms: c.try_get("updated_ms")?,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push(AgentHealth {
+            state: r.try_get("state")?,
+            version: r.try_get("version")?,
+            last_seen_ms: r.try_get("last_seen_ms")?,
+            state_since_ms: r.try_get("state_since_ms")?,
+            watchlist_version: r.try_get("watchlist_version")?,
+            watchlist_needs_full: r.try_get::<i64, _>("watchlist_needs_full")? == 1,
+            watchlist_error: opt_text(r, "watchlist_error"),
+            cameras,
+            site,
+            agent,
+        });
+    }
+    Ok(Json(out))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct CountQuery {
+    /// `hour` or `day` (local days, see `utc_offset_hours`).
+    pub bucket: Option<String>,
+    /// From this instant (ms since the epoch), inclusive. Default: 7 days ago.
+    pub from_ms: Option<i64>,
+    /// To this instant, exclusive. Default: now.
+    pub to_ms: Option<i64>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CountRow {
+    pub camera: String,
+    pub line: String,
+    pub bucket_start_ms: i64,
+    pub entries: i64,
+    pub exits: i64,
+}
+
+/// Entries and exits per line per hour or day.
+#[utoipa::path(get, path = "/api/sites/{site}/counts", tag = "monitor", security(("bearer" = [])),
+    params(("site" = String, Path), CountQuery),
+    responses((status = 200, body = [CountRow]), (status = 400, body = super::ErrorBody),
+              (status = 403, body = super::ErrorBody)))]
+pub async fn counts(
+    State(s): State<AppState>,
+    session: Session,
+    Path(site): Path<String>,
+    Query(q): Query<CountQuery>,
+) -> ApiResult<Json<Vec<CountRow>>> {
+    session.require(WATCHERS)?;
+    let bucket = q.bucket.as_deref().unwrap_or("hour");
+    if bucket != "hour" && bucket != "day" {
+        return Err(ApiError::bad_request("bucket must be `hour` or `day`"));
+    }
+    let to = q.to_ms.unwrap_or_else(crate::db::now_ms);
+    let from = q.from_ms.unwrap_or(to - 7 * 86_400_000);
+    if from > to {
+        return Err(ApiError::bad_request("from_ms is after to_ms"));
+    }
+    let rows = sqlx::query(
+        "SELECT camera, line, bucket_start_ms, entries, exits FROM counts \
+         WHERE site = $1 AND bucket = $2 AND bucket_start_ms >= $3 AND bucket_start_ms < $4 \
+         ORDER BY bucket_start_ms, camera, line",
+    )
+    .bind(&site)
+    .bind(bucket)
+    .bind(from)
+    .bind(to)
+    .fetch_all(&s.db.pool)
+    .await?;
+    let out = rows
+        .iter()
+        .map(|r| -> Result<CountRow, sqlx::Error> {
+            Ok(CountRow {
+                camera: r.try_get("camera")?,
+                line: r.try_get("line")?,
+                bucket_start_ms: r.try_get("bucket_start_ms")?,
+                entries: r.try_get("entries")?,
+                exits: r.try_get("exits")?,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(out))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LineNow {
+    pub agent: String,
+    pub camera: String,
+    pub line: String,
+    pub total_entries: i64,
+    pub total_exits: i64,
+    /// Site occupancy as the agent last reported it.
+    pub occupancy: i64,
+    pub ts_ms: i64,
+}
+
+/// Totals per line now (since each agent started).
+#[utoipa::path(get, path = "/api/sites/{site}/lines", tag = "monitor", security(("bearer" = [])),
+    params(("site" = String, Path)),
+    responses((status = 200, body = [LineNow]), (status = 403, body = super::ErrorBody)))]
+pub async fn lines(
+    State(s): State<AppState>,
+    session: Session,
+    Path(site): Path<String>,
+) -> ApiResult<Json<Vec<LineNow>>> {
+    session.require(WATCHERS)?;
+    let rows = sqlx::query(
+        "SELECT agent, camera, line, total_entries, total_exits, occupancy, ts_ms FROM line_state \
+         WHERE site = $1 ORDER BY agent, camera, line",
+    )
+    .bind(&site)
+    .fetch_all(&s.db.pool)
+    .await?;
+    let out = rows
+        .iter()
+        .map(|r| -> Result<LineNow, sqlx::Error> {
+            Ok(LineNow {
+                agent: r.try_get("agent")?,
+                camera: r.try_get("camera")?,
+                line: r.try_get("line")?,
+                total_entries: r.try_get("total_entries")?,
+                total_exits: r.try_get("total_exits")?,
+                occupancy: r.try_get("occupancy")?,
+                ts_ms: r.try_get("ts_ms")?,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(out))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SystemAlert {
+    pub id: String,
+    pub kind: String,
+    pub site: String,
+    pub agent: String,
+    pub detail: String,
+    pub raised_ms: i64,
+    pub cleared_ms: Option<i64>,
+}
+
+/// Health alerts the hub raised (agents gone silent), newest first.
+#[utoipa::path(get, path = "/api/system-alerts", tag = "monitor", security(("bearer" = [])),
+    responses((status = 200, body = [SystemAlert]), (status = 403, body = super::ErrorBody)))]
+pub async fn system_alerts(
+    State(s): State<AppState>,
+    session: Session,
+) -> ApiResult<Json<Vec<SystemAlert>>> {
+    session.require(WATCHERS)?;
+    let rows = sqlx::query(
+        "SELECT id, kind, site, agent, detail, raised_ms, cleared_ms FROM system_alerts \
+         ORDER BY raised_ms DESC LIMIT 500",
+    )
+    .fetch_all(&s.db.pool)
+    .await?;
+    let out = rows
+        .iter()
+        .map(|r| -> Result<SystemAlert, sqlx::Error> {
+            Ok(SystemAlert {
+                id: r.try_get("id")?,
+                kind: r.try_get("kind")?,
+                site: r.try_get("site")?,
+                agent: r.try_get("agent")?,
+                detail: r.try_get("detail")?,
+                raised_ms: r.try_get("raised_ms")?,
+                cleared_ms: r.try_get::<Option<i64>, _>("cleared_ms").ok().flatten(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(out))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AlertSummary {
+    pub id: String,
+    pub site: String,
+    pub agent: String,
+    pub camera: String,
+    pub track_id: i64,
+    pub list: String,
+    pub entry_id: String,
+    pub similarity: f64,
+    pub threshold: f64,
+    pub votes: i64,
+    pub faces_used: i64,
+    pub watchlist_version: i64,
+    pub ts_ms: i64,
+    /// `candidate`, `confirmed_once` (one of the two confirmations), `confirmed` or `dismissed`.
+    pub status: String,
+    pub has_snapshot: bool,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct AlertQuery {
+    pub status: Option<String>,
+    pub site: Option<String>,
+    pub list: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// The summary columns, as a macro so queries stay literal strings (sqlx refuses SQL built at run time).
+macro_rules! alert_columns {
+    () => {
+        "id, site, agent, camera, track_id, list, entry_id, similarity, threshold, votes, faces_used, \
+         watchlist_version, ts_ms, status, CASE WHEN snapshot IS NULL THEN 0 ELSE 1 END AS has_snapshot"
+    };
+}
+
+fn alert_row(r: &sqlx::any::AnyRow) -> Result<AlertSummary, sqlx::Error> {
+    Ok(AlertSummary {
+        id: r.try_get("id")?,
+        site: r.try_get("site")?,
+        agent: r.try_get("agent")?,
+        camera: r.try_get("camera")?,
+        track_id: r.try_get("track_id")?,
+        list: r.try_get("list")?,
+        entry_id: r.try_get("entry_id")?,
+        similarity: r.try_get("similarity")?,
+        threshold: r.try_get("threshold")?,
+        votes: r.try_get("votes")?,
+        faces_used: r.try_get("faces_used")?,
+        watchlist_version: r.try_get("watchlist_version")?,
+        ts_ms: r.try_get("ts_ms")?,
+        status: r.try_get("status")?,
+        has_snapshot: r.try_get::<i64, _>("has_snapshot")? == 1,
+    })
+}
+
+/// Candidate alerts, newest first, filtered by status, site and list. Snapshots are fetched one by one
+/// (and audited) through `/api/alerts/{id}/snapshot`.
+#[utoipa::path(get, path = "/api/alerts", tag = "alerts", security(("bearer" = [])), params(AlertQuery),
+    responses((status = 200, body = [AlertSummary]), (status = 403, body = super::ErrorBody)))]
+pub async fn alerts(
+    State(s): State<AppState>,
+    session: Session,
+    Query(q): Query<AlertQuery>,
+) -> ApiResult<Json<Vec<AlertSummary>>> {
+    session.require(WATCHERS)?;
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        alert_columns!(),
+        " FROM alerts WHERE ($1 = '' OR status = $1) AND ($2 = '' OR site = $2) \
+         AND ($3 = '' OR list = $3) ORDER BY ts_ms DESC LIMIT $4"
+    ))
+    .bind(q.status.unwrap_or_default())
+    .bind(q.site.unwrap_or_default())
+    .bind(q.list.unwrap_or_default())
+    .bind(q.limit.unwrap_or(100).clamp(1, 1000))
+    .fetch_all(&s.db.pool)
+    .await?;
+    let out = rows.iter().map(alert_row).collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(out))
+}
+
+/// One alert. Audited as `alert.view`.
+#[utoipa::path(get, path = "/api/alerts/{id}", tag = "alerts", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = AlertSummary), (status = 404, body = super::ErrorBody)))]
+pub async fn alert(
+    State(s): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AlertSummary>> {
+    session.require(WATCHERS)?;
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        alert_columns!(),
+        " FROM alerts WHERE id = $1"
+    ))
+    .bind(&id)
+    .fetch_optional(&s.db.pool)
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("no alert {id}")))?;
+    s.audit
+        .append(&session.user.username, "alert.view", &id, "")
+        .await?;
+    Ok(Json(alert_row(&row)?))
+}
+
+/// The face snapshot of an alert (JPEG). Audited as `alert.snapshot`. 404 once retention deleted it.
+#[utoipa::path(get, path = "/api/alerts/{id}/snapshot", tag = "alerts", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, content_type = "image/jpeg", body = Vec<u8>),
+              (status = 404, body = super::ErrorBody)))]
+pub async fn alert_snapshot(
+    State(s): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    session.require(WATCHERS)?;
+    let row = sqlx::query("SELECT snapshot FROM alerts WHERE id = $1")
+        .bind(&id)
+        .fetch_optional(&s.db.pool)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no alert {id}")))?;
+    let jpeg: Option<Vec<u8>> = row.try_get("snapshot").ok().flatten();
+    let jpeg = jpeg.ok_or_else(|| {
+        ApiError::not_found("this alert's snapshot was deleted by the retention policy")
+    })?;
+    s.audit
+        .append(&session.user.username, "alert.snapshot", &id, "")
+        .await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/jpeg"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        jpeg,
+    ))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct AuditQuery {
+    pub actor: Option<String>,
+    /// e.g. `alert.` for every alert action.
+    pub action: Option<String>,
+    /// Page backwards from this sequence number.
+    pub before: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+/// The audit log, newest first (supervisor, admin).
+#[utoipa::path(get, path = "/api/audit", tag = "audit", security(("bearer" = [])), params(AuditQuery),
+    responses((status = 200, body = [AuditEntry]), (status = 403, body = super::ErrorBody)))]
+pub async fn audit(
+    State(s): State<AppState>,
+    session: Session,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Json<Vec<AuditEntry>>> {
+    session.require(AUDITORS)?;
+    Ok(Json(
+        s.audit
+            .list(
+                q.actor.as_deref(),
+                q.action.as_deref(),
+                q.before,
+                q.limit.unwrap_or(100),
+            )
+            .await?,
+    ))
+}
+
+/// Recomputes the whole hash chain and reports the first broken entry, if any.
+#[utoipa::path(get, path = "/api/audit/verify", tag = "audit", security(("bearer" = [])),
+    responses((status = 200, body = ChainCheck), (status = 403, body = super::ErrorBody)))]
+pub async fn audit_verify(
+    State(s): State<AppState>,
+    session: Session,
+) -> ApiResult<Json<ChainCheck>> {
+    session.require(AUDITORS)?;
+    let check = s.audit.verify().await?;
+    s.audit
+        .append(
+            &session.user.username,
+            "audit.verify",
+            "",
+            if check.ok { "ok" } else { "broken" },
+        )
+        .await?;
+    Ok(Json(check))
+}

@@ -1,0 +1,124 @@
+//! Sign-in, sessions and user administration.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, ApiResult, AppState, Session};
+use crate::auth::{Role, User};
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LoginResponse {
+    /// Send as `Authorization: Bearer <token>`.
+    pub token: String,
+    pub user: User,
+    pub expires_ms: i64,
+}
+
+/// Signs in. Failed attempts are rate limited per username.
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = LoginResponse), (status = 401, body = super::ErrorBody),
+              (status = 429, body = super::ErrorBody)))]
+pub async fn login(
+    State(s): State<AppState>,
+    Json(req): Json<LoginRequest>,
+) -> ApiResult<Json<LoginResponse>> {
+    match s.auth.login(&req.username, &req.password).await {
+        Ok((token, user, expires_ms)) => {
+            s.audit
+                .append(&user.username, "auth.login", &user.username, "")
+                .await?;
+            Ok(Json(LoginResponse {
+                token,
+                user,
+                expires_ms,
+            }))
+        }
+        Err(e) => {
+            s.metrics.logins_refused.inc();
+            s.audit
+                .append(
+                    &format!(
+                        "anonymous:{}",
+                        req.username.chars().take(64).collect::<String>()
+                    ),
+                    "auth.login_refused",
+                    "",
+                    &e.to_string(),
+                )
+                .await?;
+            Err(e.into())
+        }
+    }
+}
+
+/// Ends the current session.
+#[utoipa::path(post, path = "/api/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = super::ErrorBody)))]
+pub async fn logout(State(s): State<AppState>, session: Session) -> ApiResult<StatusCode> {
+    s.auth.logout(&session.token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The signed-in user.
+#[utoipa::path(get, path = "/api/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = User), (status = 401, body = super::ErrorBody)))]
+pub async fn me(session: Session) -> Json<User> {
+    Json(session.user)
+}
+
+/// All users (admin).
+#[utoipa::path(get, path = "/api/users", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = [User]), (status = 403, body = super::ErrorBody)))]
+pub async fn list_users(State(s): State<AppState>, session: Session) -> ApiResult<Json<Vec<User>>> {
+    session.require(&[Role::Admin])?;
+    Ok(Json(s.auth.users().await?))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct NewUser {
+    pub username: String,
+    pub display_name: String,
+    pub password: String,
+    pub role: Role,
+}
+
+/// Creates a user (admin). Audited.
+#[utoipa::path(post, path = "/api/users", tag = "users", security(("bearer" = [])), request_body = NewUser,
+    responses((status = 201, body = User), (status = 400, body = super::ErrorBody),
+              (status = 403, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
+pub async fn create_user(
+    State(s): State<AppState>,
+    session: Session,
+    Json(req): Json<NewUser>,
+) -> ApiResult<(StatusCode, Json<User>)> {
+    session.require(&[Role::Admin])?;
+    if req.display_name.trim().is_empty() {
+        return Err(ApiError::bad_request("display_name must not be empty"));
+    }
+    let user = s
+        .auth
+        .create_user(
+            &req.username,
+            req.display_name.trim(),
+            &req.password,
+            req.role,
+        )
+        .await?;
+    s.audit
+        .append(
+            &session.user.username,
+            "user.create",
+            &user.username,
+            req.role.as_str(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}

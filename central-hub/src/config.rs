@@ -1,0 +1,323 @@
+//! `hub.toml`: the hub's one configuration file. Every key has a default, so `central-hub serve` with no file
+//! runs on one machine: embedded MQTT broker, SQLite in `./data`, HTTP on 127.0.0.1:8080.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubConfig {
+    /// Where SQLite, snapshots and the broker's state live.
+    pub data_dir: PathBuf,
+    pub http: HttpConfig,
+    pub mqtt: MqttConfig,
+    pub database: DatabaseConfig,
+    pub ingest: IngestConfig,
+    pub retention: RetentionConfig,
+    /// Local time for day buckets, hours east of UTC (Vietnam: 7, no daylight saving).
+    pub utc_offset_hours: i8,
+    /// An agent that has sent nothing for this long is marked stale and raises a health alert.
+    pub stale_agent_s: u64,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            http: HttpConfig::default(),
+            mqtt: MqttConfig::default(),
+            database: DatabaseConfig::default(),
+            ingest: IngestConfig::default(),
+            retention: RetentionConfig::default(),
+            utc_offset_hours: 7,
+            stale_agent_s: 120,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: String,
+    /// Session lifetime, hours.
+    pub session_hours: u64,
+    /// Failed logins per username per 15 minutes before further attempts are refused.
+    pub login_attempts: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            session_hours: 12,
+            login_attempts: 5,
+        }
+    }
+}
+
+/// Where the hub's broker is: its own (rumqttd, embedded) or an external one (Mosquitto, EMQX).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// Run the embedded broker on `listen`. When false, connect to `host`:`port`.
+    pub embedded: bool,
+    /// The embedded broker's address.
+    pub listen: String,
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub tls: bool,
+    pub ca_file: Option<PathBuf>,
+    /// Client id of the hub's ingest session (persistent, so unacknowledged events survive a hub restart).
+    pub client_id: String,
+    /// Largest event accepted, bytes (an alert with its snapshot is tens of kilobytes).
+    pub max_event_bytes: usize,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            embedded: true,
+            listen: "127.0.0.1:1883".into(),
+            host: "127.0.0.1".into(),
+            port: 1883,
+            username: None,
+            password: None,
+            password_file: None,
+            tls: false,
+            ca_file: None,
+            client_id: "checkpoint-hub".into(),
+            max_event_bytes: 1 << 20,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`; empty: SQLite at `<data_dir>/hub.db`.
+    pub url: String,
+    /// Pool size; empty or 0: 4 for SQLite, 16 for PostgreSQL.
+    pub max_connections: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Events written per transaction at most.
+    pub batch_size: usize,
+    /// How long a batch waits to fill, milliseconds.
+    pub batch_ms: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            batch_ms: 100,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Snapshots of dismissed and unreviewed alerts are deleted after this many hours.
+    pub snapshot_hours: u64,
+    /// Raw events are kept this many days (counts are rolled up and kept).
+    pub event_days: u64,
+    /// How often the retention job runs, seconds.
+    pub interval_s: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            snapshot_hours: 72,
+            event_days: 90,
+            interval_s: 600,
+        }
+    }
+}
+
+impl HubConfig {
+    /// Reads and validates `path`; `None` gives the defaults.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = path else {
+            let cfg = Self::default();
+            cfg.validate()
+                .map_err(|(key, message)| ConfigError::Invalid {
+                    path: PathBuf::from("(defaults)"),
+                    key,
+                    message,
+                })?;
+            return Ok(cfg);
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let mut cfg = Self::parse(&text).map_err(|(key, message)| ConfigError::Invalid {
+            path: path.into(),
+            key,
+            message,
+        })?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        if cfg.data_dir.is_relative() && base != Path::new("") {
+            cfg.data_dir = base.join(&cfg.data_dir);
+        }
+        Ok(cfg)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, (String, String)> {
+        let de = toml::Deserializer::new(text);
+        let cfg: HubConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let msg = e.into_inner().message().to_string();
+            (
+                if key == "." {
+                    "(top level)".into()
+                } else {
+                    key
+                },
+                msg,
+            )
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let err = |k: &str, m: &str| Err((k.to_string(), m.to_string()));
+        if self.http.listen.parse::<SocketAddr>().is_err() {
+            return err("http.listen", "must be host:port, e.g. 127.0.0.1:8080");
+        }
+        if self.http.session_hours == 0 || self.http.session_hours > 24 * 30 {
+            return err("http.session_hours", "must be between 1 and 720");
+        }
+        if self.http.login_attempts == 0 {
+            return err("http.login_attempts", "must be at least 1");
+        }
+        if self.mqtt.embedded && self.mqtt.listen.parse::<SocketAddr>().is_err() {
+            return err("mqtt.listen", "must be host:port, e.g. 127.0.0.1:1883");
+        }
+        if !self.mqtt.embedded && (self.mqtt.host.trim().is_empty() || self.mqtt.port == 0) {
+            return err("mqtt.host", "an external broker needs host and port");
+        }
+        if self.mqtt.client_id.trim().is_empty() {
+            return err("mqtt.client_id", "must not be empty");
+        }
+        if self.mqtt.max_event_bytes < 1024 {
+            return err("mqtt.max_event_bytes", "must be at least 1024");
+        }
+        let url = self.database.url.trim();
+        if !(url.is_empty()
+            || url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return err(
+                "database.url",
+                "must start with sqlite: or postgres:// (or be empty for SQLite in data_dir)",
+            );
+        }
+        if self.ingest.batch_size == 0 || self.ingest.batch_size > 10_000 {
+            return err("ingest.batch_size", "must be between 1 and 10000");
+        }
+        if self.ingest.batch_ms > 10_000 {
+            return err("ingest.batch_ms", "must be at most 10000");
+        }
+        if self.retention.snapshot_hours == 0 {
+            return err("retention.snapshot_hours", "must be at least 1");
+        }
+        if self.retention.interval_s == 0 {
+            return err("retention.interval_s", "must be at least 1");
+        }
+        if !(-12..=14).contains(&self.utc_offset_hours) {
+            return err("utc_offset_hours", "must be between -12 and 14");
+        }
+        if self.stale_agent_s < 10 {
+            return err("stale_agent_s", "must be at least 10 seconds");
+        }
+        Ok(())
+    }
+
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        let url = self.database.url.trim();
+        if url.is_empty() {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("hub.db").display()
+            )
+        } else {
+            url.to_string()
+        }
+    }
+
+    pub fn mqtt_password(&self) -> Result<Option<String>, std::io::Error> {
+        match (&self.mqtt.password, &self.mqtt.password_file) {
+            (Some(p), _) => Ok(Some(p.clone())),
+            (None, Some(f)) => Ok(Some(std::fs::read_to_string(f)?.trim().to_string())),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_file_means_one_machine_defaults() {
+        let c = HubConfig::load(None).unwrap();
+        assert_eq!(c.http.listen, "127.0.0.1:8080");
+        assert!(c.mqtt.embedded);
+        assert_eq!(c.mqtt.listen, "127.0.0.1:1883");
+        assert!(c.database_url().starts_with("sqlite://data/hub.db"));
+        assert_eq!(c.retention.snapshot_hours, 72);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (text, key) in [
+            ("[http]\nlisten = \"8080\"\n", "http.listen"),
+            ("[database]\nurl = \"mysql://x\"\n", "database.url"),
+            ("[mqtt]\nembedded = false\nhost = \"\"\n", "mqtt.host"),
+            ("[ingest]\nbatch_size = 0\n", "ingest.batch_size"),
+            ("utc_offset_hours = 20\n", "utc_offset_hours"),
+            ("[http]\nlisen = \"x\"\n", "http"),
+            (
+                "[retention]\nsnapshot_hours = \"soon\"\n",
+                "retention.snapshot_hours",
+            ),
+        ] {
+            let (k, msg) = HubConfig::parse(text).unwrap_err();
+            assert!(k.starts_with(key), "{text}: got key {k} ({msg})");
+        }
+        let pg = HubConfig::parse(
+            "[database]\nurl = \"postgres://postgres@127.0.0.1:5432/test\"\n[mqtt]\nembedded = false\n",
+        )
+        .unwrap();
+        assert_eq!(pg.database_url(), "postgres://postgres@127.0.0.1:5432/test");
+    }
+}

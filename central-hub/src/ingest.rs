@@ -1,0 +1,676 @@
+//! Ingest: every agent's events from the broker into the database, exactly once in effect.
+//!
+//! The hub holds a persistent MQTT session (clean session off) and acknowledges each message only after the
+//! transaction holding it has committed. A hub killed mid-batch therefore loses nothing (the broker
+//! redelivers what was not acknowledged) and duplicates nothing (events are keyed by their id and a
+//! redelivered one is a no-op, its effects included). Messages are validated with the protocol crate; a
+//! refused one is counted, logged and recorded in `ingest_rejects`, then acknowledged so it cannot block
+//! the session.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use checkpoint_protocol::{AgentState, CameraState, Envelope, EventKind, ListKind, TOPIC_ROOT};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, Transport};
+use sqlx::{Any, Transaction};
+use tokio::sync::mpsc;
+
+use crate::config::{HubConfig, IngestConfig};
+use crate::db::{ms, now_ms, Db, DbError};
+use crate::metrics::Metrics;
+
+/// Why a message was refused.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum Reject {
+    #[error("topic {0:?} is not checkpoint/<site>/<agent>/<kind>")]
+    Topic(String),
+    #[error("payload is {size} bytes, over the {max}-byte limit")]
+    Oversized { size: usize, max: usize },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("envelope is from {site}/{agent} ({kind}) but was published on {topic}: an agent may publish only as itself")]
+    Mismatch {
+        site: String,
+        agent: String,
+        kind: String,
+        topic: String,
+    },
+    #[error("alert snapshot is not valid base64 JPEG: {0}")]
+    Snapshot(String),
+}
+
+impl Reject {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Reject::Topic(_) => "topic",
+            Reject::Oversized { .. } => "oversized",
+            Reject::Invalid(_) => "invalid",
+            Reject::Mismatch { .. } => "mismatch",
+            Reject::Snapshot(_) => "snapshot",
+        }
+    }
+}
+
+/// An event that passed validation, ready to store.
+pub struct Checked {
+    pub env: Envelope,
+    /// The alert snapshot, decoded, taken out of the stored payload.
+    pub snapshot: Option<Vec<u8>>,
+    /// The JSON kept in `events.payload` (without the snapshot).
+    pub stored_json: String,
+}
+
+/// Validates one message. Pure, so it is tested without a broker.
+pub fn check(topic: &str, payload: &[u8], max_bytes: usize) -> Result<Checked, Reject> {
+    let parts: Vec<&str> = topic.split('/').collect();
+    let [root, site, agent, kind] = parts.as_slice() else {
+        return Err(Reject::Topic(truncate(topic, 200)));
+    };
+    if *root != TOPIC_ROOT {
+        return Err(Reject::Topic(truncate(topic, 200)));
+    }
+    if payload.len() > max_bytes {
+        return Err(Reject::Oversized {
+            size: payload.len(),
+            max: max_bytes,
+        });
+    }
+    let mut env =
+        Envelope::from_json(payload).map_err(|e| Reject::Invalid(truncate(&e.to_string(), 500)))?;
+    if env.site != *site || env.agent != *agent || env.kind() != *kind {
+        return Err(Reject::Mismatch {
+            site: truncate(&env.site, 64),
+            agent: truncate(&env.agent, 64),
+            kind: env.kind().into(),
+            topic: truncate(topic, 200),
+        });
+    }
+    let mut snapshot = None;
+    if let EventKind::WatchlistMatch(m) = &mut env.event {
+        if !m.snapshot_jpeg_b64.is_empty() {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(m.snapshot_jpeg_b64.as_bytes())
+                .map_err(|e| Reject::Snapshot(e.to_string()))?;
+            if !bytes.starts_with(&[0xFF, 0xD8]) {
+                return Err(Reject::Snapshot("not a JPEG (no SOI marker)".into()));
+            }
+            snapshot = Some(bytes);
+            m.snapshot_jpeg_b64.clear();
+        }
+    }
+    let stored_json = env.to_json();
+    Ok(Checked {
+        env,
+        snapshot,
+        stored_json,
+    })
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.len() <= n {
+        return s.to_string();
+    }
+    let mut end = n;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Start of the hour and of the local day containing `t_ms`.
+pub fn buckets(t_ms: i64, utc_offset_hours: i8) -> (i64, i64) {
+    const HOUR: i64 = 3_600_000;
+    const DAY: i64 = 24 * HOUR;
+    let hour = t_ms.div_euclid(HOUR) * HOUR;
+    let off = utc_offset_hours as i64 * HOUR;
+    let day = (t_ms + off).div_euclid(DAY) * DAY - off;
+    (hour, day)
+}
+
+/// Stores one batch in one transaction. Returns, per event, whether it was new.
+pub async fn store_batch(
+    db: &Db,
+    events: &[Checked],
+    utc_offset_hours: i8,
+) -> Result<Vec<bool>, DbError> {
+    let mut tx = db.pool.begin().await?;
+    let now = now_ms();
+    let mut fresh = Vec::with_capacity(events.len());
+    for c in events {
+        let e = &c.env;
+        let inserted = sqlx::query(
+            "INSERT INTO events (id, site, agent, kind, ts_ms, received_ms, payload) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(e.id.to_string())
+        .bind(&e.site)
+        .bind(&e.agent)
+        .bind(e.kind())
+        .bind(ms(e.ts))
+        .bind(now)
+        .bind(&c.stored_json)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        fresh.push(inserted);
+        if inserted {
+            apply(&mut tx, c, now, utc_offset_hours).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(fresh)
+}
+
+/// The effects of a new event: rollups, health, alerts.
+async fn apply(
+    tx: &mut Transaction<'_, Any>,
+    c: &Checked,
+    now: i64,
+    utc_offset_hours: i8,
+) -> Result<(), DbError> {
+    let e = &c.env;
+    // Any event proves the agent is alive; a stale one comes back online.
+    sqlx::query(
+        "INSERT INTO agents (site, agent, state, version, cameras, last_seen_ms, state_since_ms, \
+         watchlist_version, watchlist_needs_full, watchlist_error) \
+         VALUES ($1, $2, 'online', '', '[]', $3, $3, 0, 0, NULL) \
+         ON CONFLICT (site, agent) DO UPDATE SET last_seen_ms = excluded.last_seen_ms, \
+         state = CASE WHEN agents.state = 'stale' THEN 'online' ELSE agents.state END, \
+         state_since_ms = CASE WHEN agents.state = 'stale' THEN excluded.state_since_ms ELSE agents.state_since_ms END",
+    )
+    .bind(&e.site)
+    .bind(&e.agent)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE system_alerts SET cleared_ms = $1 \
+         WHERE kind = 'stale_agent' AND site = $2 AND agent = $3 AND cleared_ms IS NULL",
+    )
+    .bind(now)
+    .bind(&e.site)
+    .bind(&e.agent)
+    .execute(&mut **tx)
+    .await?;
+
+    match &e.event {
+        EventKind::Count(cnt) => {
+            let t = ms(cnt.interval_start);
+            let (hour, day) = buckets(t, utc_offset_hours);
+            for (bucket, start) in [("hour", hour), ("day", day)] {
+                sqlx::query(
+                    "INSERT INTO counts (site, camera, line, bucket, bucket_start_ms, entries, exits) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (site, camera, line, bucket, bucket_start_ms) DO UPDATE SET \
+                     entries = counts.entries + excluded.entries, exits = counts.exits + excluded.exits",
+                )
+                .bind(&e.site)
+                .bind(&cnt.camera)
+                .bind(&cnt.line)
+                .bind(bucket)
+                .bind(start)
+                .bind(cnt.entries as i64)
+                .bind(cnt.exits as i64)
+                .execute(&mut **tx)
+                .await?;
+            }
+            sqlx::query(
+                "INSERT INTO line_state (site, agent, camera, line, total_entries, total_exits, occupancy, ts_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (site, agent, camera, line) DO UPDATE SET total_entries = excluded.total_entries, \
+                 total_exits = excluded.total_exits, occupancy = excluded.occupancy, ts_ms = excluded.ts_ms \
+                 WHERE line_state.ts_ms <= excluded.ts_ms",
+            )
+            .bind(&e.site)
+            .bind(&e.agent)
+            .bind(&cnt.camera)
+            .bind(&cnt.line)
+            .bind(cnt.total_entries as i64)
+            .bind(cnt.total_exits as i64)
+            .bind(cnt.occupancy)
+            .bind(ms(cnt.interval_end))
+            .execute(&mut **tx)
+            .await?;
+        }
+        EventKind::AgentStatus(s) => {
+            let state = match s.state {
+                AgentState::Online => "online",
+                AgentState::Offline => "offline",
+            };
+            let cameras = serde_json::to_string(&s.cameras).unwrap_or_else(|_| "[]".into());
+            sqlx::query(
+                "UPDATE agents SET state = $1, version = $2, cameras = $3, state_since_ms = $4 \
+                 WHERE site = $5 AND agent = $6",
+            )
+            .bind(state)
+            .bind(&s.version)
+            .bind(cameras)
+            .bind(ms(e.ts))
+            .bind(&e.site)
+            .bind(&e.agent)
+            .execute(&mut **tx)
+            .await?;
+        }
+        EventKind::CameraStatus(s) => {
+            let state = match s.state {
+                CameraState::Starting => "starting",
+                CameraState::Up => "up",
+                CameraState::Reconnecting => "reconnecting",
+                CameraState::Down => "down",
+                CameraState::Ended => "ended",
+            };
+            let reconnect = i64::from(s.state == CameraState::Reconnecting);
+            sqlx::query(
+                "INSERT INTO cameras (site, agent, camera, state, fps, detail, reconnects, updated_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (site, agent, camera) DO UPDATE SET state = excluded.state, fps = excluded.fps, \
+                 detail = excluded.detail, reconnects = cameras.reconnects + excluded.reconnects, \
+                 updated_ms = excluded.updated_ms",
+            )
+            .bind(&e.site)
+            .bind(&e.agent)
+            .bind(&s.camera)
+            .bind(state)
+            .bind(s.fps)
+            .bind(s.detail.clone())
+            .bind(reconnect)
+            .bind(ms(e.ts))
+            .execute(&mut **tx)
+            .await?;
+        }
+        EventKind::WatchlistStatus(s) => {
+            sqlx::query(
+                "UPDATE agents SET watchlist_version = $1, watchlist_needs_full = $2, watchlist_error = $3 \
+                 WHERE site = $4 AND agent = $5",
+            )
+            .bind(s.version as i64)
+            .bind(i64::from(s.needs_full_sync))
+            .bind(s.last_error.clone())
+            .bind(&e.site)
+            .bind(&e.agent)
+            .execute(&mut **tx)
+            .await?;
+        }
+        EventKind::WatchlistMatch(m) => {
+            let list = match m.list {
+                ListKind::Wanted => "wanted",
+                ListKind::Missing => "missing",
+            };
+            sqlx::query(
+                "INSERT INTO alerts (id, site, agent, camera, track_id, list, entry_id, similarity, threshold, \
+                 votes, faces_used, watchlist_version, ts_ms, stream_time_s, models, snapshot, status, created_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 'candidate', $17)",
+            )
+            .bind(e.id.to_string())
+            .bind(&e.site)
+            .bind(&e.agent)
+            .bind(&m.camera)
+            .bind(m.track_id as i64)
+            .bind(list)
+            .bind(&m.entry_id)
+            .bind(m.similarity as f64)
+            .bind(m.threshold as f64)
+            .bind(m.votes as i64)
+            .bind(m.faces_used as i64)
+            .bind(m.watchlist_version as i64)
+            .bind(ms(e.ts))
+            .bind(m.stream_time_s)
+            .bind(serde_json::to_string(&m.models).unwrap_or_else(|_| "[]".into()))
+            .bind(c.snapshot.clone())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        EventKind::LineCrossing(_) => {}
+    }
+    Ok(())
+}
+
+async fn record_reject(db: &Db, topic: &str, reason: &Reject, bytes: usize) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO ingest_rejects (id, topic, reason, bytes, received_ms) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(truncate(topic, 256))
+    .bind(truncate(&reason.to_string(), 1000))
+    .bind(bytes as i64)
+    .bind(now_ms())
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+/// Broker connection options for the hub's ingest session.
+pub fn mqtt_options(cfg: &HubConfig) -> anyhow::Result<MqttOptions> {
+    let (host, port) = if cfg.mqtt.embedded {
+        let addr: std::net::SocketAddr = cfg.mqtt.listen.parse()?;
+        let host = if addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            addr.ip().to_string()
+        };
+        (host, addr.port())
+    } else {
+        (cfg.mqtt.host.clone(), cfg.mqtt.port)
+    };
+    let mut o = MqttOptions::new(cfg.mqtt.client_id.clone(), host, port);
+    o.set_keep_alive(Duration::from_secs(15));
+    // Persistent session, manual acks: see the module documentation.
+    o.set_clean_session(false);
+    o.set_manual_acks(true);
+    // Bigger than any accepted event, so an oversized one reaches `check` and is refused with a reason
+    // instead of breaking the connection.
+    let limit = (cfg.mqtt.max_event_bytes * 4).max(16 << 20);
+    o.set_max_packet_size(limit, limit);
+    o.set_inflight(200);
+    if let Some(user) = &cfg.mqtt.username {
+        o.set_credentials(user.clone(), cfg.mqtt_password()?.unwrap_or_default());
+    }
+    if cfg.mqtt.tls {
+        let tls = match &cfg.mqtt.ca_file {
+            Some(ca) => rumqttc::TlsConfiguration::SimpleNative {
+                ca: std::fs::read(ca)?,
+                client_auth: None,
+            },
+            None => rumqttc::TlsConfiguration::Native,
+        };
+        o.set_transport(Transport::tls_with_config(tls));
+    }
+    Ok(o)
+}
+
+/// Connection state other parts of the hub report (health, metrics).
+#[derive(Default)]
+pub struct IngestState {
+    pub connected: std::sync::atomic::AtomicBool,
+}
+
+/// Runs ingest until `shutdown` fires: one task reads the broker, this one writes batches and acknowledges.
+pub async fn run(
+    cfg: HubConfig,
+    db: Db,
+    metrics: Arc<Metrics>,
+    state: Arc<IngestState>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let opts = mqtt_options(&cfg)?;
+    let (client, mut eventloop) = AsyncClient::new(opts, 1000);
+    let (tx, mut rx) = mpsc::channel::<Publish>(4 * cfg.ingest.batch_size.max(1));
+    let st = state.clone();
+    let sub_client = client.clone();
+    let reader = tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    backoff = Duration::from_millis(250);
+                    st.connected
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    tracing::info!("ingest connected to the broker");
+                    if let Err(e) = sub_client
+                        .subscribe(format!("{TOPIC_ROOT}/+/+/+"), QoS::AtLeastOnce)
+                        .await
+                    {
+                        tracing::error!(error = %e, "subscribing to agents' events");
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if tx.send(p).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if st
+                        .connected
+                        .swap(false, std::sync::atomic::Ordering::Relaxed)
+                    {
+                        tracing::warn!(error = %e, "ingest lost the broker; reconnecting");
+                    } else {
+                        tracing::debug!(error = %e, "broker unreachable");
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    });
+
+    let IngestConfig {
+        batch_size,
+        batch_ms,
+    } = cfg.ingest.clone();
+    let max_bytes = cfg.mqtt.max_event_bytes;
+    loop {
+        let first = tokio::select! {
+            p = rx.recv() => match p { Some(p) => p, None => break },
+            _ = shutdown.changed() => break,
+        };
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(batch_ms);
+        while batch.len() < batch_size {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(p)) => batch.push(p),
+                _ => break,
+            }
+        }
+        let started = std::time::Instant::now();
+        let mut good = Vec::with_capacity(batch.len());
+        let mut bad = Vec::new();
+        for p in &batch {
+            match check(&p.topic, &p.payload, max_bytes) {
+                Ok(c) => good.push(c),
+                Err(r) => bad.push((p.topic.clone(), r, p.payload.len())),
+            }
+        }
+        // Retry the same batch until it commits: acknowledging before that could lose events.
+        let mut wait = Duration::from_millis(200);
+        let fresh = loop {
+            match store_batch(&db, &good, cfg.utc_offset_hours).await {
+                Ok(f) => break f,
+                Err(e) => {
+                    tracing::error!(error = %e, events = good.len(), "storing events failed; retrying");
+                    metrics.ingest_errors.inc();
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+            }
+        };
+        for (c, new) in good.iter().zip(&fresh) {
+            metrics.ingested(c.env.kind(), *new);
+        }
+        for (topic, reason, size) in &bad {
+            metrics.rejected(reason.label());
+            tracing::warn!(topic = %truncate(topic, 200), %reason, bytes = size, "event refused");
+            if let Err(e) = record_reject(&db, topic, reason, *size).await {
+                tracing::error!(error = %e, "recording a refused event");
+            }
+        }
+        metrics
+            .ingest_batch_seconds
+            .observe(started.elapsed().as_secs_f64());
+        for p in &batch {
+            if let Err(e) = client.ack(p).await {
+                tracing::warn!(error = %e, "acknowledging an event; the broker will send it again");
+            }
+        }
+    }
+    reader.abort();
+    let _ = client.disconnect().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing;
+    use checkpoint_protocol::{Count, WatchlistMatch};
+    use time::macros::datetime;
+
+    fn count_event(site: &str, entries: u64, start: time::OffsetDateTime) -> Envelope {
+        Envelope::new(
+            site,
+            "a1",
+            start,
+            EventKind::Count(Count {
+                camera: "gate".into(),
+                line: "l1".into(),
+                interval_start: start,
+                interval_end: start + time::Duration::seconds(10),
+                entries,
+                exits: 1,
+                total_entries: entries,
+                total_exits: 1,
+                occupancy: entries as i64 - 1,
+            }),
+        )
+    }
+
+    fn topic_of(e: &Envelope) -> String {
+        checkpoint_protocol::topic(&e.site, &e.agent, e.kind())
+    }
+
+    #[test]
+    fn bad_messages_are_refused_with_a_reason() {
+        let e = count_event("pier", 3, datetime!(2026-11-24 03:00 UTC));
+        let ok = e.to_json();
+        assert!(check(&topic_of(&e), ok.as_bytes(), 1 << 20).is_ok());
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("checkpoint/pier/a1", ok.clone().into_bytes(), "topic"),
+            ("other/pier/a1/count", ok.clone().into_bytes(), "topic"),
+            ("checkpoint/pier/a1/count", b"{not json".to_vec(), "invalid"),
+            (
+                "checkpoint/pier/a2/count",
+                ok.clone().into_bytes(),
+                "mismatch",
+            ),
+            (
+                "checkpoint/pier/a1/agent_status",
+                ok.clone().into_bytes(),
+                "mismatch",
+            ),
+            ("checkpoint/pier/a1/count", vec![b' '; 2 << 20], "oversized"),
+            (
+                "checkpoint/pier/a1/count",
+                ok.replace("\"v\":1", "\"v\":7").into_bytes(),
+                "invalid",
+            ),
+        ];
+        for (topic, payload, label) in cases {
+            let r = check(topic, &payload, 1 << 20).err().expect(topic);
+            assert_eq!(r.label(), label, "{topic}: {r}");
+        }
+    }
+
+    #[test]
+    fn buckets_follow_local_days() {
+        // 2026-11-24 18:30 UTC is 01:30 on the 25th in Vietnam (UTC+7).
+        let t = ms(datetime!(2026-11-24 18:30 UTC));
+        let (hour, day) = buckets(t, 7);
+        assert_eq!(hour, ms(datetime!(2026-11-24 18:00 UTC)));
+        assert_eq!(day, ms(datetime!(2026-11-24 17:00 UTC)));
+        let (_, utc_day) = buckets(t, 0);
+        assert_eq!(utc_day, ms(datetime!(2026-11-24 00:00 UTC)));
+    }
+
+    async fn idempotent(db: Db) {
+        let t0 = datetime!(2026-11-24 03:00 UTC);
+        let events: Vec<Envelope> = (0..6)
+            .map(|i| count_event("pier", 2, t0 + time::Duration::minutes(20 * i)))
+            .collect();
+        let checked = |evs: &[Envelope]| -> Vec<Checked> {
+            evs.iter()
+                .map(|e| check(&topic_of(e), e.to_json().as_bytes(), 1 << 20).unwrap())
+                .collect()
+        };
+        let f = store_batch(&db, &checked(&events), 7).await.unwrap();
+        assert!(f.iter().all(|x| *x));
+        // Redelivery of the whole batch (a hub killed before its acks): nothing changes.
+        let f = store_batch(&db, &checked(&events), 7).await.unwrap();
+        assert!(f.iter().all(|x| !*x));
+        let rows = sqlx::query(
+            "SELECT bucket, bucket_start_ms, entries, exits FROM counts WHERE site = 'pier' ORDER BY bucket, bucket_start_ms",
+        )
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+        let got: Vec<(String, i64, i64)> = rows
+            .iter()
+            .map(|r| {
+                use sqlx::Row;
+                (
+                    r.get::<String, _>("bucket"),
+                    r.get::<i64, _>("entries"),
+                    r.get::<i64, _>("exits"),
+                )
+            })
+            .collect();
+        // 6 intervals of 2 entries 20 minutes apart: hours 03, 04 (3 each... 03:00, 03:20, 03:40 | 04:00..)
+        assert_eq!(
+            got,
+            vec![
+                ("day".into(), 12, 6),
+                ("hour".into(), 6, 3),
+                ("hour".into(), 6, 3)
+            ]
+        );
+
+        let mut m = Envelope::new(
+            "pier",
+            "a1",
+            t0,
+            EventKind::WatchlistMatch(WatchlistMatch {
+                camera: "gate".into(),
+                track_id: 4,
+                list: ListKind::Wanted,
+                entry_id: "W1".into(),
+                watchlist_version: 3,
+                similarity: 0.61,
+                threshold: 0.43,
+                votes: 2,
+                rank: 1,
+                faces_used: 3,
+                snapshot_jpeg_b64: base64::engine::general_purpose::STANDARD
+                    .encode([0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3]),
+                stream_time_s: 12.5,
+                models: vec!["sface.onnx".into()],
+            }),
+        );
+        let c = check(&topic_of(&m), m.to_json().as_bytes(), 1 << 20).unwrap();
+        assert!(!c.stored_json.contains("/9j/") && c.snapshot.is_some());
+        store_batch(&db, &[c], 7).await.unwrap();
+        use sqlx::Row;
+        let r = sqlx::query("SELECT status, snapshot, entry_id FROM alerts WHERE id = $1")
+            .bind(m.id.to_string())
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(r.get::<String, _>("status"), "candidate");
+        assert_eq!(r.get::<Vec<u8>, _>("snapshot")[..2], [0xFF, 0xD8]);
+        // The same alert again (QoS 1 redelivery) is not a second alert.
+        m.ts = t0;
+        let c = check(&topic_of(&m), m.to_json().as_bytes(), 1 << 20).unwrap();
+        assert_eq!(store_batch(&db, &[c], 7).await.unwrap(), vec![false]);
+        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM alerts")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+            .get("n");
+        assert_eq!(n, 1);
+    }
+
+    #[tokio::test]
+    async fn storing_is_idempotent_on_sqlite() {
+        let (db, _d) = testing::sqlite().await;
+        idempotent(db).await;
+    }
+
+    #[tokio::test]
+    async fn storing_is_idempotent_on_postgres() {
+        if let Some(db) = testing::postgres().await {
+            idempotent(db).await;
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! The Checkpoint central hub: receives the edge agents' events over MQTT, stores them (SQLite by default,
+//! PostgreSQL at scale), and serves operators through an HTTP API with roles and an audit log.
+//!
+//! Modules follow the domain: `ingest` (broker to database, exactly once in effect), `auth` (users, roles,
+//! sessions), `audit` (hash-chained log), `api` (HTTP), `serve` (wiring, embedded broker, periodic jobs).
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod ingest;
+pub mod metrics;
+pub mod serve;

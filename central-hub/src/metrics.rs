@@ -1,0 +1,120 @@
+//! Prometheus metrics for the hub, served on `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+    /// `new` or `duplicate` (a QoS 1 redelivery, ignored).
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub status: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub events: Family<KindLabel, Counter>,
+    pub rejected: Family<ReasonLabel, Counter>,
+    pub ingest_errors: Counter,
+    pub ingest_batch_seconds: Histogram,
+    pub mqtt_connected: Gauge,
+    pub agents: Family<ReasonLabel, Gauge>,
+    pub http_requests: Family<RouteLabel, Counter>,
+    pub logins_refused: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("checkpoint_hub");
+        let m = Self {
+            events: Family::default(),
+            rejected: Family::default(),
+            ingest_errors: Counter::default(),
+            ingest_batch_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            mqtt_connected: Gauge::default(),
+            agents: Family::default(),
+            http_requests: Family::default(),
+            logins_refused: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "events",
+            "Events ingested, by kind and outcome",
+            m.events.clone(),
+        );
+        registry.register(
+            "events_rejected",
+            "Messages refused at ingest, by reason",
+            m.rejected.clone(),
+        );
+        registry.register(
+            "ingest_errors",
+            "Database errors while storing a batch (the batch is retried)",
+            m.ingest_errors.clone(),
+        );
+        registry.register(
+            "ingest_batch_seconds",
+            "Time to validate, store and acknowledge one batch",
+            m.ingest_batch_seconds.clone(),
+        );
+        registry.register(
+            "mqtt_connected",
+            "1 while ingest is connected to the broker",
+            m.mqtt_connected.clone(),
+        );
+        registry.register("agents", "Agents by state", m.agents.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests by status code",
+            m.http_requests.clone(),
+        );
+        registry.register(
+            "logins_refused",
+            "Logins refused (bad credentials or rate limit)",
+            m.logins_refused.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    pub fn ingested(&self, kind: &str, new: bool) {
+        self.events
+            .get_or_create(&KindLabel {
+                kind: kind.into(),
+                outcome: if new { "new" } else { "duplicate" }.into(),
+            })
+            .inc();
+    }
+
+    pub fn rejected(&self, reason: &str) {
+        self.rejected
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn encode(&self) -> String {
+        let mut s = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
+        s
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,328 @@
+//! `central-hub serve`: the embedded broker (unless an external one is configured), the database, ingest,
+//! the periodic jobs and the HTTP server, until Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use sqlx::Row;
+
+use crate::api::{self, AppState};
+use crate::audit::AuditLog;
+use crate::auth::Auth;
+use crate::config::HubConfig;
+use crate::db::{now_ms, Db};
+use crate::ingest::{self, IngestState};
+use crate::metrics::Metrics;
+
+/// rumqttd on `listen`, in this process. Fails (instead of running without a broker) when the address is
+/// taken, e.g. by a Mosquitto already on 1883: configure `[mqtt] embedded = false` to use that one.
+pub fn start_embedded_broker(listen: &str, max_payload: usize) -> Result<()> {
+    let addr: SocketAddr = listen.parse().context("mqtt.listen")?;
+    std::net::TcpListener::bind(addr).with_context(|| {
+        format!(
+            "the embedded MQTT broker cannot listen on {addr} (another broker running?): free the port, \
+             set [mqtt] listen to another address, or use that broker with [mqtt] embedded = false"
+        )
+    })?;
+    let text = format!(
+        r#"
+id = 0
+[router]
+max_connections = 10010
+max_outgoing_packet_count = 200
+max_segment_size = 104857600
+max_segment_count = 10
+[v4.1]
+name = "v4-1"
+listen = "{addr}"
+next_connection_delay_ms = 1
+[v4.1.connections]
+connection_timeout_ms = 60000
+max_payload_size = {max_payload}
+max_inflight_count = 200
+dynamic_filters = true
+"#
+    );
+    let config: rumqttd::Config = toml::from_str(&text).context("embedded broker config")?;
+    std::thread::Builder::new()
+        .name("mqtt-broker".into())
+        .spawn(move || {
+            let mut broker = rumqttd::Broker::new(config);
+            if let Err(e) = broker.start() {
+                tracing::error!(error = %e, "embedded MQTT broker stopped");
+            }
+        })?;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            tracing::info!(%addr, "embedded MQTT broker listening");
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("the embedded MQTT broker did not start on {addr}")
+}
+
+/// Marks agents that went silent and raises a health alert for each, once.
+pub async fn mark_stale_agents(db: &Db, stale_after_ms: i64) -> Result<Vec<(String, String)>> {
+    let now = now_ms();
+    let rows = sqlx::query(
+        "SELECT site, agent, last_seen_ms FROM agents WHERE state = 'online' AND last_seen_ms < $1",
+    )
+    .bind(now - stale_after_ms)
+    .fetch_all(&db.pool)
+    .await?;
+    let mut out = Vec::new();
+    for r in &rows {
+        let site: String = r.try_get("site")?;
+        let agent: String = r.try_get("agent")?;
+        let last: i64 = r.try_get("last_seen_ms")?;
+        let mut tx = db.pool.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE agents SET state = 'stale', state_since_ms = $1 \
+             WHERE site = $2 AND agent = $3 AND state = 'online' AND last_seen_ms = $4",
+        )
+        .bind(now)
+        .bind(&site)
+        .bind(&agent)
+        .bind(last)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 1 {
+            sqlx::query(
+                "INSERT INTO system_alerts (id, kind, site, agent, detail, raised_ms, cleared_ms) \
+                 VALUES ($1, 'stale_agent', $2, $3, $4, $5, NULL)",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(&site)
+            .bind(&agent)
+            .bind(format!("no event for {} s", (now - last) / 1000))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            out.push((site.clone(), agent.clone()));
+        }
+        tx.commit().await?;
+        if changed == 1 {
+            tracing::warn!(%site, %agent, silent_s = (now - last) / 1000, "agent went silent");
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes what the retention policy says must go: snapshots of unconfirmed alerts, old raw events,
+/// refused-message records, expired sessions. Returns (snapshots, events) deleted.
+pub async fn retention(db: &Db, cfg: &HubConfig) -> Result<(u64, u64)> {
+    let now = now_ms();
+    let snap_cutoff = now - cfg.retention.snapshot_hours as i64 * 3_600_000;
+    // Confirmed alerts follow their case's retention and are not touched here.
+    let snaps = sqlx::query(
+        "UPDATE alerts SET snapshot = NULL, snapshot_deleted_ms = $1 \
+         WHERE snapshot IS NOT NULL AND status <> 'confirmed' AND ts_ms < $2",
+    )
+    .bind(now)
+    .bind(snap_cutoff)
+    .execute(&db.pool)
+    .await?
+    .rows_affected();
+    let ev_cutoff = now - cfg.retention.event_days as i64 * 86_400_000;
+    let events = sqlx::query("DELETE FROM events WHERE ts_ms < $1")
+        .bind(ev_cutoff)
+        .execute(&db.pool)
+        .await?
+        .rows_affected();
+    sqlx::query("DELETE FROM ingest_rejects WHERE received_ms < $1")
+        .bind(ev_cutoff)
+        .execute(&db.pool)
+        .await?;
+    sqlx::query("DELETE FROM sessions WHERE expires_ms <= $1")
+        .bind(now)
+        .execute(&db.pool)
+        .await?;
+    Ok((snaps, events))
+}
+
+async fn refresh_agent_gauges(db: &Db, metrics: &Metrics) -> Result<()> {
+    let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM agents GROUP BY state")
+        .fetch_all(&db.pool)
+        .await?;
+    for state in ["online", "offline", "stale"] {
+        let n = rows
+            .iter()
+            .find(|r| r.try_get::<String, _>("state").ok().as_deref() == Some(state))
+            .and_then(|r| r.try_get::<i64, _>("n").ok())
+            .unwrap_or(0);
+        metrics
+            .agents
+            .get_or_create(&crate::metrics::ReasonLabel {
+                reason: state.into(),
+            })
+            .set(n);
+    }
+    Ok(())
+}
+
+/// Runs everything until a shutdown signal.
+pub async fn serve(cfg: HubConfig) -> Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating the data directory {}", cfg.data_dir.display()))?;
+    if cfg.mqtt.embedded {
+        start_embedded_broker(&cfg.mqtt.listen, cfg.mqtt.max_event_bytes * 4)?;
+    }
+    let url = cfg.database_url();
+    let db = Db::open(&url, cfg.database.max_connections)
+        .await
+        .context("opening the database")?;
+    tracing::info!(database = %crate::db::redact(&url), backend = ?db.backend, "database ready");
+    let metrics = Arc::new(Metrics::new());
+    let auth = Arc::new(Auth::new(
+        db.clone(),
+        cfg.http.session_hours,
+        cfg.http.login_attempts,
+    ));
+    let audit = Arc::new(AuditLog::new(db.clone()));
+    if auth.user_count().await? == 0 {
+        tracing::warn!(
+            "no users yet: create the first admin with `central-hub user add --role admin --username NAME`"
+        );
+    }
+    let ingest_state = Arc::new(IngestState::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+
+    let ingest_task = tokio::spawn(ingest::run(
+        cfg.clone(),
+        db.clone(),
+        metrics.clone(),
+        ingest_state.clone(),
+        stop_rx.clone(),
+    ));
+
+    // Periodic jobs: stale agents every 10 s, retention on its interval.
+    let jobs = {
+        let (db, cfg, metrics, st) = (
+            db.clone(),
+            cfg.clone(),
+            metrics.clone(),
+            ingest_state.clone(),
+        );
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            let mut last_retention = std::time::Instant::now() - Duration::from_secs(86_400);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => return,
+                }
+                metrics
+                    .mqtt_connected
+                    .set(i64::from(st.connected.load(Ordering::Relaxed)));
+                if let Err(e) = mark_stale_agents(&db, cfg.stale_agent_s as i64 * 1000).await {
+                    tracing::error!(error = %e, "stale-agent check");
+                }
+                if let Err(e) = refresh_agent_gauges(&db, &metrics).await {
+                    tracing::error!(error = %e, "agent gauges");
+                }
+                if last_retention.elapsed() >= Duration::from_secs(cfg.retention.interval_s) {
+                    last_retention = std::time::Instant::now();
+                    match retention(&db, &cfg).await {
+                        Ok((s, e)) if s + e > 0 => {
+                            tracing::info!(snapshots = s, events = e, "retention: deleted")
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::error!(error = %e, "retention job"),
+                    }
+                }
+            }
+        })
+    };
+
+    let state = AppState {
+        db: db.clone(),
+        auth,
+        audit,
+        metrics,
+        ingest: ingest_state,
+        cfg: Arc::new(cfg.clone()),
+    };
+    let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
+        .await
+        .with_context(|| format!("HTTP cannot listen on {}", cfg.http.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "HTTP on http://{addr}/ (health /healthz, metrics /metrics, API /api/openapi.json)");
+    let mut stop = stop_rx.clone();
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(async move {
+            shutdown_signal(&mut stop).await;
+        })
+        .await?;
+    let _ = stop_tx.send(true);
+    let _ = jobs.await;
+    match tokio::time::timeout(Duration::from_secs(10), ingest_task).await {
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "ingest stopped with an error"),
+        Err(_) => tracing::warn!("ingest did not stop within 10 s"),
+        _ => {}
+    }
+    db.pool.close().await;
+    tracing::info!("hub stopped");
+    Ok(())
+}
+
+async fn shutdown_signal(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+        _ = stop.changed() => {},
+    }
+    tracing::info!("stopping");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing;
+
+    #[tokio::test]
+    async fn silent_agents_go_stale_once_and_come_back() {
+        let (db, _d) = testing::sqlite().await;
+        let old = now_ms() - 600_000;
+        sqlx::query(
+            "INSERT INTO agents (site, agent, state, version, cameras, last_seen_ms, state_since_ms, \
+             watchlist_version, watchlist_needs_full) VALUES ('pier', 'a1', 'online', '1', '[]', $1, $1, 0, 0)",
+        )
+        .bind(old)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        let stale = mark_stale_agents(&db, 120_000).await.unwrap();
+        assert_eq!(stale, vec![("pier".to_string(), "a1".to_string())]);
+        assert!(mark_stale_agents(&db, 120_000).await.unwrap().is_empty());
+        let n: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM system_alerts WHERE kind = 'stale_agent' AND cleared_ms IS NULL",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+        .get("n");
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn a_taken_port_is_a_clear_error() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let e = start_embedded_broker(&addr, 1 << 20).unwrap_err();
+        assert!(format!("{e:#}").contains("embedded = false"), "{e:#}");
+    }
+}

@@ -1,0 +1,390 @@
+//! The central hub end to end: the real `central-hub` binary with its embedded broker (or Mosquitto) and SQLite
+//! (or PostgreSQL on 127.0.0.1:5432), the real agent publishing to it, and the HTTP API checked as a client
+//! would: sign-in, roles, agents and counts, audit chain and tamper detection, malformed events refused.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use checkpoint_e2e::mqtt::{free_port, publish_all, system_mosquitto, unique_site};
+use checkpoint_e2e::{wait_until, workspace_bin, Agent};
+
+struct Hub {
+    child: Child,
+    http: String,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+impl Hub {
+    fn start(dir: &Path, mqtt: &str, database_url: &str) -> Hub {
+        let http = format!("127.0.0.1:{}", free_port());
+        let config = dir.join("hub.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = \"{data}\"\nstale_agent_s = 10\n[http]\nlisten = \"{http}\"\n{mqtt}\n\
+                 [database]\nurl = \"{database_url}\"\n[ingest]\nbatch_ms = 20\n",
+                data = dir.join("data").display(),
+            ),
+        )
+        .unwrap();
+        let log = dir.join("hub.log");
+        let child = Command::new(workspace_bin("central-hub"))
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start central-hub");
+        let hub = Hub {
+            child,
+            http,
+            config,
+            log,
+        };
+        assert!(
+            wait_until(Duration::from_secs(60), || hub.get("/healthz", None).0
+                == 200),
+            "hub healthy; log:\n{}",
+            hub.log_text()
+        );
+        hub
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn cli(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        use std::io::Write;
+        let mut c = Command::new(workspace_bin("central-hub"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        c.wait_with_output().unwrap()
+    }
+
+    /// (status, body) of a request; `token` adds the bearer header.
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, String) {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(&self.http) else {
+            return (0, String::new());
+        };
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let body = body.unwrap_or("");
+        let _ = write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.http,
+            body.len()
+        );
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+        // Chunked bodies: good enough to search in; JSON bodies here are sent with a length.
+        (status, body.to_string())
+    }
+
+    fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        self.request("GET", path, token, None)
+    }
+
+    fn login(&self, user: &str, password: &str) -> String {
+        let (status, body) = self.request(
+            "POST",
+            "/api/auth/login",
+            None,
+            Some(&format!(
+                r#"{{"username":"{user}","password":"{password}"}}"#
+            )),
+        );
+        assert_eq!(status, 200, "login {user}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["token"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent_config(dir: &Path, site: &str, mqtt_port: u16) -> PathBuf {
+    let text = format!(
+        r#"
+[site]
+id = "{site}"
+[agent]
+id = "a1"
+events = "{events}"
+metrics_listen = ""
+exit_when_done = false
+count_interval_s = 0.5
+[detection]
+embed_faces = false
+[mqtt]
+host = "127.0.0.1"
+port = {mqtt_port}
+[outbox]
+dir = "{outbox}"
+[[cameras]]
+id = "cam"
+mode = "faces"
+[cameras.stream]
+analysis_fps = 2
+source = {{ kind = "test", pattern = "ball", width = 160, height = 120, fps = 10 }}
+[[cameras.lines]]
+id = "gate"
+a = [0.0, 0.5]
+b = [1.0, 0.5]
+in_side = "right"
+"#,
+        events = dir.join("events.jsonl").display(),
+        outbox = dir.join("outbox").display(),
+    );
+    let p = dir.join("site.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn scenario(mqtt_section: &str, mqtt_port: u16, database_url: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let site = unique_site("hub");
+    let hub = Hub::start(dir.path(), mqtt_section, database_url);
+
+    // Users from the command line (as an installer would create the first admin), then over the API.
+    let out = hub.cli(
+        &["user", "add", "--username", "admin", "--role", "admin"],
+        "admin password 1\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let admin = hub.login("admin", "admin password 1");
+    for (user, role) in [
+        ("op1", "operator"),
+        ("sup1", "supervisor"),
+        ("desk1", "lodging_staff"),
+    ] {
+        let (st, body) = hub.request(
+            "POST",
+            "/api/users",
+            Some(&admin),
+            Some(&format!(
+                r#"{{"username":"{user}","display_name":"{user}","password":"password {user}","role":"{role}"}}"#
+            )),
+        );
+        assert_eq!(st, 201, "{body}");
+    }
+    let op = hub.login("op1", "password op1");
+    let sup = hub.login("sup1", "password sup1");
+    let desk = hub.login("desk1", "password desk1");
+
+    // Every protected route: 401 without a token, 403 for a role that may not use it.
+    for path in [
+        "/api/agents",
+        &format!("/api/sites/{site}/counts"),
+        &format!("/api/sites/{site}/lines"),
+        "/api/alerts",
+        "/api/system-alerts",
+        "/api/audit",
+        "/api/audit/verify",
+        "/api/users",
+        "/api/me",
+    ] {
+        assert_eq!(hub.get(path, None).0, 401, "{path} without a session");
+        assert_eq!(
+            hub.get(path, Some("not-a-token")).0,
+            401,
+            "{path} with a forged token"
+        );
+        if path != "/api/me" {
+            assert_eq!(hub.get(path, Some(&desk)).0, 403, "{path} as lodging staff");
+        }
+    }
+    assert_eq!(hub.get("/api/users", Some(&op)).0, 403);
+    assert_eq!(hub.get("/api/audit", Some(&op)).0, 403);
+
+    // An agent publishes to the hub's broker.
+    let adir = tempfile::tempdir().unwrap();
+    let mut agent = Agent::start(&agent_config(adir.path(), &site, mqtt_port), adir.path());
+    let ok = wait_until(Duration::from_secs(60), || {
+        let (_, body) = hub.get("/api/agents", Some(&op));
+        body.contains(&site) && body.contains("\"state\":\"online\"")
+    });
+    assert!(
+        ok,
+        "agent online at the hub; hub log:\n{}\nagent log:\n{}",
+        hub.log_text(),
+        agent.log_text()
+    );
+    let ok = wait_until(Duration::from_secs(30), || {
+        let (_, body) = hub.get(&format!("/api/sites/{site}/lines"), Some(&op));
+        body.contains("\"line\":\"gate\"")
+    });
+    assert!(ok, "line totals at the hub");
+    let (st, body) = hub.get(&format!("/api/sites/{site}/counts?bucket=day"), Some(&op));
+    assert_eq!(st, 200);
+    assert!(body.contains("\"line\":\"gate\""), "{body}");
+    let (st, _) = hub.get(&format!("/api/sites/{site}/counts?bucket=week"), Some(&op));
+    assert_eq!(st, 400);
+
+    // Malformed and oversized events are refused with a reason and do not stop ingest.
+    publish_all(
+        mqtt_port,
+        &format!("checkpoint/{site}/a1/count"),
+        vec![
+            b"{not json".to_vec(),
+            vec![b'x'; 2 << 20],
+            br#"{"id":"x"}"#.to_vec(),
+        ],
+    );
+    let ok = wait_until(Duration::from_secs(30), || {
+        let (_, m) = hub.get("/metrics", None);
+        let refused: f64 = m
+            .lines()
+            .filter(|l| l.starts_with("checkpoint_hub_events_rejected_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        refused >= 3.0
+    });
+    assert!(ok, "refusals counted; log:\n{}", hub.log_text());
+    let log = hub.log_text();
+    assert!(log.contains("over the 1048576-byte limit"), "{log}");
+
+    // The agent stops cleanly: offline at the hub.
+    agent.interrupt();
+    assert!(agent.wait(Duration::from_secs(30)).success());
+    let ok = wait_until(Duration::from_secs(30), || {
+        let (_, body) = hub.get("/api/agents", Some(&sup));
+        body.contains("\"state\":\"offline\"")
+    });
+    assert!(ok, "agent offline at the hub");
+
+    // OpenAPI lists the routes; health and metrics answer without a session.
+    let (st, api) = hub.get("/api/openapi.json", None);
+    assert_eq!(st, 200);
+    for p in [
+        "/api/auth/login",
+        "/api/alerts/{id}/snapshot",
+        "/api/audit/verify",
+        "/api/sites/{site}/counts",
+    ] {
+        assert!(api.contains(p), "OpenAPI lists {p}");
+    }
+
+    // The audit chain verifies, and a tampered row is found.
+    let (st, body) = hub.get("/api/audit/verify", Some(&sup));
+    assert_eq!(st, 200);
+    assert!(body.contains("\"ok\":true"), "{body}");
+    let out = hub.cli(&["audit", "verify"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    tamper_audit(database_url, &hub);
+    let out = hub.cli(&["audit", "verify"], "");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("BROKEN at entry 2"));
+}
+
+/// Changes the second audit row behind the hub's back, as someone with database access might.
+fn tamper_audit(database_url: &str, hub: &Hub) {
+    let sql = "UPDATE audit_log SET actor = 'someone-else' WHERE seq = 2";
+    let status = if database_url.starts_with("postgres") {
+        let (base, schema) = database_url
+            .split_once("?options=-c%20search_path%3D")
+            .unwrap();
+        Command::new("psql")
+            .arg(base)
+            .arg("-c")
+            .arg(format!("SET search_path = {schema}; {sql}"))
+            .status()
+    } else {
+        let path = database_url.trim_start_matches("sqlite://");
+        let path = path.split('?').next().unwrap();
+        Command::new("python3")
+            .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()"])
+            .arg(path)
+            .arg(sql)
+            .status()
+    };
+    assert!(
+        status.unwrap().success(),
+        "tampering with the audit log; hub log:\n{}",
+        hub.log_text()
+    );
+}
+
+fn pg_schema() -> String {
+    let schema = format!("e2e_{}", unique_site("s").replace('-', "_"));
+    let st = Command::new("psql")
+        .args(["postgres://postgres@127.0.0.1:5432/test", "-c"])
+        .arg(format!("CREATE SCHEMA {schema}"))
+        .status()
+        .expect("psql");
+    assert!(
+        st.success(),
+        "PostgreSQL on 127.0.0.1:5432 (database test) is needed"
+    );
+    format!("postgres://postgres@127.0.0.1:5432/test?options=-c%20search_path%3D{schema}")
+}
+
+#[test]
+fn hub_with_embedded_broker_and_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("hub.db").display());
+    scenario(
+        &format!("[mqtt]\nembedded = true\nlisten = \"127.0.0.1:{port}\""),
+        port,
+        &db,
+    );
+}
+
+#[test]
+fn hub_with_mosquitto_and_postgres() {
+    let port = system_mosquitto();
+    scenario(
+        &format!(
+            "[mqtt]\nembedded = false\nhost = \"127.0.0.1\"\nport = {port}\nclient_id = \"{}\"",
+            unique_site("hub")
+        ),
+        port,
+        &pg_schema(),
+    );
+}
