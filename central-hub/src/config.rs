@@ -31,6 +31,7 @@ pub struct HubConfig {
     pub database: DatabaseConfig,
     pub ingest: IngestConfig,
     pub retention: RetentionConfig,
+    pub faces: FacesConfig,
     /// Local time for day buckets, hours east of UTC (Vietnam: 7, no daylight saving).
     pub utc_offset_hours: i8,
     /// An agent that has sent nothing for this long is marked stale and raises a health alert.
@@ -46,6 +47,7 @@ impl Default for HubConfig {
             database: DatabaseConfig::default(),
             ingest: IngestConfig::default(),
             retention: RetentionConfig::default(),
+            faces: FacesConfig::default(),
             utc_offset_hours: 7,
             stale_agent_s: 120,
         }
@@ -138,6 +140,28 @@ impl Default for IngestConfig {
     }
 }
 
+/// `[faces]`: the models used for enrolment and 1:1 verification.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FacesConfig {
+    /// Folder with the model weights; default `models/weights` found upwards from the working directory.
+    pub models_dir: Option<PathBuf>,
+    pub runtime: checkpoint_vision::RuntimeOptions,
+    /// Cosine at or above which a live photo verifies against an identity record (1:1). SFace's published
+    /// operating point; LFW fold 1 measured 99.0% accuracy there.
+    pub verify_threshold: f32,
+}
+
+impl Default for FacesConfig {
+    fn default() -> Self {
+        Self {
+            models_dir: None,
+            runtime: Default::default(),
+            verify_threshold: checkpoint_vision::SFACE_MATCH_THRESHOLD,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
@@ -184,6 +208,11 @@ impl HubConfig {
         let base = path.parent().unwrap_or(Path::new(""));
         if cfg.data_dir.is_relative() && base != Path::new("") {
             cfg.data_dir = base.join(&cfg.data_dir);
+        }
+        if let Some(d) = cfg.faces.models_dir.as_mut() {
+            if d.is_relative() && base != Path::new("") {
+                *d = base.join(&*d);
+            }
         }
         Ok(cfg)
     }
@@ -251,6 +280,9 @@ impl HubConfig {
         }
         if self.retention.interval_s == 0 {
             return err("retention.interval_s", "must be at least 1");
+        }
+        if !(0.2..=0.95).contains(&self.faces.verify_threshold) {
+            return err("faces.verify_threshold", "must be between 0.2 and 0.95");
         }
         if !(-12..=14).contains(&self.utc_offset_hours) {
             return err("utc_offset_hours", "must be between -12 and 14");

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod faces;
 pub mod ingest;
 pub mod metrics;
 pub mod serve;

@@ -240,7 +240,18 @@ pub async fn serve(cfg: HubConfig) -> Result<()> {
         })
     };
 
+    let faces = match crate::faces::FaceEngine::load(
+        cfg.faces.models_dir.clone(),
+        cfg.faces.runtime.clone(),
+    ) {
+        Ok(f) => Some(Arc::new(f)),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "face models not loaded: enrolment and 1:1 verification are unavailable");
+            None
+        }
+    };
     let state = AppState {
+        faces,
         db: db.clone(),
         auth,
         audit,

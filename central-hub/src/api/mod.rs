@@ -1,7 +1,9 @@
 //! The hub's HTTP API: JSON over HTTP, bearer-token sessions, roles checked per route, every access to
 //! biometric data audited. The OpenAPI document at `/api/openapi.json` is generated from these handlers.
 
+pub mod exams;
 mod health;
+pub mod lodging;
 mod monitor;
 mod users;
 
@@ -32,6 +34,20 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub ingest: Arc<IngestState>,
     pub cfg: Arc<HubConfig>,
+    /// Face models; None when they could not be loaded (face features then answer 503).
+    pub faces: Option<Arc<crate::faces::FaceEngine>>,
+}
+
+impl AppState {
+    /// The face engine, or a 503 that says how to fix it.
+    pub fn faces(&self) -> ApiResult<&Arc<crate::faces::FaceEngine>> {
+        self.faces.as_ref().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "face models are not loaded on this hub: run `python3 models/fetch.py` and restart it",
+            )
+        })
+    }
 }
 
 /// An error as the API reports it: a status and a message a person can act on.
@@ -202,8 +218,16 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// The whole document: this module's paths plus each domain module's.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(lodging::Doc::openapi());
+    doc.merge(exams::Doc::openapi());
+    doc
+}
+
 async fn openapi_json() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
+    Json(openapi())
 }
 
 async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
@@ -252,6 +276,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/alerts/{id}/snapshot", get(monitor::alert_snapshot))
         .route("/api/audit", get(monitor::audit))
         .route("/api/audit/verify", get(monitor::audit_verify))
+        .merge(lodging::routes())
+        .merge(exams::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_status,

@@ -5,6 +5,7 @@
 //! execution provider (CPU, CUDA, TensorRT) from configuration.
 
 pub mod align;
+pub mod enrol;
 pub mod geometry;
 pub mod image;
 mod jpeg;

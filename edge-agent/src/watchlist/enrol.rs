@@ -4,18 +4,11 @@
 
 use std::path::Path;
 
-use checkpoint_vision::quality::frontalness;
+use checkpoint_vision::enrol::enrol_image;
 use checkpoint_vision::{BgrImage, FaceDetector, FaceEmbedder};
 use time::OffsetDateTime;
 
-/// Smallest face (the box's shorter side) a template is made from: below this SFace's input is upscaled
-/// blur, and a template from blur matches strangers.
-pub const MIN_ENROL_FACE_PX: f32 = 40.0;
-/// Faces at least this fraction of the largest face's height count as "another person in the photo";
-/// smaller ones are background passers-by and are ignored.
-const OTHER_FACE_RATIO: f32 = 0.5;
-/// Heads turned further than this (frontalness score) give templates that match poorly.
-const MIN_FRONTALNESS: f32 = 0.5;
+pub use checkpoint_vision::enrol::MIN_ENROL_FACE_PX;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {reason}")]
@@ -24,7 +17,7 @@ pub struct EnrolError {
     pub reason: String,
 }
 
-/// One template from one photo of one person, or a reason the photo cannot be used.
+/// One template from one photo of one person (the rules are the vision crate's, shared with the hub).
 pub fn template_from_photo(
     path: &Path,
     det: &mut FaceDetector,
@@ -35,37 +28,8 @@ pub fn template_from_photo(
         reason,
     };
     let img = BgrImage::open(path).map_err(|e| fail(e.to_string()))?;
-    let mut faces = det.detect(&img).map_err(|e| fail(e.to_string()))?;
-    faces.sort_by(|a, b| b.bbox.h.total_cmp(&a.bbox.h));
-    let Some(face) = faces.first() else {
-        return Err(fail(
-            "no face found: use a photo where the face is clearly visible".into(),
-        ));
-    };
-    let others = faces[1..]
-        .iter()
-        .filter(|f| f.bbox.h >= face.bbox.h * OTHER_FACE_RATIO)
-        .count();
-    if others > 0 {
-        return Err(fail(format!(
-            "{} faces of similar size found: crop the photo to the one person",
-            others + 1
-        )));
-    }
-    let side = face.bbox.w.min(face.bbox.h);
-    if side < MIN_ENROL_FACE_PX {
-        return Err(fail(format!(
-            "the face is {side:.0} px, at least {MIN_ENROL_FACE_PX:.0} px is needed: use a larger photo"
-        )));
-    }
-    let front = frontalness(face);
-    if front < MIN_FRONTALNESS {
-        return Err(fail(format!(
-            "the head is turned too far (frontalness {front:.2}, at least {MIN_FRONTALNESS}): use a frontal photo"
-        )));
-    }
-    emb.embed(&img, &face.landmarks)
-        .map(|e| e.0)
+    enrol_image(&img, det, emb)
+        .map(|e| e.embedding.0)
         .map_err(|e| fail(e.to_string()))
 }
 
