@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use checkpoint_protocol::Envelope;
 
+#[path = "hub_support.rs"]
+pub mod hub;
 pub mod mqtt;
 
 /// `$CHECKPOINT_ASSETS`, else `../shared` beside the repository.

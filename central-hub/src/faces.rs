@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use checkpoint_vision::enrol::{enrol_bytes, EnrolError, Enrolled};
-use checkpoint_vision::{manifest, FaceDetector, FaceDetectorOptions, FaceEmbedder, Runtime, RuntimeOptions};
+use checkpoint_vision::{
+    manifest, FaceDetector, FaceDetectorOptions, FaceEmbedder, Runtime, RuntimeOptions,
+};
 use parking_lot::Mutex;
 
 /// Largest photo accepted, bytes.

@@ -23,7 +23,9 @@ pub enum EnrolError {
     NoFace,
     #[error("{0} faces of similar size found: use a photo of the one person")]
     SeveralFaces(usize),
-    #[error("the face is {0:.0} px, at least {MIN_ENROL_FACE_PX:.0} px is needed: use a larger photo")]
+    #[error(
+        "the face is {0:.0} px, at least {MIN_ENROL_FACE_PX:.0} px is needed: use a larger photo"
+    )]
     TooSmall(f32),
     #[error("the head is turned too far (frontalness {0:.2}, at least {MIN_FRONTALNESS}): use a frontal photo")]
     NotFrontal(f32),
