@@ -32,6 +32,7 @@ pub struct HubConfig {
     pub ingest: IngestConfig,
     pub retention: RetentionConfig,
     pub faces: FacesConfig,
+    pub watchlist: WatchlistConfig,
     /// Local time for day buckets, hours east of UTC (Vietnam: 7, no daylight saving).
     pub utc_offset_hours: i8,
     /// An agent that has sent nothing for this long is marked stale and raises a health alert.
@@ -48,6 +49,7 @@ impl Default for HubConfig {
             ingest: IngestConfig::default(),
             retention: RetentionConfig::default(),
             faces: FacesConfig::default(),
+            watchlist: WatchlistConfig::default(),
             utc_offset_hours: 7,
             stale_agent_s: 120,
         }
@@ -136,6 +138,34 @@ impl Default for IngestConfig {
         Self {
             batch_size: 500,
             batch_ms: 100,
+        }
+    }
+}
+
+/// `[watchlist]`: the thresholds sent to the agents with every full sync.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchlistConfig {
+    /// Cosine for the wanted list (default: false-match rate 1e-4 per comparison on LFW fold 1).
+    pub wanted_threshold: f32,
+    /// Cosine for the missing list (default: 1e-3).
+    pub missing_threshold: f32,
+}
+
+impl Default for WatchlistConfig {
+    fn default() -> Self {
+        Self {
+            wanted_threshold: checkpoint_protocol::watchlist::DEFAULT_WANTED_THRESHOLD,
+            missing_threshold: checkpoint_protocol::watchlist::DEFAULT_MISSING_THRESHOLD,
+        }
+    }
+}
+
+impl WatchlistConfig {
+    pub fn thresholds(&self) -> checkpoint_protocol::watchlist::Thresholds {
+        checkpoint_protocol::watchlist::Thresholds {
+            wanted: self.wanted_threshold,
+            missing: self.missing_threshold,
         }
     }
 }
@@ -280,6 +310,9 @@ impl HubConfig {
         }
         if self.retention.interval_s == 0 {
             return err("retention.interval_s", "must be at least 1");
+        }
+        if let Err(e) = self.watchlist.thresholds().validate() {
+            return err("watchlist", &e.to_string());
         }
         if !(0.2..=0.95).contains(&self.faces.verify_threshold) {
             return err("faces.verify_threshold", "must be between 0.2 and 0.95");

@@ -298,10 +298,25 @@ async fn apply(
                 ListKind::Wanted => "wanted",
                 ListKind::Missing => "missing",
             };
+            // A reviewer dismissed this entry for this very track: record it, but not as a new candidate.
+            let dismissed = sqlx::query(
+                "SELECT created_ms FROM alert_negatives WHERE entry_id = $1 AND site = $2 AND agent = $3 \
+                 AND camera = $4 AND track_id = $5 AND created_ms > $6",
+            )
+            .bind(&m.entry_id)
+            .bind(&e.site)
+            .bind(&e.agent)
+            .bind(&m.camera)
+            .bind(m.track_id as i64)
+            .bind(now - crate::review::NEGATIVE_TTL_MS)
+            .fetch_optional(&mut **tx)
+            .await?
+            .is_some();
+            let status = if dismissed { "suppressed" } else { "candidate" };
             sqlx::query(
                 "INSERT INTO alerts (id, site, agent, camera, track_id, list, entry_id, similarity, threshold, \
                  votes, faces_used, watchlist_version, ts_ms, stream_time_s, models, snapshot, status, created_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 'candidate', $17)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $18, $17)",
             )
             .bind(e.id.to_string())
             .bind(&e.site)
@@ -320,6 +335,7 @@ async fn apply(
             .bind(serde_json::to_string(&m.models).unwrap_or_else(|_| "[]".into()))
             .bind(c.snapshot.clone())
             .bind(now)
+            .bind(status)
             .execute(&mut **tx)
             .await?;
         }

@@ -12,4 +12,7 @@ pub mod db;
 pub mod faces;
 pub mod ingest;
 pub mod metrics;
+pub mod records;
+pub mod review;
 pub mod serve;
+pub mod watchlists;

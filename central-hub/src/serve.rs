@@ -128,6 +128,17 @@ pub async fn retention(db: &Db, cfg: &HubConfig) -> Result<(u64, u64)> {
     .execute(&db.pool)
     .await?
     .rows_affected();
+    // Confirmed alerts keep their snapshot for their case's retention (365 days if the entry is gone).
+    let snaps = snaps
+        + sqlx::query(
+            "UPDATE alerts SET snapshot = NULL, snapshot_deleted_ms = $1 \
+             WHERE snapshot IS NOT NULL AND status = 'confirmed' AND ts_ms < $1 - 86400000 * \
+             COALESCE((SELECT w.case_retention_days FROM watchlist_entries w WHERE w.id = alerts.entry_id), 365)",
+        )
+        .bind(now)
+        .execute(&db.pool)
+        .await?
+        .rows_affected();
     let ev_cutoff = now - cfg.retention.event_days as i64 * 86_400_000;
     let events = sqlx::query("DELETE FROM events WHERE ts_ms < $1")
         .bind(ev_cutoff)
@@ -200,13 +211,20 @@ pub async fn serve(cfg: HubConfig) -> Result<()> {
         stop_rx.clone(),
     ));
 
-    // Periodic jobs: stale agents every 10 s, retention on its interval.
+    // Periodic jobs: stale agents and expired watchlist entries every 10 s, retention on its interval.
+    let pusher = crate::watchlists::Pusher::start(
+        db.clone(),
+        ingest::mqtt_options(&cfg)?,
+        cfg.watchlist.thresholds(),
+        stop_rx.clone(),
+    );
     let jobs = {
-        let (db, cfg, metrics, st) = (
+        let (db, cfg, metrics, st, wake) = (
             db.clone(),
             cfg.clone(),
             metrics.clone(),
             ingest_state.clone(),
+            pusher.wake.clone(),
         );
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -222,6 +240,14 @@ pub async fn serve(cfg: HubConfig) -> Result<()> {
                     .set(i64::from(st.connected.load(Ordering::Relaxed)));
                 if let Err(e) = mark_stale_agents(&db, cfg.stale_agent_s as i64 * 1000).await {
                     tracing::error!(error = %e, "stale-agent check");
+                }
+                match crate::watchlists::expire_due(&db).await {
+                    Ok(ids) if !ids.is_empty() => {
+                        tracing::info!(?ids, "watchlist entries expired and withdrawn");
+                        wake.notify_one();
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "watchlist expiry"),
                 }
                 if let Err(e) = refresh_agent_gauges(&db, &metrics).await {
                     tracing::error!(error = %e, "agent gauges");
@@ -251,6 +277,7 @@ pub async fn serve(cfg: HubConfig) -> Result<()> {
         }
     };
     let state = AppState {
+        watchlist_push: pusher.wake.clone(),
         faces,
         db: db.clone(),
         auth,
@@ -327,6 +354,56 @@ mod tests {
         .unwrap()
         .get("n");
         assert_eq!(n, 1);
+    }
+
+    async fn retention_case(db: Db) {
+        let now = now_ms();
+        let old = now - 100 * 3_600_000;
+        for (id, status, ts) in [
+            ("fresh", "candidate", now),
+            ("old-candidate", "candidate", old),
+            ("old-dismissed", "dismissed", old),
+            ("old-confirmed", "confirmed", old),
+            ("ancient-confirmed", "confirmed", now - 400 * 86_400_000),
+        ] {
+            sqlx::query(
+                "INSERT INTO alerts (id, site, agent, camera, track_id, list, entry_id, similarity, threshold, votes, \
+                 faces_used, watchlist_version, ts_ms, stream_time_s, models, snapshot, status, created_ms) \
+                 VALUES ($1, 's', 'a', 'c', 1, 'wanted', 'gone', 0.5, 0.43, 2, 2, 1, $2, 0, '[]', $3, $4, $2)",
+            )
+            .bind(id)
+            .bind(ts)
+            .bind(vec![0xFFu8, 0xD8, 0xFF])
+            .bind(status)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        }
+        let cfg = HubConfig::default();
+        let (snaps, _) = retention(&db, &cfg).await.unwrap();
+        assert_eq!(snaps, 3);
+        let kept: Vec<String> =
+            sqlx::query("SELECT id FROM alerts WHERE snapshot IS NOT NULL ORDER BY id")
+                .fetch_all(&db.pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<String, _>("id"))
+                .collect();
+        assert_eq!(kept, vec!["fresh", "old-confirmed"]);
+    }
+
+    #[tokio::test]
+    async fn retention_deletes_unconfirmed_snapshots_after_72h_on_sqlite() {
+        let (db, _d) = testing::sqlite().await;
+        retention_case(db).await;
+    }
+
+    #[tokio::test]
+    async fn retention_deletes_unconfirmed_snapshots_after_72h_on_postgres() {
+        if let Some(db) = testing::postgres().await {
+            retention_case(db).await;
+        }
     }
 
     #[test]

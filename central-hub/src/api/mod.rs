@@ -5,7 +5,9 @@ pub mod exams;
 mod health;
 pub mod lodging;
 mod monitor;
+pub mod records;
 mod users;
+pub mod watchlists;
 
 use std::sync::Arc;
 
@@ -34,6 +36,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub ingest: Arc<IngestState>,
     pub cfg: Arc<HubConfig>,
+    /// Wakes the watchlist pusher after a change.
+    pub watchlist_push: Arc<tokio::sync::Notify>,
     /// Face models; None when they could not be loaded (face features then answer 503).
     pub faces: Option<Arc<crate::faces::FaceEngine>>,
 }
@@ -221,6 +225,8 @@ impl utoipa::Modify for BearerAuth {
 /// The whole document: this module's paths plus each domain module's.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
+    doc.merge(records::Doc::openapi());
+    doc.merge(watchlists::Doc::openapi());
     doc.merge(lodging::Doc::openapi());
     doc.merge(exams::Doc::openapi());
     doc
@@ -276,6 +282,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/alerts/{id}/snapshot", get(monitor::alert_snapshot))
         .route("/api/audit", get(monitor::audit))
         .route("/api/audit/verify", get(monitor::audit_verify))
+        .merge(records::routes())
+        .merge(watchlists::routes())
         .merge(lodging::routes())
         .merge(exams::routes())
         .layer(axum::middleware::from_fn_with_state(

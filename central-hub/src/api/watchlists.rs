@@ -1,0 +1,305 @@
+//! Watchlists and alert review API. Entries are managed by supervisors and admins; operators and
+//! supervisors review alerts (two different people confirm). Every read of enrolled photos, every
+//! enrolment and every decision is audited.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use utoipa::OpenApi;
+
+use super::{ApiError, ApiResult, AppState, Session, WATCHERS};
+use crate::auth::Role;
+use crate::review::{self, Decision, Review, ReviewError};
+use crate::watchlists::{self, Entry, NewEntry, WatchlistError};
+
+#[derive(OpenApi)]
+#[openapi(paths(
+    list_entries,
+    create_entry,
+    one_entry,
+    withdraw_entry,
+    entry_photo,
+    sync_status,
+    review_alert,
+    alert_reviews
+))]
+pub struct Doc;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/watchlists/entries",
+            get(list_entries).post(create_entry),
+        )
+        .route("/api/watchlists/entries/{id}", get(one_entry))
+        .route(
+            "/api/watchlists/entries/{id}/withdraw",
+            post(withdraw_entry),
+        )
+        .route(
+            "/api/watchlists/entries/{id}/photos/{photo}",
+            get(entry_photo),
+        )
+        .route("/api/watchlists/status", get(sync_status))
+        .route("/api/alerts/{id}/review", post(review_alert))
+        .route("/api/alerts/{id}/reviews", get(alert_reviews))
+}
+
+/// Who manages watchlist entries.
+const OWNERS: &[Role] = &[Role::Admin, Role::Supervisor];
+/// Who reviews alerts.
+const REVIEWERS: &[Role] = &[Role::Supervisor, Role::Operator];
+
+impl From<WatchlistError> for ApiError {
+    fn from(e: WatchlistError) -> Self {
+        match e {
+            WatchlistError::Invalid(_) => ApiError::bad_request(e.to_string()),
+            WatchlistError::NotFound(_) => ApiError::not_found(e.to_string()),
+            WatchlistError::Photo { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+            }
+            WatchlistError::Db(d) => d.into(),
+        }
+    }
+}
+
+impl From<ReviewError> for ApiError {
+    fn from(e: ReviewError) -> Self {
+        match e {
+            ReviewError::NotFound(_) => ApiError::not_found(e.to_string()),
+            ReviewError::NoNote => ApiError::bad_request(e.to_string()),
+            ReviewError::Final(_) | ReviewError::SamePerson | ReviewError::Conflict => {
+                ApiError::new(StatusCode::CONFLICT, e.to_string())
+            }
+            ReviewError::Db(d) => d.into(),
+        }
+    }
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    /// Include withdrawn and expired entries.
+    pub all: Option<bool>,
+}
+
+/// Watchlist entries, newest first (operator, supervisor, admin).
+#[utoipa::path(get, path = "/api/watchlists/entries", tag = "watchlists", security(("bearer" = [])), params(ListQuery),
+    responses((status = 200, body = [Entry]), (status = 403, body = super::ErrorBody)))]
+pub async fn list_entries(
+    State(s): State<AppState>,
+    session: Session,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Vec<Entry>>> {
+    session.require(WATCHERS)?;
+    Ok(Json(watchlists::list(&s.db, q.all.unwrap_or(false)).await?))
+}
+
+/// Creates an entry from photos and/or a linked identity record (supervisor, admin). Every photo must show
+/// one usable face, or nothing is stored (422 names the photo and why). Audited as `watchlist.enrol`; the
+/// agents of the covered sites receive it at once.
+#[utoipa::path(post, path = "/api/watchlists/entries", tag = "watchlists", security(("bearer" = [])), request_body = NewEntry,
+    responses((status = 201, body = Entry), (status = 400, body = super::ErrorBody),
+              (status = 422, body = super::ErrorBody), (status = 403, body = super::ErrorBody)))]
+pub async fn create_entry(
+    State(s): State<AppState>,
+    session: Session,
+    Json(req): Json<NewEntry>,
+) -> ApiResult<(StatusCode, Json<Entry>)> {
+    session.require(OWNERS)?;
+    let (entry, version) =
+        watchlists::create(&s.db, s.faces.as_ref(), req, &session.user.username).await?;
+    s.audit
+        .append(
+            &session.user.username,
+            "watchlist.enrol",
+            &entry.id,
+            &format!(
+                "list={} case={} legal_basis={} templates={} version={version}",
+                entry.list, entry.case_ref, entry.legal_basis, entry.templates
+            ),
+        )
+        .await?;
+    s.watchlist_push.notify_one();
+    Ok((StatusCode::CREATED, Json(entry)))
+}
+
+/// One entry (operator, supervisor, admin).
+#[utoipa::path(get, path = "/api/watchlists/entries/{id}", tag = "watchlists", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = Entry), (status = 404, body = super::ErrorBody)))]
+pub async fn one_entry(
+    State(s): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Entry>> {
+    session.require(WATCHERS)?;
+    Ok(Json(watchlists::get(&s.db, &id).await?))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct WithdrawRequest {
+    /// Why (case closed, order lifted, person found).
+    pub reason: String,
+}
+
+/// Withdraws an entry (supervisor, admin); agents drop it at the next sync. Audited as `watchlist.withdraw`.
+#[utoipa::path(post, path = "/api/watchlists/entries/{id}/withdraw", tag = "watchlists", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = WithdrawRequest,
+    responses((status = 200, body = Entry), (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+pub async fn withdraw_entry(
+    State(s): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Json(req): Json<WithdrawRequest>,
+) -> ApiResult<Json<Entry>> {
+    session.require(OWNERS)?;
+    if req.reason.trim().is_empty() {
+        return Err(ApiError::bad_request("a reason is required"));
+    }
+    let version = watchlists::withdraw(&s.db, &id, "remove").await?;
+    s.audit
+        .append(
+            &session.user.username,
+            "watchlist.withdraw",
+            &id,
+            &format!("{} (version {version})", req.reason.trim()),
+        )
+        .await?;
+    s.watchlist_push.notify_one();
+    Ok(Json(watchlists::get(&s.db, &id).await?))
+}
+
+/// An enrolled photo (operator, supervisor, admin), for comparison with an alert's snapshot. Audited as
+/// `watchlist.photo`.
+#[utoipa::path(get, path = "/api/watchlists/entries/{id}/photos/{photo}", tag = "watchlists", security(("bearer" = [])),
+    params(("id" = String, Path), ("photo" = String, Path)),
+    responses((status = 200, content_type = "image/jpeg", body = Vec<u8>), (status = 404, body = super::ErrorBody)))]
+pub async fn entry_photo(
+    State(s): State<AppState>,
+    session: Session,
+    Path((id, photo)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    session.require(WATCHERS)?;
+    let bytes = watchlists::photo(&s.db, &id, &photo).await?;
+    s.audit
+        .append(&session.user.username, "watchlist.photo", &id, &photo)
+        .await?;
+    let ct = if bytes.starts_with(&[0x89, b'P', b'N', b'G']) {
+        "image/png"
+    } else {
+        "image/jpeg"
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, ct),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        bytes,
+    ))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AgentSync {
+    pub site: String,
+    pub agent: String,
+    pub state: String,
+    pub held_version: i64,
+    pub in_sync: bool,
+    pub needs_full: bool,
+    pub last_error: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SyncStatus {
+    pub version: i64,
+    pub agents: Vec<AgentSync>,
+}
+
+/// The hub's watchlist version and which version each agent holds.
+#[utoipa::path(get, path = "/api/watchlists/status", tag = "watchlists", security(("bearer" = [])),
+    responses((status = 200, body = SyncStatus), (status = 403, body = super::ErrorBody)))]
+pub async fn sync_status(
+    State(s): State<AppState>,
+    session: Session,
+) -> ApiResult<Json<SyncStatus>> {
+    session.require(WATCHERS)?;
+    let version = watchlists::current_version(&s.db).await?;
+    let rows = sqlx::query(
+        "SELECT site, agent, state, watchlist_version, watchlist_needs_full, watchlist_error FROM agents ORDER BY site, agent",
+    )
+    .fetch_all(&s.db.pool)
+    .await?;
+    let agents = rows
+        .iter()
+        .map(|r| -> Result<AgentSync, sqlx::Error> {
+            let held: i64 = r.try_get("watchlist_version")?;
+            Ok(AgentSync {
+                site: r.try_get("site")?,
+                agent: r.try_get("agent")?,
+                state: r.try_get("state")?,
+                held_version: held,
+                in_sync: held == version,
+                needs_full: r.try_get::<i64, _>("watchlist_needs_full")? == 1,
+                last_error: crate::db::opt_text(r, "watchlist_error"),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(SyncStatus { version, agents }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct ReviewRequest {
+    pub decision: Decision,
+    /// Required: what was compared and why.
+    pub note: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ReviewResult {
+    /// `confirmed_once` (waiting for a second person), `confirmed` or `dismissed`.
+    pub status: String,
+}
+
+/// Confirms or dismisses a candidate alert (operator, supervisor). A confirmation becomes final only when a
+/// second, different person confirms too (409 for the same person); a dismissal is final and keeps the same
+/// track from raising this entry again. Audited as `alert.review`.
+#[utoipa::path(post, path = "/api/alerts/{id}/review", tag = "alerts", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = ReviewRequest,
+    responses((status = 200, body = ReviewResult), (status = 400, body = super::ErrorBody),
+              (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
+pub async fn review_alert(
+    State(s): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Json(req): Json<ReviewRequest>,
+) -> ApiResult<Json<ReviewResult>> {
+    session.require(REVIEWERS)?;
+    let status =
+        review::review(&s.db, &id, &session.user.username, req.decision, &req.note).await?;
+    s.audit
+        .append(
+            &session.user.username,
+            "alert.review",
+            &id,
+            &format!("{:?} -> {status}: {}", req.decision, req.note.trim()),
+        )
+        .await?;
+    Ok(Json(ReviewResult { status }))
+}
+
+/// The review history of an alert (operator, supervisor, admin).
+#[utoipa::path(get, path = "/api/alerts/{id}/reviews", tag = "alerts", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = [Review]), (status = 403, body = super::ErrorBody)))]
+pub async fn alert_reviews(
+    State(s): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<Review>>> {
+    session.require(WATCHERS)?;
+    Ok(Json(review::reviews(&s.db, &id).await?))
+}
