@@ -15,7 +15,9 @@ fn b64(bytes: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for c in bytes.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
         for i in 0..4 {
             if i <= c.len() {
                 out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -97,7 +99,11 @@ fn enrolled_at_the_hub_seen_at_the_edge_confirmed_by_two_people() {
     );
     assert!(out.status.success());
     let admin = hub.login("admin", "admin password 1");
-    for (u, role) in [("sup1", "supervisor"), ("op1", "operator"), ("op2", "operator")] {
+    for (u, role) in [
+        ("sup1", "supervisor"),
+        ("op1", "operator"),
+        ("op2", "operator"),
+    ] {
         let (st, body) = hub.request(
             "POST",
             "/api/users",
@@ -127,15 +133,31 @@ fn enrolled_at_the_hub_seen_at_the_edge_confirmed_by_two_people() {
         )
     };
     // A photo of several people is refused with the reason.
-    let group =
-        std::fs::read(shared_dir().join("datasets/faces/lfw_fold1/Robert_Evans/Robert_Evans_0002.jpg"))
-            .unwrap();
-    let (st, body) = hub.request("POST", "/api/watchlists/entries", Some(&sup), Some(&entry(&group)));
+    let group = std::fs::read(
+        shared_dir().join("datasets/faces/lfw_fold1/Robert_Evans/Robert_Evans_0002.jpg"),
+    )
+    .unwrap();
+    let (st, body) = hub.request(
+        "POST",
+        "/api/watchlists/entries",
+        Some(&sup),
+        Some(&entry(&group)),
+    );
     assert_eq!(st, 422, "{body}");
     assert!(body.contains("photo 0") && body.contains("faces"), "{body}");
-    let (st, _) = hub.request("POST", "/api/watchlists/entries", Some(&op1), Some(&entry(&enrol_photo)));
+    let (st, _) = hub.request(
+        "POST",
+        "/api/watchlists/entries",
+        Some(&op1),
+        Some(&entry(&enrol_photo)),
+    );
     assert_eq!(st, 403, "operators cannot enrol");
-    let (st, body) = hub.request("POST", "/api/watchlists/entries", Some(&sup), Some(&entry(&enrol_photo)));
+    let (st, body) = hub.request(
+        "POST",
+        "/api/watchlists/entries",
+        Some(&sup),
+        Some(&entry(&enrol_photo)),
+    );
     assert_eq!(st, 201, "{body}");
     let created: serde_json::Value = serde_json::from_str(&body).unwrap();
     let entry_id = created["id"].as_str().unwrap().to_string();
@@ -145,7 +167,9 @@ fn enrolled_at_the_hub_seen_at_the_edge_confirmed_by_two_people() {
     let adir = tempfile::tempdir().unwrap();
     let pattern = r#"{ kind = "test", pattern = "ball", width = 160, height = 120, fps = 10 }"#;
     let cfg = agent_config(adir.path(), &site, port, pattern);
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("exit_when_done = true", "exit_when_done = false");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("exit_when_done = true", "exit_when_done = false");
     std::fs::write(&cfg, text).unwrap();
     let mut agent = Agent::start(&cfg, adir.path());
     let synced = wait_until(Duration::from_secs(60), || {
@@ -153,37 +177,69 @@ fn enrolled_at_the_hub_seen_at_the_edge_confirmed_by_two_people() {
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         v["agents"]
             .as_array()
-            .map(|a| a.iter().any(|x| x["site"] == site.as_str() && x["in_sync"] == true))
+            .map(|a| {
+                a.iter()
+                    .any(|x| x["site"] == site.as_str() && x["in_sync"] == true)
+            })
             .unwrap_or(false)
     });
-    assert!(synced, "agent in sync; hub log:\n{}\nagent log:\n{}", hub.log_text(), agent.log_text());
+    assert!(
+        synced,
+        "agent in sync; hub log:\n{}\nagent log:\n{}",
+        hub.log_text(),
+        agent.log_text()
+    );
     agent.interrupt();
     assert!(agent.wait(Duration::from_secs(30)).success());
 
     // The person walks past the gate.
-    let source = format!(r#"{{ kind = "file", path = "{}" }}"#, scene_dir.join(&truth.video).display());
-    let mut agent = Agent::start(&agent_config(adir.path(), &site, port, &source), adir.path());
-    assert!(agent.wait(Duration::from_secs(300)).success(), "{}", agent.log_text());
+    let source = format!(
+        r#"{{ kind = "file", path = "{}" }}"#,
+        scene_dir.join(&truth.video).display()
+    );
+    let mut agent = Agent::start(
+        &agent_config(adir.path(), &site, port, &source),
+        adir.path(),
+    );
+    assert!(
+        agent.wait(Duration::from_secs(300)).success(),
+        "{}",
+        agent.log_text()
+    );
     let mut alert_id = String::new();
     let arrived = wait_until(Duration::from_secs(30), || {
-        let (_, body) = hub.get(&format!("/api/alerts?status=candidate&site={site}"), Some(&op1));
+        let (_, body) = hub.get(
+            &format!("/api/alerts?status=candidate&site={site}"),
+            Some(&op1),
+        );
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         if let Some(a) = v.as_array().and_then(|a| a.first()) {
             alert_id = a["id"].as_str().unwrap_or_default().to_string();
         }
         !alert_id.is_empty()
     });
-    assert!(arrived, "a candidate alert reached the hub; hub log:\n{}", hub.log_text());
+    assert!(
+        arrived,
+        "a candidate alert reached the hub; hub log:\n{}",
+        hub.log_text()
+    );
     let (_, body) = hub.get(&format!("/api/alerts?site={site}"), Some(&op1));
     let all: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(all.as_array().unwrap().len(), 1, "one alert for one pass: {body}");
+    assert_eq!(
+        all.as_array().unwrap().len(),
+        1,
+        "one alert for one pass: {body}"
+    );
     assert_eq!(all[0]["entry_id"], entry_id.as_str());
 
     // The reviewer sees the snapshot beside the enrolled photo.
     let (st, snap) = hub.get(&format!("/api/alerts/{alert_id}/snapshot"), Some(&op1));
     assert_eq!(st, 200);
     assert!(!snap.is_empty());
-    let (st, _) = hub.get(&format!("/api/watchlists/entries/{entry_id}/photos/{photo_id}"), Some(&op1));
+    let (st, _) = hub.get(
+        &format!("/api/watchlists/entries/{entry_id}/photos/{photo_id}"),
+        Some(&op1),
+    );
     assert_eq!(st, 200);
 
     // Two different people confirm.

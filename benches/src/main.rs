@@ -7,6 +7,7 @@
 //! Run with `cargo run --release -p checkpoint-bench -- all` (see the README).
 
 mod faiss;
+mod ingest;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,6 +66,15 @@ enum Cmd {
     },
     /// Both.
     All,
+    /// Hub ingest: events per second stored on SQLite and PostgreSQL.
+    Ingest {
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+        #[arg(long, default_value = "100,500", value_delimiter = ',')]
+        batches: Vec<usize>,
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+        postgres: String,
+    },
     /// Vector search (faiss): build time, latency and recall on random unit 128-d vectors.
     Faiss {
         /// Collection sizes, comma-separated.
@@ -80,6 +90,14 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     if let Cmd::Faiss { sizes, queries } = &cli.cmd {
         return faiss::run(sizes, *queries); // needs no ONNX Runtime
+    }
+    if let Cmd::Ingest {
+        events,
+        batches,
+        postgres,
+    } = &cli.cmd
+    {
+        return ingest::run(*events, batches, postgres);
     }
     let provider: Provider = cli.provider.parse()?;
     let rt = Runtime::init(RuntimeOptions {
@@ -109,6 +127,7 @@ fn main() -> Result<()> {
             mode,
         } => bench_pipeline(rt, file, &streams, seconds, &mode),
         Cmd::Faiss { sizes, queries } => faiss::run(&sizes, queries),
+        Cmd::Ingest { .. } => Ok(()),
         Cmd::All => {
             bench_models(rt, 50)?;
             bench_pipeline(rt, None, &[1, 2, 4], 20.0, "faces")?;

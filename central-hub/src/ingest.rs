@@ -262,23 +262,32 @@ async fn apply(
                 CameraState::Ended => "ended",
             };
             let reconnect = i64::from(s.state == CameraState::Reconnecting);
-            sqlx::query(
-                "INSERT INTO cameras (site, agent, camera, state, fps, detail, reconnects, updated_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                 ON CONFLICT (site, agent, camera) DO UPDATE SET state = excluded.state, fps = excluded.fps, \
-                 detail = excluded.detail, reconnects = cameras.reconnects + excluded.reconnects, \
-                 updated_ms = excluded.updated_ms",
-            )
-            .bind(&e.site)
-            .bind(&e.agent)
-            .bind(&s.camera)
-            .bind(state)
-            .bind(s.fps)
-            .bind(s.detail.clone())
-            .bind(reconnect)
-            .bind(ms(e.ts))
-            .execute(&mut **tx)
-            .await?;
+            // sqlx's Any driver sends a NULL f64 to PostgreSQL with a type that poisons the cached statement
+            // for later real values, so the "no fps" case is its own statement.
+            let q = match s.fps {
+                Some(_) => "INSERT INTO cameras (site, agent, camera, state, fps, detail, reconnects, updated_ms) \
+                     VALUES ($1, $2, $3, $4, $8, $5, $6, $7) \
+                     ON CONFLICT (site, agent, camera) DO UPDATE SET state = excluded.state, fps = excluded.fps, \
+                     detail = excluded.detail, reconnects = cameras.reconnects + excluded.reconnects, \
+                     updated_ms = excluded.updated_ms",
+                None => "INSERT INTO cameras (site, agent, camera, state, fps, detail, reconnects, updated_ms) \
+                     VALUES ($1, $2, $3, $4, NULL, $5, $6, $7) \
+                     ON CONFLICT (site, agent, camera) DO UPDATE SET state = excluded.state, fps = NULL, \
+                     detail = excluded.detail, reconnects = cameras.reconnects + excluded.reconnects, \
+                     updated_ms = excluded.updated_ms",
+            };
+            let mut query = sqlx::query(q)
+                .bind(&e.site)
+                .bind(&e.agent)
+                .bind(&s.camera)
+                .bind(state)
+                .bind(s.detail.clone())
+                .bind(reconnect)
+                .bind(ms(e.ts));
+            if let Some(fps) = s.fps {
+                query = query.bind(fps);
+            }
+            query.execute(&mut **tx).await?;
         }
         EventKind::WatchlistStatus(s) => {
             sqlx::query(
@@ -316,7 +325,7 @@ async fn apply(
             sqlx::query(
                 "INSERT INTO alerts (id, site, agent, camera, track_id, list, entry_id, similarity, threshold, \
                  votes, faces_used, watchlist_version, ts_ms, stream_time_s, models, snapshot, status, created_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $18, $17)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, NULL, $17, $16)",
             )
             .bind(e.id.to_string())
             .bind(&e.site)
@@ -333,11 +342,18 @@ async fn apply(
             .bind(ms(e.ts))
             .bind(m.stream_time_s)
             .bind(serde_json::to_string(&m.models).unwrap_or_else(|_| "[]".into()))
-            .bind(c.snapshot.clone())
             .bind(now)
             .bind(status)
             .execute(&mut **tx)
             .await?;
+            // Set separately: a NULL BYTEA through the Any driver has the same typing trap as a NULL f64.
+            if let Some(jpeg) = &c.snapshot {
+                sqlx::query("UPDATE alerts SET snapshot = $1 WHERE id = $2")
+                    .bind(jpeg.clone())
+                    .bind(e.id.to_string())
+                    .execute(&mut **tx)
+                    .await?;
+            }
         }
         EventKind::LineCrossing(_) => {}
     }

@@ -266,6 +266,10 @@ pub struct AlertSummary {
     pub ts_ms: i64,
     /// `candidate`, `confirmed_once` (one of the two confirmations), `confirmed` or `dismissed`.
     pub status: String,
+    /// `camera` (a watchlist match at a camera) or `lodging` (a check-in of a wanted person).
+    pub source: String,
+    /// For lodging alerts, the stay id.
+    pub detail: Option<String>,
     pub has_snapshot: bool,
 }
 
@@ -281,7 +285,8 @@ pub struct AlertQuery {
 macro_rules! alert_columns {
     () => {
         "id, site, agent, camera, track_id, list, entry_id, similarity, threshold, votes, faces_used, \
-         watchlist_version, ts_ms, status, CASE WHEN snapshot IS NULL THEN 0 ELSE 1 END AS has_snapshot"
+         watchlist_version, ts_ms, status, source, detail, \
+         CASE WHEN snapshot IS NULL THEN 0 ELSE 1 END AS has_snapshot"
     };
 }
 
@@ -301,6 +306,8 @@ fn alert_row(r: &sqlx::any::AnyRow) -> Result<AlertSummary, sqlx::Error> {
         watchlist_version: r.try_get("watchlist_version")?,
         ts_ms: r.try_get("ts_ms")?,
         status: r.try_get("status")?,
+        source: r.try_get("source")?,
+        detail: opt_text(r, "detail"),
         has_snapshot: r.try_get::<i64, _>("has_snapshot")? == 1,
     })
 }
