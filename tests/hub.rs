@@ -54,34 +54,18 @@ fn scenario(mqtt_section: &str, mqtt_port: u16, database_url: &str) {
     let hub = Hub::start(dir.path(), mqtt_section, database_url);
 
     // Users from the command line (as an installer would create the first admin), then over the API.
-    let out = hub.cli(
-        &["user", "add", "--username", "admin", "--role", "admin"],
-        "admin password 1\n",
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let admin = hub.login("admin", "admin password 1");
-    for (user, role) in [
-        ("op1", "operator"),
-        ("sup1", "supervisor"),
-        ("desk1", "lodging_staff"),
-    ] {
-        let (st, body) = hub.request(
-            "POST",
-            "/api/users",
-            Some(&admin),
-            Some(&format!(
-                r#"{{"username":"{user}","display_name":"{user}","password":"password {user}","role":"{role}"}}"#
-            )),
-        );
-        assert_eq!(st, 201, "{body}");
-    }
-    let op = hub.login("op1", "password op1");
-    let sup = hub.login("sup1", "password sup1");
-    let desk = hub.login("desk1", "password desk1");
+    let admin = hub.bootstrap_admin();
+    let [op, sup, desk] = hub
+        .add_users(
+            &admin,
+            &[
+                ("op1", "operator"),
+                ("sup1", "supervisor"),
+                ("desk1", "lodging_staff"),
+            ],
+        )
+        .try_into()
+        .unwrap();
 
     // Every protected route: 401 without a token, 403 for a role that may not use it.
     for path in [

@@ -4,28 +4,11 @@
 //! never comes (absent); a photo without a face is refused and records nothing; the report, history and
 //! audit say so; roles and sign-in are enforced on every exam route.
 
+use checkpoint_e2e::hub::b64;
 use checkpoint_e2e::hub::{pg_schema, Hub};
 use checkpoint_e2e::mqtt::free_port;
 use checkpoint_e2e::shared_dir;
 use serde_json::{json, Value};
-
-fn b64(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for c in bytes.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
 
 /// An LFW photo, base64.
 fn lfw(person: &str, n: u32) -> String {

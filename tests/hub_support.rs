@@ -150,3 +150,84 @@ pub fn pg_schema() -> String {
     );
     format!("postgres://postgres@127.0.0.1:5432/test?options=-c%20search_path%3D{schema}")
 }
+
+/// Base64 (standard alphabet, padded), so the tests need no extra dependency for photo uploads.
+pub fn b64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The inverse of [`b64`]; an invalid character gives an empty result.
+pub fn b64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.bytes().filter(|&c| c != b'=') {
+        let Some(v) = val(c) else { return Vec::new() };
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+impl Hub {
+    /// Creates the first admin from the command line (as an installer would) and signs in.
+    pub fn bootstrap_admin(&self) -> String {
+        let out = self.cli(
+            &["user", "add", "--username", "admin", "--role", "admin"],
+            "admin password 1\n",
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.login("admin", "admin password 1")
+    }
+
+    /// Creates users over the API (password `password <name>`) and returns their session tokens in order.
+    pub fn add_users(&self, admin: &str, users: &[(&str, &str)]) -> Vec<String> {
+        users
+            .iter()
+            .map(|(user, role)| {
+                let (st, body) = self.request(
+                    "POST",
+                    "/api/users",
+                    Some(admin),
+                    Some(&format!(
+                        r#"{{"username":"{user}","display_name":"{user}","password":"password {user}","role":"{role}"}}"#
+                    )),
+                );
+                assert_eq!(st, 201, "creating {user}: {body}");
+                self.login(user, &format!("password {user}"))
+            })
+            .collect()
+    }
+}

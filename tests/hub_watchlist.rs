@@ -6,28 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use checkpoint_e2e::hub::Hub;
+use checkpoint_e2e::hub::{b64, Hub};
 use checkpoint_e2e::mqtt::{free_port, unique_site};
 use checkpoint_e2e::{shared_dir, wait_until, Agent};
 use checkpoint_scenegen::SceneSpec;
-
-fn b64(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for c in bytes.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
 
 fn agent_config(dir: &Path, site: &str, port: u16, source: &str) -> PathBuf {
     let text = format!(
@@ -93,30 +75,18 @@ fn enrolled_at_the_hub_seen_at_the_edge_confirmed_by_two_people() {
         &format!("[mqtt]\nembedded = true\nlisten = \"127.0.0.1:{port}\""),
         &db,
     );
-    let out = hub.cli(
-        &["user", "add", "--username", "admin", "--role", "admin"],
-        "admin password 1\n",
-    );
-    assert!(out.status.success());
-    let admin = hub.login("admin", "admin password 1");
-    for (u, role) in [
-        ("sup1", "supervisor"),
-        ("op1", "operator"),
-        ("op2", "operator"),
-    ] {
-        let (st, body) = hub.request(
-            "POST",
-            "/api/users",
-            Some(&admin),
-            Some(&format!(
-                r#"{{"username":"{u}","display_name":"{u}","password":"password {u}","role":"{role}"}}"#
-            )),
-        );
-        assert_eq!(st, 201, "{body}");
-    }
-    let sup = hub.login("sup1", "password sup1");
-    let op1 = hub.login("op1", "password op1");
-    let op2 = hub.login("op2", "password op2");
+    let admin = hub.bootstrap_admin();
+    let [sup, op1, op2] = hub
+        .add_users(
+            &admin,
+            &[
+                ("sup1", "supervisor"),
+                ("op1", "operator"),
+                ("op2", "operator"),
+            ],
+        )
+        .try_into()
+        .unwrap();
     let site = unique_site("wlhub");
 
     // Enrolment.

@@ -304,7 +304,7 @@ fn alerts_for_exactly_the_watchlisted(port: u16) {
         let m = &ms[0];
         assert!(m.similarity >= m.threshold && m.votes >= 2 && m.faces_used >= 2);
         assert_eq!(m.watchlist_version, 1_000);
-        let jpg = base64_decode(&m.snapshot_jpeg_b64);
+        let jpg = checkpoint_e2e::hub::b64_decode(&m.snapshot_jpeg_b64);
         assert!(
             jpg.starts_with(&[0xFF, 0xD8]) && jpg.len() < 64 << 10,
             "snapshot is a small JPEG ({} bytes)",
@@ -319,33 +319,6 @@ fn alerts_for_exactly_the_watchlisted(port: u16) {
             assert!(j.len() < 4096, "a {} event is {} bytes", e.kind(), j.len());
         }
     }
-}
-
-fn base64_decode(s: &str) -> Vec<u8> {
-    // A small decoder keeps the test free of another dependency.
-    let val = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in s.bytes().filter(|&c| c != b'=') {
-        let Some(v) = val(c) else { return Vec::new() };
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    out
 }
 
 #[test]

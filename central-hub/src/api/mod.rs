@@ -131,6 +131,23 @@ impl From<AuthError> for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// A face image as a response: PNG or JPEG by its signature, never cached by the browser (biometric data).
+pub fn image_response(bytes: Vec<u8>) -> Response {
+    let ct = if bytes.starts_with(&[0x89, b'P', b'N', b'G']) {
+        "image/png"
+    } else {
+        "image/jpeg"
+    };
+    (
+        [
+            (header::CONTENT_TYPE, ct),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
 /// The signed-in user. Extracting it refuses requests without a live session (401).
 pub struct Session {
     pub user: User,

@@ -2,7 +2,6 @@
 //! the audit log. Reading an alert or its snapshot is reading biometric data, so it is audited.
 
 use axum::extract::{Path, Query, State};
-use axum::http::header;
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -386,13 +385,7 @@ pub async fn alert_snapshot(
     s.audit
         .append(&session.user.username, "alert.snapshot", &id, "")
         .await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "image/jpeg"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        jpeg,
-    ))
+    Ok(super::image_response(jpeg))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

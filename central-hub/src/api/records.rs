@@ -2,7 +2,7 @@
 //! and every comparison are audited.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -302,18 +302,7 @@ pub async fn photo(
     s.audit
         .append(&session.user.username, "person.photo", &cccd, "")
         .await?;
-    let ct = if bytes.starts_with(&[0x89, b'P', b'N', b'G']) {
-        "image/png"
-    } else {
-        "image/jpeg"
-    };
-    Ok((
-        [
-            (header::CONTENT_TYPE, ct),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        bytes,
-    ))
+    Ok(super::image_response(bytes))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -3,7 +3,7 @@
 //! enrolment and every decision is audited.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -188,18 +188,7 @@ pub async fn entry_photo(
     s.audit
         .append(&session.user.username, "watchlist.photo", &id, &photo)
         .await?;
-    let ct = if bytes.starts_with(&[0x89, b'P', b'N', b'G']) {
-        "image/png"
-    } else {
-        "image/jpeg"
-    };
-    Ok((
-        [
-            (header::CONTENT_TYPE, ct),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        bytes,
-    ))
+    Ok(super::image_response(bytes))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
