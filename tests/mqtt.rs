@@ -98,15 +98,23 @@ pub enum BrokerKind {
 pub struct BrokerProcess {
     kind: BrokerKind,
     port: u16,
+    /// Extra lines for Mosquitto's config (authentication, ACL).
+    extra_conf: String,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
 
 impl BrokerProcess {
     pub fn start(kind: BrokerKind, port: u16) -> Self {
+        Self::start_with(kind, port, "")
+    }
+
+    /// Mosquitto with `extra_conf` appended to its configuration (e.g. `password_file`, `acl_file`).
+    pub fn start_with(kind: BrokerKind, port: u16, extra_conf: &str) -> Self {
         let mut b = BrokerProcess {
             kind,
             port,
+            extra_conf: extra_conf.to_string(),
             dir: tempfile::tempdir().expect("broker dir"),
             child: None,
         };
@@ -139,9 +147,16 @@ impl BrokerProcess {
                 std::fs::write(
                     &conf,
                     format!(
-                        "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                         max_packet_size 20971520\n",
-                        self.port
+                        // Started as root, Mosquitto switches to its own user unless told to stay, and then
+                        // cannot read files in this process's private temporary folders.
+                        "listener {} 127.0.0.1\npersistence false\nmax_packet_size 20971520\nuser {}\n{}\n",
+                        self.port,
+                        current_user(),
+                        if self.extra_conf.is_empty() {
+                            "allow_anonymous true"
+                        } else {
+                            self.extra_conf.as_str()
+                        }
                     ),
                 )
                 .expect("mosquitto config");
@@ -168,6 +183,16 @@ impl Drop for BrokerProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+fn current_user() -> String {
+    Command::new("id")
+        .arg("-un")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "root".into())
 }
 
 fn mosquitto_binary() -> &'static Path {

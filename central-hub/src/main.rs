@@ -43,6 +43,29 @@ enum Command {
         #[command(subcommand)]
         action: AuditCmd,
     },
+    /// Broker accounts of edge agents.
+    Agent {
+        #[command(subcommand)]
+        action: AgentCmd,
+    },
+    /// Write Mosquitto's password_file (`passwd`) and acl_file (`acl`) for the agents' accounts and the hub's
+    /// own ([mqtt] username/password in hub.toml) into a folder.
+    BrokerFiles {
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentCmd {
+    /// Create an agent's broker account (username `<site>.<agent>`) or give it a new password. The password is
+    /// printed once: put it in the agent's `[mqtt] password_file`.
+    Add {
+        #[arg(long)]
+        site: String,
+        #[arg(long)]
+        agent: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -158,6 +181,41 @@ async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
                 .await?;
             println!("user {} ({}) created", user.username, role.as_str());
         }
+        Command::Agent {
+            action: AgentCmd::Add { site, agent },
+        } => {
+            let db = Db::open(&cfg.database_url(), 1).await?;
+            let (user, password) = central_hub::broker::add_agent(&db, &site, &agent)
+                .await
+                .context("--site and --agent must be the agent's ids (a-z, 0-9, '-', '_')")?;
+            AuditLog::new(db)
+                .append("cli", "agent.credentials", &user, "")
+                .await?;
+            println!("username {user}");
+            println!("password {password}");
+            eprintln!(
+                "(shown once; run `central-hub broker-files` again when the broker is Mosquitto)"
+            );
+        }
+        Command::BrokerFiles { out } => {
+            let hub_user = cfg.mqtt.username.clone().context(
+                "hub.toml needs [mqtt] username and password (or password_file): the hub's own broker account",
+            )?;
+            let hub_password = cfg
+                .mqtt_password()?
+                .context("hub.toml needs [mqtt] password or password_file")?;
+            let db = Db::open(&cfg.database_url(), 1).await?;
+            let (passwd, acl) =
+                central_hub::broker::mosquitto_files(&db, &hub_user, &hub_password).await?;
+            std::fs::create_dir_all(&out)?;
+            write_private(&out.join("passwd"), &passwd)?;
+            std::fs::write(out.join("acl"), acl)?;
+            println!(
+                "wrote {} and {}; point Mosquitto's password_file and acl_file at them and reload it",
+                out.join("passwd").display(),
+                out.join("acl").display()
+            );
+        }
         Command::Audit {
             action: AuditCmd::Verify,
         } => {
@@ -180,4 +238,19 @@ async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Writes a file only its owner can read (it holds password hashes).
+fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
 }

@@ -1,0 +1,195 @@
+//! Agents' own broker credentials with an external Mosquitto: the hub creates each agent's account, writes
+//! Mosquitto's password and ACL files, and then an agent with its credentials reaches the hub, a wrong password
+//! is refused by the broker, and an agent that tries to publish as another agent is stopped by the broker's
+//! ACL before the hub ever sees it.
+
+use std::time::Duration;
+
+use checkpoint_e2e::hub::Hub;
+use checkpoint_e2e::mqtt::{free_port, BrokerKind, BrokerProcess};
+use checkpoint_e2e::{wait_until, Agent};
+use checkpoint_protocol::{AgentState, AgentStatus, Envelope, EventKind};
+
+fn credentials(out: &std::process::Output) -> (String, String) {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no {name} in: {text}"))
+    };
+    (field("username "), field("password "))
+}
+
+/// Publishes one message with credentials; Ok(()) once the broker acknowledged it, Err on a refused login.
+fn publish_as(
+    port: u16,
+    user: &str,
+    password: &str,
+    topic: &str,
+    payload: Vec<u8>,
+) -> Result<(), String> {
+    let mut opts =
+        rumqttc::MqttOptions::new(format!("probe-{}", std::process::id()), "127.0.0.1", port);
+    opts.set_credentials(user, password);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut conn) = rumqttc::Client::new(opts, 10);
+    client
+        .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
+        .map_err(|e| e.to_string())?;
+    for ev in conn.iter() {
+        match ev {
+            Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
+                let _ = client.disconnect();
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Err("connection closed".into())
+}
+
+#[test]
+fn agents_use_their_own_credentials_and_publish_only_as_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("hub.db").display());
+    let mqtt = format!(
+        "[mqtt]\nembedded = false\nhost = \"127.0.0.1\"\nport = {port}\nusername = \"checkpoint-hub\"\n\
+         password = \"hub password 1\"\nclient_id = \"hub-acl-test\""
+    );
+    // The hub's command line works before the hub (and the broker) run: accounts first.
+    std::fs::write(
+        dir.path().join("hub.toml"),
+        format!(
+            "data_dir = \"{}\"\n{mqtt}\n[database]\nurl = \"{db}\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let cli = |args: &[&str]| {
+        std::process::Command::new(checkpoint_e2e::workspace_bin("central-hub"))
+            .arg("--config")
+            .arg(dir.path().join("hub.toml"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let (a1_user, a1_pw) = credentials(&cli(&["agent", "add", "--site", "pier", "--agent", "a1"]));
+    let (a2_user, _) = credentials(&cli(&["agent", "add", "--site", "pier", "--agent", "a2"]));
+    assert_eq!((a1_user.as_str(), a2_user.as_str()), ("pier.a1", "pier.a2"));
+    let files = dir.path().join("broker");
+    let out = cli(&["broker-files", "--out", files.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _broker = BrokerProcess::start_with(
+        BrokerKind::Mosquitto,
+        port,
+        &format!(
+            "allow_anonymous false\npassword_file {}\nacl_file {}",
+            files.join("passwd").display(),
+            files.join("acl").display()
+        ),
+    );
+    let hub = Hub::start(dir.path(), &mqtt, &db);
+    let admin = hub.bootstrap_admin();
+    let [op] = hub
+        .add_users(&admin, &[("op1", "operator")])
+        .try_into()
+        .unwrap();
+
+    // The agent with its own account reaches the hub.
+    let adir = tempfile::tempdir().unwrap();
+    std::fs::write(adir.path().join("mqtt.pass"), &a1_pw).unwrap();
+    let cfg = adir.path().join("site.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[site]
+id = "pier"
+[agent]
+id = "a1"
+events = "{events}"
+metrics_listen = ""
+exit_when_done = false
+count_interval_s = 0.5
+[detection]
+embed_faces = false
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+username = "pier.a1"
+password_file = "{pass}"
+[outbox]
+dir = "{outbox}"
+[[cameras]]
+id = "cam"
+mode = "faces"
+[cameras.stream]
+analysis_fps = 2
+source = {{ kind = "test", pattern = "ball", width = 160, height = 120, fps = 10 }}
+"#,
+            events = adir.path().join("events.jsonl").display(),
+            pass = adir.path().join("mqtt.pass").display(),
+            outbox = adir.path().join("outbox").display(),
+        ),
+    )
+    .unwrap();
+    let mut agent = Agent::start(&cfg, adir.path());
+    let online = wait_until(Duration::from_secs(60), || {
+        let (_, body) = hub.get("/api/agents", Some(&op));
+        body.contains("\"agent\":\"a1\"") && body.contains("\"state\":\"online\"")
+    });
+    assert!(
+        online,
+        "agent a1 online at the hub; hub log:\n{}\nagent log:\n{}",
+        hub.log_text(),
+        agent.log_text()
+    );
+
+    // A wrong password is refused by the broker.
+    let forged = Envelope::new(
+        "pier",
+        "a2",
+        time::OffsetDateTime::now_utc(),
+        EventKind::AgentStatus(AgentStatus {
+            state: AgentState::Online,
+            version: "forged".into(),
+            cameras: vec![],
+        }),
+    );
+    let payload = forged.to_json().into_bytes();
+    assert!(
+        publish_as(
+            port,
+            "pier.a1",
+            "wrong password",
+            "checkpoint/pier/a1/agent_status",
+            payload.clone()
+        )
+        .is_err(),
+        "a wrong password must be refused"
+    );
+    // a1's credentials cannot publish as a2: the broker acknowledges (MQTT 3.1.1) but drops it.
+    publish_as(
+        port,
+        "pier.a1",
+        &a1_pw,
+        "checkpoint/pier/a2/agent_status",
+        payload,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let (_, body) = hub.get("/api/agents", Some(&op));
+    assert!(
+        !body.contains("\"agent\":\"a2\""),
+        "the forged event reached the hub: {body}"
+    );
+    agent.interrupt();
+    assert!(agent.wait(Duration::from_secs(30)).success());
+}
