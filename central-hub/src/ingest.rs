@@ -429,7 +429,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let opts = mqtt_options(&cfg)?;
     let (client, mut eventloop) = AsyncClient::new(opts, 1000);
-    let (tx, mut rx) = mpsc::channel::<Publish>(4 * cfg.ingest.batch_size.max(1));
+    // Unbounded on purpose: the reader must never stop polling the event loop, which also carries our acks
+    // to the broker (a bounded queue deadlocked here: reader waiting for room, writer waiting to ack). What it
+    // holds is bounded anyway: the broker sends at most its in-flight window of unacknowledged messages.
+    let (tx, mut rx) = mpsc::unbounded_channel::<Publish>();
     let st = state.clone();
     let sub_client = client.clone();
     let reader = tokio::spawn(async move {
@@ -449,7 +452,7 @@ pub async fn run(
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if tx.send(p).await.is_err() {
+                    if tx.send(p).is_err() {
                         return;
                     }
                 }
