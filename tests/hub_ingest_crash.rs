@@ -28,6 +28,8 @@ fn hub_killed_mid_ingest_loses_nothing_and_duplicates_nothing() {
     );
     let db = format!("sqlite://{}?mode=rwc", dir.path().join("hub.db").display());
     let hub = Hub::start(dir.path(), &mqtt, &db);
+    let admin = hub.bootstrap_admin();
+    hub.add_users(&admin, &[("op1", "operator")]);
 
     let site = unique_site("crash");
     let t0 = time::OffsetDateTime::now_utc();
@@ -76,11 +78,7 @@ fn hub_killed_mid_ingest_loses_nothing_and_duplicates_nothing() {
     sender.join().unwrap();
 
     let hub = Hub::start(dir.path(), &mqtt, &db);
-    let admin = hub.bootstrap_admin();
-    let [op] = hub
-        .add_users(&admin, &[("op1", "operator")])
-        .try_into()
-        .unwrap();
+    let op = hub.login("op1", "password op1");
     let total = |h: &Hub| -> i64 {
         let (_, body) = h.get(
             &format!("/api/sites/{site}/counts?bucket=day&from_ms=0"),

@@ -88,6 +88,28 @@ impl AuditLog {
         detail: &str,
     ) -> Result<AuditEntry, DbError> {
         let _g = self.lock.lock().await;
+        // SQLite refuses, without waiting, a transaction that read and then wants to write while another
+        // connection (ingest, or a `central-hub` command in another process) is writing: try again shortly.
+        let mut wait = std::time::Duration::from_millis(20);
+        for _ in 0..12 {
+            match self.try_append(actor, action, target, detail).await {
+                Err(e) if crate::db::is_busy(&e) => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
+        self.try_append(actor, action, target, detail).await
+    }
+
+    async fn try_append(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        detail: &str,
+    ) -> Result<AuditEntry, DbError> {
         let mut tx = self.db.pool.begin().await?;
         let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *tx)
@@ -306,6 +328,33 @@ mod tests {
         if let Some(db) = testing::postgres().await {
             tamper_cases(db).await;
         }
+    }
+
+    #[tokio::test]
+    async fn append_waits_out_another_writer_on_sqlite() {
+        let (db, dir) = testing::sqlite().await;
+        let log = AuditLog::new(db.clone());
+        log.append("alice", "seed", "", "").await.unwrap();
+        // Another connection, as a `central-hub` command in another process, holds the write lock a moment.
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("hub.db").display());
+        let other = Db::open(&url, 1).await.unwrap();
+        let mut conn = other.pool.acquire().await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO ingest_rejects (id, topic, reason, bytes, received_ms) VALUES ('x', 't', 'r', 1, 1)",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        let waiting = tokio::spawn(async move { log.append("bob", "alert.view", "a1", "").await });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        sqlx::query("COMMIT").execute(&mut *conn).await.unwrap();
+        let e = waiting.await.unwrap().unwrap();
+        assert_eq!(e.seq, 2);
+        assert!(AuditLog::new(db).verify().await.unwrap().ok);
     }
 
     #[test]

@@ -109,6 +109,18 @@ impl Db {
     }
 }
 
+/// Whether an error is SQLite's "database is locked" (SQLITE_BUSY and its extended codes), which a retry cures.
+pub fn is_busy(e: &DbError) -> bool {
+    match e {
+        DbError::Sql(sqlx::Error::Database(d)) => {
+            d.code()
+                .is_some_and(|c| c == "5" || c.parse::<i32>().is_ok_and(|n| n & 0xff == 5))
+                || d.message().contains("database is locked")
+        }
+        _ => false,
+    }
+}
+
 /// Milliseconds since the epoch, now.
 pub fn now_ms() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
