@@ -414,7 +414,28 @@ fn malformed_sync_is_counted_and_survived(port: u16) {
         agent.log_text()
     );
     let topic = watchlist_sync_topic(&site, "a1");
-    publish_all(port, &topic, malformed_payloads());
+    // In chunks, each sent once the agent has counted the previous ones: a broker drops QoS 1 messages for a
+    // subscriber whose queue is full (Mosquitto keeps 1000 by default), and this test is about the agent.
+    let addr = agent.metrics_addr().expect("metrics address in the log");
+    let refused_so_far = || -> f64 {
+        http_get(&addr, "/metrics")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("checkpoint_watchlist_sync_messages_total{"))
+            .filter(|l| !l.contains("outcome=\"applied\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let mut sent = 0usize;
+    for chunk in malformed_payloads().chunks(500) {
+        sent += chunk.len();
+        publish_all(port, &topic, chunk.to_vec());
+        assert!(
+            wait_until(Duration::from_secs(30), || refused_so_far() >= sent as f64),
+            "the agent counted {} of the {sent} refused messages sent so far",
+            refused_so_far()
+        );
+    }
     // A valid message after the flood still applies.
     let mut v = vec![0.0f32; 128];
     v[3] = 1.0;
@@ -445,7 +466,6 @@ fn malformed_sync_is_counted_and_survived(port: u16) {
         agent.child.try_wait().unwrap().is_none(),
         "the agent is still running"
     );
-    let addr = agent.metrics_addr().expect("metrics address in the log");
     let m = http_get(&addr, "/metrics").unwrap();
     let refused: f64 = m
         .lines()
