@@ -12,42 +12,7 @@ use checkpoint_e2e::{shared_dir, wait_until, Agent};
 use checkpoint_scenegen::SceneSpec;
 
 fn agent_config(dir: &Path, site: &str, port: u16, source: &str) -> PathBuf {
-    let text = format!(
-        r#"
-[site]
-id = "{site}"
-[agent]
-id = "a1"
-events = "{events}"
-metrics_listen = ""
-exit_when_done = true
-count_interval_s = 2
-[mqtt]
-host = "127.0.0.1"
-port = {port}
-[outbox]
-dir = "{outbox}"
-[watchlist]
-dir = "{wl}"
-[[cameras]]
-id = "gate"
-mode = "faces"
-[cameras.stream]
-analysis_fps = 10
-source = {source}
-[[cameras.lines]]
-id = "gate-line"
-a = [0.0, 0.5]
-b = [1.0, 0.5]
-in_side = "right"
-"#,
-        events = dir.join("events.jsonl").display(),
-        outbox = dir.join("outbox").display(),
-        wl = dir.join("watchlist").display(),
-    );
-    let p = dir.join("site.toml");
-    std::fs::write(&p, text).unwrap();
-    p
+    checkpoint_e2e::gate_agent_config(dir, site, port, source, "", 2.0)
 }
 
 #[test]

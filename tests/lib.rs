@@ -192,3 +192,51 @@ pub fn metric(text: &str, prefix: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// A faces-mode agent on one gate camera with a counting line, publishing to the broker on `port` and keeping
+/// its watchlist in `dir/watchlist`; `source` is the camera's `source = {...}` value. Returns the config path.
+pub fn gate_agent_config(
+    dir: &Path,
+    site: &str,
+    port: u16,
+    source: &str,
+    metrics_listen: &str,
+    count_interval_s: f64,
+) -> PathBuf {
+    let text = format!(
+        r#"
+[site]
+id = "{site}"
+[agent]
+id = "a1"
+events = "{events}"
+metrics_listen = "{metrics_listen}"
+exit_when_done = true
+count_interval_s = {count_interval_s}
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+[outbox]
+dir = "{outbox}"
+[watchlist]
+dir = "{wl}"
+[[cameras]]
+id = "gate"
+mode = "faces"
+[cameras.stream]
+analysis_fps = 10
+source = {source}
+[[cameras.lines]]
+id = "gate-line"
+a = [0.0, 0.5]
+b = [1.0, 0.5]
+in_side = "right"
+"#,
+        events = dir.join("events.jsonl").display(),
+        outbox = dir.join("outbox").display(),
+        wl = dir.join("watchlist").display(),
+    );
+    let p = dir.join("site.toml");
+    std::fs::write(&p, text).expect("write agent config");
+    p
+}
