@@ -233,3 +233,59 @@ fn hub_with_mosquitto_and_postgres() {
         &pg_schema(),
     );
 }
+
+/// Bulk import from the command line: a CSV with a photo column and a folder of photos. Good rows are stored
+/// and their photos enrolled; a missing photo or a bad row is reported with its line, and the rest still go in.
+#[test]
+fn records_import_with_photos_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("hub.db").display());
+    let hub = Hub::start(
+        dir.path(),
+        &format!("[mqtt]\nlisten = \"127.0.0.1:{}\"", free_port()),
+        &db,
+    );
+    let admin = hub.bootstrap_admin();
+    let photos = dir.path().join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    std::fs::copy(
+        checkpoint_e2e::shared_dir().join("datasets/faces/lfw_fold1/Zico/Zico_0001.jpg"),
+        photos.join("an.jpg"),
+    )
+    .unwrap();
+    let csv = dir.path().join("people.csv");
+    std::fs::write(
+        &csv,
+        "cccd;full_name;date_of_birth;gender;address;photo\n\
+         001085012345;Nguyễn Văn An;02/03/1985;Nam;Số 1 Tràng Tiền, Hà Nội;an.jpg\n\
+         079185000001;Trần Thị Bình;1985-07-09;Nữ;12 Lê Lợi, TP. Hồ Chí Minh;binh.jpg\n\
+         079185000002;Lê Văn Cường;1985-01-01;Nam;1 Hai Bà Trưng;\n",
+    )
+    .unwrap();
+    let out = hub.cli(
+        &[
+            "person",
+            "import",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--photos",
+            photos.to_str().unwrap(),
+        ],
+        "",
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("2 imported, 0 updated, 1 photos enrolled, 2 refused"), "{text}");
+    assert!(text.contains("line 3: 079185000001: record stored without photo: photo binh.jpg"), "{text}");
+    // 079 + 1 means a woman born in the 1900s: the man on line 4 is refused.
+    assert!(text.contains("line 4:"), "{text}");
+    let (status, body) = hub.get("/api/persons/001085012345", Some(&admin));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"has_photo\":true"), "{body}");
+    let (_, body) = hub.get("/api/persons/079185000001", Some(&admin));
+    assert!(body.contains("\"has_photo\":false"), "{body}");
+    let (status, _) = hub.get("/api/persons/079185000002", Some(&admin));
+    assert_eq!(status, 404);
+    let (_, audit) = hub.get("/api/audit?action=person.import", Some(&admin));
+    assert!(audit.contains("1 photos"), "{audit}");
+}

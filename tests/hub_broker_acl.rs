@@ -1,7 +1,8 @@
 //! Agents' own broker credentials with an external Mosquitto: the hub creates each agent's account, writes
 //! Mosquitto's password and ACL files, and then an agent with its credentials reaches the hub, a wrong password
 //! is refused by the broker, and an agent that tries to publish as another agent is stopped by the broker's
-//! ACL before the hub ever sees it.
+//! ACL before the hub ever sees it. With the embedded broker, logins are checked against the same agent
+//! accounts (topic ACLs need the external broker: rumqttd has no hook for them).
 
 use std::time::Duration;
 
@@ -29,9 +30,20 @@ fn publish_as(
     topic: &str,
     payload: Vec<u8>,
 ) -> Result<(), String> {
+    publish_with(port, Some((user, password)), topic, payload)
+}
+
+fn publish_with(
+    port: u16,
+    login: Option<(&str, &str)>,
+    topic: &str,
+    payload: Vec<u8>,
+) -> Result<(), String> {
     let mut opts =
         rumqttc::MqttOptions::new(format!("probe-{}", std::process::id()), "127.0.0.1", port);
-    opts.set_credentials(user, password);
+    if let Some((user, password)) = login {
+        opts.set_credentials(user, password);
+    }
     opts.set_keep_alive(Duration::from_secs(5));
     let (client, mut conn) = rumqttc::Client::new(opts, 10);
     client
@@ -153,17 +165,7 @@ source = {{ kind = "test", pattern = "ball", width = 160, height = 120, fps = 10
     );
 
     // A wrong password is refused by the broker.
-    let forged = Envelope::new(
-        "pier",
-        "a2",
-        time::OffsetDateTime::now_utc(),
-        EventKind::AgentStatus(AgentStatus {
-            state: AgentState::Online,
-            version: "forged".into(),
-            cameras: vec![],
-        }),
-    );
-    let payload = forged.to_json().into_bytes();
+    let payload = status_event("pier", "a2", "forged");
     assert!(
         publish_as(
             port,
@@ -192,4 +194,61 @@ source = {{ kind = "test", pattern = "ball", width = 160, height = 120, fps = 10
     );
     agent.interrupt();
     assert!(agent.wait(Duration::from_secs(30)).success());
+}
+
+fn status_event(site: &str, agent: &str, version: &str) -> Vec<u8> {
+    Envelope::new(
+        site,
+        agent,
+        time::OffsetDateTime::now_utc(),
+        EventKind::AgentStatus(AgentStatus {
+            state: AgentState::Online,
+            version: version.into(),
+            cameras: vec![],
+        }),
+    )
+    .to_json()
+    .into_bytes()
+}
+
+#[test]
+fn embedded_broker_takes_only_agent_accounts_when_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("hub.db").display());
+    let hub = Hub::start(
+        dir.path(),
+        &format!("[mqtt]\nlisten = \"127.0.0.1:{port}\"\nrequire_auth = true\nclient_id = \"hub-auth-test\""),
+        &db,
+    );
+    let admin = hub.bootstrap_admin();
+    let [op] = hub
+        .add_users(&admin, &[("op1", "operator")])
+        .try_into()
+        .unwrap();
+    let (user, pw) = credentials(&hub.cli(&["agent", "add", "--site", "pier", "--agent", "a1"], ""));
+    let topic = "checkpoint/pier/a1/agent_status";
+
+    assert!(
+        publish_with(port, None, topic, status_event("pier", "a1", "anon")).is_err(),
+        "an anonymous client must be refused"
+    );
+    assert!(
+        publish_as(port, &user, "wrong password", topic, status_event("pier", "a1", "x")).is_err(),
+        "a wrong password must be refused"
+    );
+    assert!(
+        publish_as(port, "op1", "password op1", topic, status_event("pier", "a1", "x")).is_err(),
+        "a web user's account is not a broker account"
+    );
+    // The agent's own account gets through, and the hub's ingest (which logs in with its in-process
+    // password) stores the event.
+    publish_as(port, &user, &pw, topic, status_event("pier", "a1", "9.9.9")).unwrap();
+    let seen = wait_until(Duration::from_secs(30), || {
+        let (_, body) = hub.get("/api/agents", Some(&op));
+        body.contains("\"agent\":\"a1\"") && body.contains("9.9.9")
+    });
+    assert!(seen, "agent event stored; hub log:\n{}", hub.log_text());
+    let (_, body) = hub.get("/api/agents", Some(&op));
+    assert!(!body.contains("anon"), "{body}");
 }

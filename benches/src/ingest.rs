@@ -2,8 +2,9 @@
 //!
 //! Runs the hub's own path (validation through the protocol crate, the idempotent insert, the hourly and
 //! daily rollups, health updates) on a realistic mix: per-line `count` events, `line_crossing`s and some
-//! `camera_status`, from many sites and agents, in the hub's batch size. The MQTT hop is not included: it
-//! is measured by the broker figures in STACK.md and costs far less than the database.
+//! `camera_status`, from many sites and agents, in the hub's batch size. A second table runs the whole
+//! path: events published over MQTT (QoS 1) to the embedded broker, read by the hub's ingest task, stored
+//! and acknowledged, timed until the last one is in the database.
 
 use std::time::Instant;
 
@@ -16,6 +17,16 @@ use checkpoint_protocol::{
 use time::OffsetDateTime;
 
 fn events(n: usize, start: OffsetDateTime) -> Vec<Checked> {
+    envelopes(n, start)
+        .into_iter()
+        .map(|env| {
+            let topic = checkpoint_protocol::topic(&env.site, &env.agent, env.kind());
+            check(&topic, env.to_json().as_bytes(), 1 << 20).expect("valid event")
+        })
+        .collect()
+}
+
+fn envelopes(n: usize, start: OffsetDateTime) -> Vec<Envelope> {
     (0..n)
         .map(|i| {
             let site = format!("site-{}", i % 20);
@@ -51,9 +62,7 @@ fn events(n: usize, start: OffsetDateTime) -> Vec<Checked> {
                     detail: None,
                 }),
             };
-            let env = Envelope::new(&site, &agent, t, event);
-            let topic = checkpoint_protocol::topic(&env.site, &env.agent, env.kind());
-            check(&topic, env.to_json().as_bytes(), 1 << 20).expect("valid event")
+            Envelope::new(&site, &agent, t, event)
         })
         .collect()
 }
@@ -80,6 +89,82 @@ async fn run_one(name: &str, db: &Db, total: usize, batch: usize) -> Result<()> 
     Ok(())
 }
 
+/// Publishes `total` events to an embedded broker and times until the hub's ingest has stored them all.
+async fn run_mqtt(name: &str, db: &Db, total: usize) -> Result<()> {
+    use std::time::Duration;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let cfg = central_hub::config::HubConfig::parse(&format!(
+        "[mqtt]\nlisten = \"127.0.0.1:{port}\"\nclient_id = \"bench-ingest-{port}\"\n"
+    ))
+    .map_err(|(k, m)| anyhow::anyhow!("{k}: {m}"))?;
+    central_hub::serve::start_embedded_broker(&cfg.mqtt.listen, 1 << 22, None)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ingest = tokio::spawn(central_hub::ingest::run(
+        cfg.clone(),
+        db.clone(),
+        std::sync::Arc::new(central_hub::metrics::Metrics::new()),
+        Default::default(),
+        stop_rx,
+    ));
+    let evs = envelopes(total, OffsetDateTime::now_utc());
+    let stored = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM events")
+            .fetch_one(&db.pool)
+            .await
+    };
+    // Let ingest connect and subscribe before the clock starts.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut opts = rumqttc::MqttOptions::new(format!("bench-pub-{port}"), "127.0.0.1", port);
+    opts.set_inflight(200);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 1000);
+    let poller = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let started = Instant::now();
+    for env in &evs {
+        client
+            .publish(
+                checkpoint_protocol::topic(&env.site, &env.agent, env.kind()),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                env.to_json(),
+            )
+            .await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while stored().await? < total as i64 {
+        anyhow::ensure!(Instant::now() < deadline, "ingest did not store {total} events in 600 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!("| {name} | {total} | {:.0} |", total as f64 / secs);
+    let _ = stop_tx.send(true);
+    let _ = ingest.await;
+    poller.abort();
+    Ok(())
+}
+
+async fn postgres_schema(postgres_url: &str) -> Result<(sqlx::AnyPool, String, Db)> {
+    let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(postgres_url)
+        .await
+        .with_context(|| format!("PostgreSQL at {postgres_url}"))?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&admin)
+        .await?;
+    let sep = if postgres_url.contains('?') { '&' } else { '?' };
+    let url = format!("{postgres_url}{sep}options=-c%20search_path%3D{schema}");
+    let db = Db::open(&url, 8).await?;
+    Ok((admin, schema, db))
+}
+
+async fn drop_schema(admin: sqlx::AnyPool, schema: String, db: Db) -> Result<()> {
+    db.pool.close().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&admin)
+        .await?;
+    Ok(())
+}
+
 pub fn run(total: usize, batches: &[usize], postgres_url: &str) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -97,23 +182,22 @@ pub fn run(total: usize, batches: &[usize], postgres_url: &str) -> Result<()> {
             run_one("SQLite (file, WAL)", &db, total, batch).await?;
         }
         for &batch in batches {
-            let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
-            sqlx::any::install_default_drivers();
-            let admin = sqlx::AnyPool::connect(postgres_url)
-                .await
-                .with_context(|| format!("PostgreSQL at {postgres_url}"))?;
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-                .execute(&admin)
-                .await?;
-            let sep = if postgres_url.contains('?') { '&' } else { '?' };
-            let url = format!("{postgres_url}{sep}options=-c%20search_path%3D{schema}");
-            let db = Db::open(&url, 8).await?;
+            let (admin, schema, db) = postgres_schema(postgres_url).await?;
             run_one("PostgreSQL 15 (local)", &db, total, batch).await?;
-            db.pool.close().await;
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-                .execute(&admin)
-                .await?;
+            drop_schema(admin, schema, db).await?;
         }
+        println!("\n## Hub ingest through MQTT (embedded broker, QoS 1, hub's batching), events per second\n");
+        println!("| database | events | events/s published to stored |");
+        println!("|---|---:|---:|");
+        {
+            let dir = tempfile::tempdir()?;
+            let url = format!("sqlite://{}?mode=rwc", dir.path().join("hub.db").display());
+            let db = Db::open(&url, 4).await.context("SQLite")?;
+            run_mqtt("SQLite (file, WAL)", &db, total).await?;
+        }
+        let (admin, schema, db) = postgres_schema(postgres_url).await?;
+        run_mqtt("PostgreSQL 15 (local)", &db, total).await?;
+        drop_schema(admin, schema, db).await?;
         Ok(())
     })
 }

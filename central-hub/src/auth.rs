@@ -205,6 +205,63 @@ impl Auth {
         Ok(r.rows_affected() == 1)
     }
 
+    /// Changes a user's role, display name or password; any change ends their open sessions, so a
+    /// demoted user loses the old role's rights at once. Returns false for an unknown user.
+    pub async fn update_user(
+        &self,
+        username: &str,
+        role: Option<Role>,
+        display_name: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<bool, AuthError> {
+        if let Some(p) = password {
+            if p.chars().count() < MIN_PASSWORD {
+                return Err(AuthError::WeakPassword(MIN_PASSWORD));
+            }
+        }
+        let hash = password.map(hash_password).transpose()?;
+        let mut tx = self.db.pool.begin().await?;
+        let exists = sqlx::query("SELECT id FROM users WHERE username = $1 AND role <> 'agent'")
+            .bind(username)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if !exists {
+            return Ok(false);
+        }
+        if let Some(r) = role {
+            sqlx::query("UPDATE users SET role = $1 WHERE username = $2")
+                .bind(r.as_str())
+                .bind(username)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(d) = display_name {
+            sqlx::query("UPDATE users SET display_name = $1 WHERE username = $2")
+                .bind(d)
+                .bind(username)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(h) = hash {
+            sqlx::query("UPDATE users SET password_hash = $1 WHERE username = $2")
+                .bind(h)
+                .bind(username)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if role.is_some() || password.is_some() {
+            sqlx::query(
+                "DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE username = $1)",
+            )
+            .bind(username)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
     pub async fn user_count(&self) -> Result<i64, AuthError> {
         Ok(sqlx::query("SELECT COUNT(*) AS n FROM users")
             .fetch_one(&self.db.pool)

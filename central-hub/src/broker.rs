@@ -8,7 +8,7 @@ use base64::Engine as _;
 use sha2::{Digest, Sha512};
 use sqlx::Row;
 
-use crate::auth::{hash_password, AuthError, Role};
+use crate::auth::{hash_password, verify_password, AuthError, Role};
 use crate::db::{now_ms, Db};
 
 /// Mosquitto's iteration count for `$7$` hashes (what `mosquitto_passwd` writes).
@@ -128,6 +128,105 @@ pub async fn mosquitto_files(
     Ok((passwd, acl))
 }
 
+/// Logins to the embedded broker: the hub's own session (a password made at start, never stored) and the
+/// active agent accounts. Argon2 takes tens of milliseconds, so a verified login is remembered for a minute;
+/// a deactivated account is refused once that minute is over.
+pub struct BrokerAuth {
+    db: Db,
+    refused: Option<prometheus_client::metrics::counter::Counter>,
+    hub_user: String,
+    hub_password: String,
+    verified: std::sync::Mutex<std::collections::HashMap<String, ([u8; 32], std::time::Instant)>>,
+}
+
+const VERIFIED_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl BrokerAuth {
+    pub fn new(db: Db, hub_user: String, hub_password: String) -> Self {
+        Self {
+            db,
+            refused: None,
+            hub_user,
+            hub_password,
+            verified: Default::default(),
+        }
+    }
+
+    /// Counts refused logins on this counter.
+    pub fn counting_refusals(mut self, c: prometheus_client::metrics::counter::Counter) -> Self {
+        self.refused = Some(c);
+        self
+    }
+
+    /// Whether `user`/`password` may connect.
+    pub async fn check(&self, client_id: &str, user: &str, password: &str) -> bool {
+        use subtle_eq::ct_eq;
+        if user == self.hub_user {
+            let ok = ct_eq(password.as_bytes(), self.hub_password.as_bytes());
+            if !ok {
+                self.refuse(client_id, user);
+            }
+            return ok;
+        }
+        let digest: [u8; 32] = sha2::Sha256::digest(password.as_bytes()).into();
+        if let Ok(map) = self.verified.lock() {
+            if let Some((d, at)) = map.get(user) {
+                if at.elapsed() < VERIFIED_FOR && ct_eq(d, &digest) {
+                    return true;
+                }
+            }
+        }
+        let row = sqlx::query(
+            "SELECT password_hash FROM users WHERE username = $1 AND role = 'agent' AND active = 1",
+        )
+        .bind(user)
+        .fetch_optional(&self.db.pool)
+        .await;
+        let hash: Option<String> = match row {
+            Ok(Some(r)) => r.try_get("password_hash").ok(),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "broker login: account lookup failed");
+                None
+            }
+        };
+        let ok = match hash {
+            Some(h) => {
+                let pw = password.to_string();
+                tokio::task::spawn_blocking(move || verify_password(&pw, &h))
+                    .await
+                    .unwrap_or(false)
+            }
+            None => false,
+        };
+        if ok {
+            if let Ok(mut map) = self.verified.lock() {
+                map.insert(user.to_string(), (digest, std::time::Instant::now()));
+            }
+        } else {
+            self.refuse(client_id, user);
+        }
+        ok
+    }
+
+    fn refuse(&self, client_id: &str, user: &str) {
+        tracing::warn!(%client_id, %user, "embedded broker refused a login");
+        if let Some(c) = &self.refused {
+            c.inc();
+        }
+    }
+}
+
+/// Constant-time comparison, so a refused login does not tell how much of the password was right.
+mod subtle_eq {
+    pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+        if a.len() != b.len() {
+            return false;
+        }
+        a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +260,25 @@ mod tests {
         // A new password replaces the old one.
         let (_, pw2) = add_agent(&db, "pier", "a1").await.unwrap();
         assert_ne!(pw, pw2);
+    }
+
+    #[tokio::test]
+    async fn embedded_broker_logins() {
+        let (db, _d) = crate::db::testing::sqlite().await;
+        let (user, pw) = add_agent(&db, "pier", "a1").await.unwrap();
+        let auth = BrokerAuth::new(db.clone(), "hub".into(), "hub-secret".into());
+        assert!(auth.check("c", "hub", "hub-secret").await);
+        assert!(!auth.check("c", "hub", "hub-secre").await);
+        assert!(auth.check("c", &user, &pw).await);
+        assert!(auth.check("c", &user, &pw).await, "remembered login");
+        assert!(!auth.check("c", &user, "wrong").await);
+        assert!(!auth.check("c", "pier.a2", &pw).await, "unknown account");
+        assert!(!auth.check("c", "", "").await, "anonymous");
+        // Operators' accounts are for the web, not the broker.
+        let a = crate::auth::Auth::new(db.clone(), 8, 5);
+        a.create_user("op1", "Op", "operator password", crate::auth::Role::Operator)
+            .await
+            .unwrap();
+        assert!(!auth.check("c", "op1", "operator password").await);
     }
 }

@@ -64,6 +64,9 @@ pub struct HttpConfig {
     pub session_hours: u64,
     /// Failed logins per username per 15 minutes before further attempts are refused.
     pub login_attempts: u32,
+    /// Serve the web UI from this directory instead of the copy built into the binary (to customise it, or
+    /// to work on it without rebuilding).
+    pub web_dir: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -72,6 +75,7 @@ impl Default for HttpConfig {
             listen: "127.0.0.1:8080".into(),
             session_hours: 12,
             login_attempts: 5,
+            web_dir: None,
         }
     }
 }
@@ -95,6 +99,10 @@ pub struct MqttConfig {
     pub client_id: String,
     /// Largest event accepted, bytes (an alert with its snapshot is tens of kilobytes).
     pub max_event_bytes: usize,
+    /// Embedded broker only: refuse MQTT logins that are not an agent account (`central-hub agent add`).
+    /// Unset: required when `listen` is not a loopback address, so a broker reachable from the network never
+    /// takes anonymous clients.
+    pub require_auth: Option<bool>,
 }
 
 impl Default for MqttConfig {
@@ -111,6 +119,7 @@ impl Default for MqttConfig {
             ca_file: None,
             client_id: "checkpoint-hub".into(),
             max_event_bytes: 1 << 20,
+            require_auth: None,
         }
     }
 }
@@ -276,11 +285,22 @@ impl HubConfig {
         if self.http.login_attempts == 0 {
             return err("http.login_attempts", "must be at least 1");
         }
+        if let Some(d) = &self.http.web_dir {
+            if !d.join("index.html").is_file() {
+                return err("http.web_dir", &format!("{} has no index.html", d.display()));
+            }
+        }
         if self.mqtt.embedded && self.mqtt.listen.parse::<SocketAddr>().is_err() {
             return err("mqtt.listen", "must be host:port, e.g. 127.0.0.1:1883");
         }
         if !self.mqtt.embedded && (self.mqtt.host.trim().is_empty() || self.mqtt.port == 0) {
             return err("mqtt.host", "an external broker needs host and port");
+        }
+        if !self.mqtt.embedded && self.mqtt.require_auth.is_some() {
+            return err(
+                "mqtt.require_auth",
+                "applies to the embedded broker only; an external broker enforces its own password and ACL files",
+            );
         }
         if self.mqtt.client_id.trim().is_empty() {
             return err("mqtt.client_id", "must not be empty");
@@ -339,6 +359,17 @@ impl HubConfig {
         }
     }
 
+    /// Whether the embedded broker checks logins against the agent accounts.
+    pub fn embedded_requires_auth(&self) -> bool {
+        self.mqtt.require_auth.unwrap_or_else(|| {
+            self.mqtt
+                .listen
+                .parse::<SocketAddr>()
+                .map(|a| !a.ip().is_loopback())
+                .unwrap_or(true)
+        })
+    }
+
     pub fn mqtt_password(&self) -> Result<Option<String>, std::io::Error> {
         match (&self.mqtt.password, &self.mqtt.password_file) {
             (Some(p), _) => Ok(Some(p.clone())),
@@ -360,6 +391,17 @@ mod tests {
         assert_eq!(c.mqtt.listen, "127.0.0.1:1883");
         assert!(c.database_url().starts_with("sqlite://data/hub.db"));
         assert_eq!(c.retention.snapshot_hours, 72);
+        assert!(!c.embedded_requires_auth(), "loopback broker: anonymous agents on this machine");
+    }
+
+    #[test]
+    fn a_broker_on_the_network_requires_logins() {
+        let c = HubConfig::parse("[mqtt]\nlisten = \"0.0.0.0:1883\"\n").unwrap();
+        assert!(c.embedded_requires_auth());
+        let c = HubConfig::parse("[mqtt]\nlisten = \"0.0.0.0:1883\"\nrequire_auth = false\n").unwrap();
+        assert!(!c.embedded_requires_auth());
+        let c = HubConfig::parse("[mqtt]\nrequire_auth = true\n").unwrap();
+        assert!(c.embedded_requires_auth());
     }
 
     #[test]
@@ -369,6 +411,7 @@ mod tests {
             ("[database]\nurl = \"mysql://x\"\n", "database.url"),
             ("[mqtt]\nembedded = false\nhost = \"\"\n", "mqtt.host"),
             ("[ingest]\nbatch_size = 0\n", "ingest.batch_size"),
+            ("[mqtt]\nembedded = false\nrequire_auth = true\n", "mqtt.require_auth"),
             ("utc_offset_hours = 20\n", "utc_offset_hours"),
             ("[http]\nlisen = \"x\"\n", "http"),
             (

@@ -414,10 +414,53 @@ pub fn mqtt_options(cfg: &HubConfig) -> anyhow::Result<MqttOptions> {
 }
 
 /// Connection state other parts of the hub report (health, metrics).
-#[derive(Default)]
 pub struct IngestState {
     pub connected: std::sync::atomic::AtomicBool,
+    /// What just happened, for the web UI's live stream (`GET /api/live`). Nobody listening is fine.
+    pub live: tokio::sync::broadcast::Sender<Live>,
 }
+
+impl Default for IngestState {
+    fn default() -> Self {
+        Self {
+            connected: Default::default(),
+            live: tokio::sync::broadcast::channel(1024).0,
+        }
+    }
+}
+
+/// A hint that something changed, sent after it is committed; clients fetch the details through the API,
+/// where roles and the audit log apply.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Live {
+    /// `alert` (a new watchlist match), `review` (an alert's status changed), `count`, `agent`, `camera`.
+    pub kind: &'static str,
+    pub site: String,
+    pub agent: String,
+    /// The alert's id for `alert` and `review`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+impl Live {
+    fn of(env: &Envelope) -> Live {
+        let kind = match &env.event {
+            EventKind::WatchlistMatch(_) => "alert",
+            EventKind::Count(_) | EventKind::LineCrossing(_) => "count",
+            EventKind::CameraStatus(_) => "camera",
+            _ => "agent",
+        };
+        Live {
+            kind,
+            site: env.site.clone(),
+            agent: env.agent.clone(),
+            id: (kind == "alert").then(|| env.id.to_string()),
+        }
+    }
+}
+
+/// How long without a new message ends a batch before `batch_ms`.
+const QUIET_GAP: Duration = Duration::from_millis(5);
 
 /// Runs ingest until `shutdown` fires: one task reads the broker, this one writes batches and acknowledges.
 pub async fn run(
@@ -485,8 +528,12 @@ pub async fn run(
         };
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + Duration::from_millis(batch_ms);
+        // A quiet gap ends the batch early: the broker sends only so many unacknowledged messages (its
+        // inflight window: 20 by default in Mosquitto), so once the window is in hand, waiting for the
+        // deadline would only stall the stream until we store and acknowledge.
         while batch.len() < batch_size {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
+            let gap = (tokio::time::Instant::now() + QUIET_GAP).min(deadline);
+            match tokio::time::timeout_at(gap, rx.recv()).await {
                 Ok(Some(p)) => batch.push(p),
                 _ => break,
             }
@@ -515,6 +562,9 @@ pub async fn run(
         };
         for (c, new) in good.iter().zip(&fresh) {
             metrics.ingested(c.env.kind(), *new);
+            if *new {
+                let _ = state.live.send(Live::of(&c.env));
+            }
         }
         for (topic, reason, size) in &bad {
             metrics.rejected(reason.label());

@@ -2,7 +2,8 @@
 //! PostgreSQL at scale), and serves operators through an HTTP API with roles and an audit log.
 //!
 //! Modules follow the domain: `ingest` (broker to database, exactly once in effect), `auth` (users, roles,
-//! sessions), `audit` (hash-chained log), `api` (HTTP), `serve` (wiring, embedded broker, periodic jobs).
+//! sessions), `audit` (hash-chained log), `api` (HTTP), `web` (the operators' UI, built in), `serve` (wiring,
+//! embedded broker, periodic jobs).
 
 pub mod api;
 pub mod audit;
@@ -19,3 +20,4 @@ pub mod records;
 pub mod review;
 pub mod serve;
 pub mod watchlists;
+pub mod web;

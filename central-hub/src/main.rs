@@ -48,6 +48,11 @@ enum Command {
         #[command(subcommand)]
         action: AgentCmd,
     },
+    /// Citizen records.
+    Person {
+        #[command(subcommand)]
+        action: PersonCmd,
+    },
     /// Write Mosquitto's password_file (`passwd`) and acl_file (`acl`) for the agents' accounts and the hub's
     /// own ([mqtt] username/password in hub.toml) into a folder.
     BrokerFiles {
@@ -65,6 +70,20 @@ enum AgentCmd {
         site: String,
         #[arg(long)]
         agent: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PersonCmd {
+    /// Import a CSV of citizen records (columns cccd, full_name, date_of_birth, gender, address and
+    /// optionally photo). With --photos, each row's photo file under that folder is enrolled too. Prints one
+    /// line per refused row or photo; exit status 1 when any was refused.
+    Import {
+        #[arg(long)]
+        csv: PathBuf,
+        /// Folder the `photo` column's file names are in.
+        #[arg(long)]
+        photos: Option<PathBuf>,
     },
 }
 
@@ -196,6 +215,55 @@ async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
             eprintln!(
                 "(shown once; run `central-hub broker-files` again when the broker is Mosquitto)"
             );
+        }
+        Command::Person {
+            action: PersonCmd::Import { csv, photos },
+        } => {
+            let text = std::fs::read(&csv).with_context(|| format!("reading {}", csv.display()))?;
+            let faces = match &photos {
+                Some(_) => Some(std::sync::Arc::new(
+                    central_hub::faces::FaceEngine::load(
+                        cfg.faces.models_dir.clone(),
+                        cfg.faces.runtime.clone(),
+                    )
+                    .context("--photos needs the face models (python3 models/fetch.py)")?,
+                )),
+                None => None,
+            };
+            let db = Db::open(&cfg.database_url(), 2).await?;
+            let out =
+                central_hub::records::import_csv(&db, faces.as_ref(), &text, photos.as_deref())
+                    .await?;
+            if let Some(e) = &out.error {
+                bail!("{}: {e}", csv.display());
+            }
+            AuditLog::new(db)
+                .append(
+                    "cli",
+                    "person.import",
+                    &csv.display().to_string(),
+                    &format!(
+                        "{} imported, {} updated, {} photos, {} refused",
+                        out.imported,
+                        out.updated,
+                        out.photos,
+                        out.rejected.len()
+                    ),
+                )
+                .await?;
+            for r in &out.rejected {
+                println!("line {}: {}", r.line, r.reason);
+            }
+            println!(
+                "{} imported, {} updated, {} photos enrolled, {} refused",
+                out.imported,
+                out.updated,
+                out.photos,
+                out.rejected.len()
+            );
+            if !out.rejected.is_empty() {
+                return Ok(std::process::ExitCode::from(1));
+            }
         }
         Command::BrokerFiles { out } => {
             let hub_user = cfg.mqtt.username.clone().context(

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub agents: Family<ReasonLabel, Gauge>,
     pub http_requests: Family<RouteLabel, Counter>,
     pub logins_refused: Counter,
+    pub live_clients: Gauge,
+    pub broker_logins_refused: Counter,
 }
 
 impl Metrics {
@@ -48,6 +50,8 @@ impl Metrics {
             agents: Family::default(),
             http_requests: Family::default(),
             logins_refused: Counter::default(),
+            live_clients: Gauge::default(),
+            broker_logins_refused: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -76,6 +80,16 @@ impl Metrics {
             m.mqtt_connected.clone(),
         );
         registry.register("agents", "Agents by state", m.agents.clone());
+        registry.register(
+            "live_clients",
+            "Open live-update streams (web UI pages)",
+            m.live_clients.clone(),
+        );
+        registry.register(
+            "broker_logins_refused",
+            "MQTT logins the embedded broker refused",
+            m.broker_logins_refused.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests by status code",

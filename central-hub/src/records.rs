@@ -231,6 +231,93 @@ pub async fn add_photo(
     Ok(enrolled.frontalness)
 }
 
+/// What an import did, line by line where something went wrong.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct ImportOutcome {
+    pub imported: usize,
+    pub updated: usize,
+    /// Photos enrolled (the `photo` column, with `photos_dir`).
+    pub photos: usize,
+    /// Rows refused, and rows whose record was stored but whose photo was not (reason says which).
+    pub rejected: Vec<ImportLine>,
+    /// A problem with the whole file (missing column, unreadable), if any.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ImportLine {
+    pub line: u64,
+    pub reason: String,
+}
+
+/// Imports a CSV of records (see `checkpoint_identity::parse_records_csv` for the format). With
+/// `photos_dir`, a row's `photo` column names a file under it, which is enrolled like an uploaded photo;
+/// a photo that is missing, outside the folder or without one usable face is reported with its line, and the
+/// record is kept without it. Without `photos_dir` the column is ignored (an HTTP upload has no files).
+pub async fn import_csv(
+    db: &Db,
+    faces: Option<&Arc<FaceEngine>>,
+    csv: &[u8],
+    photos_dir: Option<&std::path::Path>,
+) -> Result<ImportOutcome, RecordError> {
+    let report = checkpoint_identity::parse_records_csv(csv);
+    let mut out = ImportOutcome {
+        error: report.error.as_ref().map(|e| e.to_string()),
+        rejected: report
+            .rejected
+            .iter()
+            .map(|r| ImportLine {
+                line: r.line,
+                reason: r.reason.to_string(),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    for (i, r) in report.records.iter().enumerate() {
+        if upsert(db, r, true).await? {
+            out.imported += 1;
+        } else {
+            out.updated += 1;
+        }
+        let (Some(dir), Some(name)) = (photos_dir, r.photo.as_deref().filter(|p| !p.is_empty()))
+        else {
+            continue;
+        };
+        let line = report.lines.get(i).copied().unwrap_or(0);
+        let fail = |reason: String| ImportLine {
+            line,
+            reason: format!("{}: record stored without photo: {reason}", r.cccd.as_str()),
+        };
+        let rel = std::path::Path::new(name);
+        if !rel
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+        {
+            out.rejected
+                .push(fail(format!("photo {name} must be a path inside the photos folder")));
+            continue;
+        }
+        let bytes = match std::fs::read(dir.join(rel)) {
+            Ok(b) => b,
+            Err(e) => {
+                out.rejected.push(fail(format!("photo {name}: {e}")));
+                continue;
+            }
+        };
+        let Some(faces) = faces else {
+            out.rejected
+                .push(fail("face models are not loaded on this hub".into()));
+            continue;
+        };
+        match add_photo(db, faces, r.cccd.as_str(), bytes).await {
+            Ok(_) => out.photos += 1,
+            Err(RecordError::Photo(e)) => out.rejected.push(fail(format!("photo {name}: {e}"))),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
 pub async fn photo(db: &Db, cccd: &str) -> Result<Option<Vec<u8>>, RecordError> {
     let r = sqlx::query("SELECT photo FROM persons WHERE cccd = $1")
         .bind(cccd)

@@ -19,7 +19,13 @@ use crate::metrics::Metrics;
 
 /// rumqttd on `listen`, in this process. Fails (instead of running without a broker) when the address is
 /// taken, e.g. by a Mosquitto already on 1883: configure `[mqtt] embedded = false` to use that one.
-pub fn start_embedded_broker(listen: &str, max_payload: usize) -> Result<()> {
+/// With `auth`, every login is checked by it (rumqttd 0.20 has no per-topic authorisation hook, so the
+/// per-agent topic ACL needs an external broker: see `central-hub broker-files`).
+pub fn start_embedded_broker(
+    listen: &str,
+    max_payload: usize,
+    auth: Option<Arc<crate::broker::BrokerAuth>>,
+) -> Result<()> {
     let addr: SocketAddr = listen.parse().context("mqtt.listen")?;
     std::net::TcpListener::bind(addr).with_context(|| {
         format!(
@@ -42,11 +48,31 @@ next_connection_delay_ms = 1
 [v4.1.connections]
 connection_timeout_ms = 60000
 max_payload_size = {max_payload}
-max_inflight_count = 200
+max_inflight_count = 1000
 dynamic_filters = true
 "#
     );
-    let config: rumqttd::Config = toml::from_str(&text).context("embedded broker config")?;
+    let mut config: rumqttd::Config = toml::from_str(&text).context("embedded broker config")?;
+    if let Some(auth) = auth {
+        // The broker runs its own runtime; the check runs on the hub's, where the database pool lives.
+        let hub_rt = tokio::runtime::Handle::try_current()
+            .context("the embedded broker's login check needs the hub's runtime")?;
+        let server = config
+            .v4
+            .as_mut()
+            .and_then(|v4| v4.get_mut("1"))
+            .context("embedded broker config has no v4 listener")?;
+        server
+            .connections
+            .set_auth_handler(move |client_id: String, user: String, pass: String| {
+                let (auth, rt) = (auth.clone(), hub_rt.clone());
+                async move {
+                    rt.spawn(async move { auth.check(&client_id, &user, &pass).await })
+                        .await
+                        .unwrap_or(false)
+                }
+            });
+    }
     std::thread::Builder::new()
         .name("mqtt-broker".into())
         .spawn(move || {
@@ -180,15 +206,38 @@ async fn refresh_agent_gauges(db: &Db, metrics: &Metrics) -> Result<()> {
 pub async fn serve(cfg: HubConfig) -> Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating the data directory {}", cfg.data_dir.display()))?;
-    if cfg.mqtt.embedded {
-        start_embedded_broker(&cfg.mqtt.listen, cfg.mqtt.max_event_bytes * 4)?;
-    }
+    let mut cfg = cfg;
+    let metrics = Arc::new(Metrics::new());
     let url = cfg.database_url();
     let db = Db::open(&url, cfg.database.max_connections)
         .await
         .context("opening the database")?;
     tracing::info!(database = %crate::db::redact(&url), backend = ?db.backend, "database ready");
-    let metrics = Arc::new(Metrics::new());
+    if cfg.mqtt.embedded {
+        let auth = if cfg.embedded_requires_auth() {
+            // The hub's own session logs in with a password that lives only in this process.
+            let password = format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            );
+            let user = format!("{}-internal", cfg.mqtt.client_id);
+            cfg.mqtt.username = Some(user.clone());
+            cfg.mqtt.password = Some(password.clone());
+            cfg.mqtt.password_file = None;
+            tracing::info!("embedded broker: logins checked against the agent accounts");
+            Some(Arc::new(
+                crate::broker::BrokerAuth::new(db.clone(), user, password)
+                    .counting_refusals(metrics.broker_logins_refused.clone()),
+            ))
+        } else {
+            tracing::info!(
+                "embedded broker on loopback takes anonymous clients (set [mqtt] require_auth = true to refuse them)"
+            );
+            None
+        };
+        start_embedded_broker(&cfg.mqtt.listen, cfg.mqtt.max_event_bytes * 4, auth)?;
+    }
     let auth = Arc::new(Auth::new(
         db.clone(),
         cfg.http.session_hours,
@@ -410,7 +459,7 @@ mod tests {
     fn a_taken_port_is_a_clear_error() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap().to_string();
-        let e = start_embedded_broker(&addr, 1 << 20).unwrap_err();
+        let e = start_embedded_broker(&addr, 1 << 20, None).unwrap_err();
         assert!(format!("{e:#}").contains("embedded = false"), "{e:#}");
     }
 }

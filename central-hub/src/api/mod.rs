@@ -3,6 +3,7 @@
 
 pub mod exams;
 mod health;
+mod live;
 pub mod lodging;
 mod monitor;
 pub mod records;
@@ -206,11 +207,14 @@ pub const AUDITORS: &[Role] = &[Role::Admin, Role::Supervisor];
     ),
     paths(
         health::healthz,
+        metrics_text,
+        openapi_json,
         users::login,
         users::logout,
         users::me,
         users::list_users,
         users::create_user,
+        users::update_user,
         monitor::agents,
         monitor::counts,
         monitor::lines,
@@ -220,6 +224,7 @@ pub const AUDITORS: &[Role] = &[Role::Admin, Role::Supervisor];
         monitor::alert_snapshot,
         monitor::audit,
         monitor::audit_verify,
+        live::live,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth)
@@ -249,10 +254,16 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
+/// This document.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "health",
+    responses((status = 200, description = "The OpenAPI 3 document of every route", content_type = "application/json")))]
 async fn openapi_json() -> impl IntoResponse {
     Json(openapi())
 }
 
+/// Prometheus metrics: ingest, refused messages by reason, agents by state, HTTP responses by status.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
 async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
     (
         [(
@@ -290,6 +301,7 @@ pub fn router(state: AppState) -> Router {
             "/api/users",
             get(users::list_users).post(users::create_user),
         )
+        .route("/api/users/{username}", axum::routing::patch(users::update_user))
         .route("/api/agents", get(monitor::agents))
         .route("/api/sites/{site}/counts", get(monitor::counts))
         .route("/api/sites/{site}/lines", get(monitor::lines))
@@ -299,14 +311,88 @@ pub fn router(state: AppState) -> Router {
         .route("/api/alerts/{id}/snapshot", get(monitor::alert_snapshot))
         .route("/api/audit", get(monitor::audit))
         .route("/api/audit/verify", get(monitor::audit_verify))
+        .route("/api/live", get(live::live))
         .merge(records::routes())
         .merge(watchlists::routes())
         .merge(lodging::routes())
         .merge(exams::routes())
+        .merge(crate::web::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_status,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    /// (method, path) of every `.route(...)` in the API's sources.
+    fn routes_in_source() -> Vec<(String, String)> {
+        let sources = [
+            include_str!("mod.rs"),
+            include_str!("records.rs"),
+            include_str!("watchlists.rs"),
+            include_str!("lodging.rs"),
+            include_str!("exams.rs"),
+        ];
+        let mut out = Vec::new();
+        for src in sources {
+            // Not this test's own text.
+            let mut rest = src.split("#[cfg(test)]").next().unwrap_or(src);
+            while let Some(at) = rest.find(".route(") {
+                rest = &rest[at + ".route(".len()..];
+                // The call's text, up to its closing parenthesis.
+                let mut depth = 1;
+                let end = rest
+                    .char_indices()
+                    .find(|&(_, c)| {
+                        depth += match c {
+                            '(' => 1,
+                            ')' => -1,
+                            _ => 0,
+                        };
+                        depth == 0
+                    })
+                    .map(|(i, _)| i)
+                    .expect("balanced .route(");
+                let call = &rest[..end];
+                let Some(path) = call.split('"').nth(1) else {
+                    continue; // this function's own text, not a route
+                };
+                let handlers = &call[call.find(',').expect("route has handlers")..];
+                for m in ["get", "post", "put", "delete", "patch"] {
+                    let called = handlers
+                        .match_indices(&format!("{m}("))
+                        .any(|(i, _)| i == 0 || !handlers.as_bytes()[i - 1].is_ascii_alphanumeric() && handlers.as_bytes()[i - 1] != b'_');
+                    if called {
+                        out.push((m.to_string(), path.to_string()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_route_is_in_the_openapi_document() {
+        let doc = serde_json::to_value(super::openapi()).unwrap();
+        let routes = routes_in_source();
+        assert!(routes.len() > 40, "found only {} routes: {routes:?}", routes.len());
+        let missing: Vec<_> = routes
+            .iter()
+            .filter(|(m, p)| doc["paths"][p.as_str()][m.as_str()].is_null())
+            .collect();
+        assert!(missing.is_empty(), "routes missing from the OpenAPI document: {missing:?}");
+        // And nothing documented that is not served.
+        let documented: Vec<(String, String)> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(p, ops)| ops.as_object().unwrap().keys().map(move |m| (m.clone(), p.clone())))
+            .filter(|(m, _)| ["get", "post", "put", "delete", "patch"].contains(&m.as_str()))
+            .collect();
+        let stale: Vec<_> = documented.iter().filter(|r| !routes.contains(r)).collect();
+        assert!(stale.is_empty(), "documented but not routed: {stale:?}");
+    }
 }

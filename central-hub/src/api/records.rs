@@ -108,78 +108,40 @@ pub async fn create(
     ))
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ImportResult {
-    pub imported: usize,
-    pub updated: usize,
-    pub rejected: Vec<RejectedLine>,
-    /// A problem with the whole file (missing column, unreadable), if any.
-    pub error: Option<String>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct RejectedLine {
-    pub line: u64,
-    pub reason: String,
-}
-
 /// Imports records from CSV (header `cccd,full_name,date_of_birth,gender,address`; dates dd/mm/yyyy or
 /// yyyy-mm-dd; comma, semicolon or tab separated). Existing records are updated. Bad rows are reported by
-/// line and skipped; the rest are imported (supervisor, admin).
+/// line and skipped; the rest are imported (supervisor, admin). Photos cannot travel in CSV: add them per
+/// record (`POST /api/persons/{cccd}/photos`) or import with `central-hub person import --photos DIR`.
 #[utoipa::path(post, path = "/api/persons/import", tag = "records", security(("bearer" = [])),
     request_body(content = String, content_type = "text/csv"),
-    responses((status = 200, body = ImportResult), (status = 400, body = ImportResult), (status = 403, body = super::ErrorBody)))]
+    responses((status = 200, body = records::ImportOutcome), (status = 400, body = records::ImportOutcome),
+              (status = 403, body = super::ErrorBody)))]
 pub async fn import_csv(
     State(s): State<AppState>,
     session: Session,
     body: String,
-) -> ApiResult<(StatusCode, Json<ImportResult>)> {
+) -> ApiResult<(StatusCode, Json<records::ImportOutcome>)> {
     session.require(EDITORS)?;
-    let report = checkpoint_identity::parse_records_csv(body.as_bytes());
-    let mut imported = 0;
-    let mut updated = 0;
-    for r in &report.records {
-        if records::upsert(&s.db, r, true).await? {
-            imported += 1;
-        } else {
-            updated += 1;
-        }
-    }
-    let rejected: Vec<RejectedLine> = report
-        .rejected
-        .iter()
-        .map(|r| RejectedLine {
-            line: r.line,
-            reason: r.reason.to_string(),
-        })
-        .collect();
-    let error = report.error.as_ref().map(|e| e.to_string());
+    let out = records::import_csv(&s.db, None, body.as_bytes(), None).await?;
     s.audit
         .append(
             &session.user.username,
             "person.import",
             "",
             &format!(
-                "{} imported or updated, {} rows rejected",
-                report.records.len(),
-                rejected.len()
+                "{} imported, {} updated, {} rows rejected",
+                out.imported,
+                out.updated,
+                out.rejected.len()
             ),
         )
         .await?;
-    let status = if error.is_some() {
+    let status = if out.error.is_some() {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    Ok((
-        status,
-        Json(ImportResult {
-            imported,
-            updated,
-            rejected,
-            error,
-        }),
-    ))
+    Ok((status, Json(out)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -1,6 +1,6 @@
 //! Sign-in, sessions and user administration.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -121,4 +121,78 @@ pub async fn create_user(
         )
         .await?;
     Ok((StatusCode::CREATED, Json(user)))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct UserChange {
+    pub role: Option<Role>,
+    pub active: Option<bool>,
+    pub display_name: Option<String>,
+    /// A new password (at least 10 characters); the user's sessions end.
+    pub password: Option<String>,
+}
+
+/// Changes a user's role, active flag, display name or password (admin). Agent accounts are managed with
+/// `central-hub agent add`. An admin cannot deactivate or demote their own account. Audited.
+#[utoipa::path(patch, path = "/api/users/{username}", tag = "users", security(("bearer" = [])),
+    params(("username" = String, Path)), request_body = UserChange,
+    responses((status = 200, body = User), (status = 400, body = super::ErrorBody),
+              (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+pub async fn update_user(
+    State(s): State<AppState>,
+    session: Session,
+    Path(username): Path<String>,
+    Json(req): Json<UserChange>,
+) -> ApiResult<Json<User>> {
+    session.require(&[Role::Admin])?;
+    if username == session.user.username
+        && (req.active == Some(false) || req.role.is_some_and(|r| r != Role::Admin))
+    {
+        return Err(ApiError::bad_request(
+            "you cannot deactivate or demote your own account; ask another admin",
+        ));
+    }
+    if req.role == Some(Role::Agent) {
+        return Err(ApiError::bad_request(
+            "agent accounts are created with `central-hub agent add`",
+        ));
+    }
+    let display = req.display_name.as_deref().map(str::trim);
+    if display.is_some_and(str::is_empty) {
+        return Err(ApiError::bad_request("display_name must not be empty"));
+    }
+    let found = s
+        .auth
+        .update_user(&username, req.role, display, req.password.as_deref())
+        .await?;
+    if !found {
+        return Err(ApiError::not_found(format!("no user {username}")));
+    }
+    if let Some(active) = req.active {
+        s.auth.set_active(&username, active).await?;
+    }
+    let mut what = Vec::new();
+    if let Some(r) = req.role {
+        what.push(format!("role={}", r.as_str()));
+    }
+    if let Some(a) = req.active {
+        what.push(format!("active={a}"));
+    }
+    if display.is_some() {
+        what.push("display_name".into());
+    }
+    if req.password.is_some() {
+        what.push("password reset".into());
+    }
+    s.audit
+        .append(&session.user.username, "user.update", &username, &what.join(" "))
+        .await?;
+    let user = s
+        .auth
+        .users()
+        .await?
+        .into_iter()
+        .find(|u| u.username == username)
+        .ok_or_else(|| ApiError::not_found(format!("no user {username}")))?;
+    Ok(Json(user))
 }

@@ -277,6 +277,19 @@ pub async fn review_alert(
             &format!("{:?} -> {status}: {}", req.decision, req.note.trim()),
         )
         .await?;
+    if let Some(r) = sqlx::query("SELECT site, agent FROM alerts WHERE id = $1")
+        .bind(&id)
+        .fetch_optional(&s.db.pool)
+        .await?
+    {
+        use sqlx::Row;
+        let _ = s.ingest.live.send(crate::ingest::Live {
+            kind: "review",
+            site: r.try_get("site")?,
+            agent: r.try_get("agent")?,
+            id: Some(id.clone()),
+        });
+    }
     Ok(Json(ReviewResult { status }))
 }
 

@@ -91,6 +91,8 @@ pub struct RejectedRow {
 #[must_use = "rejected rows and file errors must be shown to the operator"]
 pub struct ImportReport {
     pub records: Vec<CitizenRecord>,
+    /// The file line of each of `records`, for reporting what happens to it later (its photo, say).
+    pub lines: Vec<u64>,
     pub rejected: Vec<RejectedRow>,
     /// Set when the file as a whole could not be imported; `records` and `rejected` are then empty.
     #[serde(serialize_with = "as_display_opt")]
@@ -170,7 +172,10 @@ pub fn parse_records_csv(mut reader: impl Read) -> ImportReport {
         }
         let line = row.position().map_or(0, csv::Position::line);
         match parse_row(&row, &header, &columns, line, &mut first_seen) {
-            Ok(record) => report.records.push(record),
+            Ok(record) => {
+                report.records.push(record);
+                report.lines.push(line);
+            }
             Err(reason) => report.rejected.push(RejectedRow { line, reason }),
         }
     }
