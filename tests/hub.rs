@@ -77,6 +77,7 @@ fn scenario(mqtt_section: &str, mqtt_port: u16, database_url: &str) {
         "/api/audit",
         "/api/audit/verify",
         "/api/users",
+        "/api/live",
         "/api/me",
     ] {
         assert_eq!(hub.get(path, None).0, 401, "{path} without a session");
@@ -91,6 +92,14 @@ fn scenario(mqtt_section: &str, mqtt_port: u16, database_url: &str) {
     }
     assert_eq!(hub.get("/api/users", Some(&op)).0, 403);
     assert_eq!(hub.get("/api/audit", Some(&op)).0, 403);
+
+    // The web UI's live stream: open before the agent starts, it must tell of the agent and its counts.
+    let live = hub.live_stream(&op);
+    assert!(
+        wait_until(Duration::from_secs(10), || live.lock().unwrap().contains("event: hello")),
+        "live stream opened: {}",
+        live.lock().unwrap()
+    );
 
     // An agent publishes to the hub's broker.
     let adir = tempfile::tempdir().unwrap();
@@ -110,6 +119,15 @@ fn scenario(mqtt_section: &str, mqtt_port: u16, database_url: &str) {
         body.contains("\"line\":\"gate\"")
     });
     assert!(ok, "line totals at the hub");
+    let text = live.lock().unwrap().clone();
+    assert!(text.contains("text/event-stream"), "{text}");
+    assert!(text.contains("event: agent") || text.contains("event: camera"), "{text}");
+    assert!(
+        wait_until(Duration::from_secs(10), || live.lock().unwrap().contains("event: count")),
+        "count events on the live stream: {}",
+        live.lock().unwrap()
+    );
+    assert!(live.lock().unwrap().contains(&format!("\"site\":\"{site}\"")));
     let (st, body) = hub.get(&format!("/api/sites/{site}/counts?bucket=day"), Some(&op));
     assert_eq!(st, 200);
     assert!(body.contains("\"line\":\"gate\""), "{body}");

@@ -110,6 +110,30 @@ impl Hub {
         (status, body.to_string())
     }
 
+    /// Opens `GET /api/live` and collects what the stream sends, in the background, until the hub stops.
+    pub fn live_stream(&self, token: &str) -> std::sync::Arc<std::sync::Mutex<String>> {
+        use std::io::{Read, Write};
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut s = std::net::TcpStream::connect(&self.http).expect("connect to the hub");
+        write!(
+            s,
+            "GET /api/live HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n",
+            self.http
+        )
+        .unwrap();
+        let sink = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        seen
+    }
+
     pub fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
         self.request("GET", path, token, None)
     }

@@ -190,6 +190,20 @@ pub async fn check_in(
         now,
     )
     .await?;
+    // A wanted person's check-in raised candidate alerts: tell the operators' screens now.
+    let raised = sqlx::query("SELECT id FROM alerts WHERE source = 'lodging' AND detail = $1")
+        .bind(&stay.id)
+        .fetch_all(&s.db.pool)
+        .await?;
+    for r in &raised {
+        use sqlx::Row;
+        let _ = s.ingest.live.send(crate::ingest::Live {
+            kind: "alert",
+            site: est.site.clone(),
+            agent: String::new(),
+            id: Some(r.try_get("id")?),
+        });
+    }
     Ok((StatusCode::CREATED, Json(stay)))
 }
 
