@@ -19,7 +19,8 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn main() {
-    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let web = root.join("web");
     println!("cargo:rerun-if-changed=web");
     let mut files = Vec::new();
@@ -33,9 +34,15 @@ fn main() {
             .expect("under web/")
             .to_string_lossy()
             .replace('\\', "/");
-        writeln!(code, "    ({rel:?}, include_bytes!({:?})),", f.display().to_string()).expect("string write");
+        writeln!(
+            code,
+            "    ({rel:?}, include_bytes!({:?})),",
+            f.display().to_string()
+        )
+        .expect("string write");
     }
     code.push_str("];\n");
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("web_assets.rs");
+    let out =
+        PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("web_assets.rs");
     std::fs::write(out, code).expect("writing web_assets.rs");
 }

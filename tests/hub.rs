@@ -21,6 +21,7 @@ events = "{events}"
 metrics_listen = ""
 exit_when_done = false
 count_interval_s = 0.5
+status_interval_s = 1
 [detection]
 embed_faces = false
 [mqtt]
@@ -96,7 +97,10 @@ fn scenario(mqtt_section: &str, mqtt_port: u16, database_url: &str) {
     // The web UI's live stream: open before the agent starts, it must tell of the agent and its counts.
     let live = hub.live_stream(&op);
     assert!(
-        wait_until(Duration::from_secs(10), || live.lock().unwrap().contains("event: hello")),
+        wait_until(Duration::from_secs(10), || live
+            .lock()
+            .unwrap()
+            .contains("event: hello")),
         "live stream opened: {}",
         live.lock().unwrap()
     );
@@ -121,16 +125,38 @@ fn scenario(mqtt_section: &str, mqtt_port: u16, database_url: &str) {
     assert!(ok, "line totals at the hub");
     let text = live.lock().unwrap().clone();
     assert!(text.contains("text/event-stream"), "{text}");
-    assert!(text.contains("event: agent") || text.contains("event: camera"), "{text}");
     assert!(
-        wait_until(Duration::from_secs(10), || live.lock().unwrap().contains("event: count")),
+        text.contains("event: agent") || text.contains("event: camera"),
+        "{text}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || live
+            .lock()
+            .unwrap()
+            .contains("event: count")),
         "count events on the live stream: {}",
         live.lock().unwrap()
     );
-    assert!(live.lock().unwrap().contains(&format!("\"site\":\"{site}\"")));
+    assert!(live
+        .lock()
+        .unwrap()
+        .contains(&format!("\"site\":\"{site}\"")));
     let (st, body) = hub.get(&format!("/api/sites/{site}/counts?bucket=day"), Some(&op));
     assert_eq!(st, 200);
     assert!(body.contains("\"line\":\"gate\""), "{body}");
+    // A running camera reports its analysis rate again and again, not only when its state changes.
+    let ok = wait_until(Duration::from_secs(30), || {
+        let (_, body) = hub.get("/api/agents", Some(&op));
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        v.as_array().into_iter().flatten().any(|a| {
+            a["site"] == site.as_str() && a["cameras"][0]["fps"].as_f64().is_some_and(|f| f > 0.0)
+        })
+    });
+    assert!(
+        ok,
+        "camera fps at the hub: {}",
+        hub.get("/api/agents", Some(&op)).1
+    );
     let (st, _) = hub.get(&format!("/api/sites/{site}/counts?bucket=week"), Some(&op));
     assert_eq!(st, 400);
 
@@ -292,9 +318,20 @@ fn records_import_with_photos_from_the_command_line() {
         "",
     );
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(out.status.code(), Some(1), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("2 imported, 0 updated, 1 photos enrolled, 2 refused"), "{text}");
-    assert!(text.contains("line 3: 079185000001: record stored without photo: photo binh.jpg"), "{text}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("2 imported, 0 updated, 1 photos enrolled, 2 refused"),
+        "{text}"
+    );
+    assert!(
+        text.contains("line 3: 079185000001: record stored without photo: photo binh.jpg"),
+        "{text}"
+    );
     // 079 + 1 means a woman born in the 1900s: the man on line 4 is refused.
     assert!(text.contains("line 4:"), "{text}");
     let (status, body) = hub.get("/api/persons/001085012345", Some(&admin));

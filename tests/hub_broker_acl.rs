@@ -226,7 +226,8 @@ fn embedded_broker_takes_only_agent_accounts_when_required() {
         .add_users(&admin, &[("op1", "operator")])
         .try_into()
         .unwrap();
-    let (user, pw) = credentials(&hub.cli(&["agent", "add", "--site", "pier", "--agent", "a1"], ""));
+    let (user, pw) =
+        credentials(&hub.cli(&["agent", "add", "--site", "pier", "--agent", "a1"], ""));
     let topic = "checkpoint/pier/a1/agent_status";
 
     assert!(
@@ -234,11 +235,25 @@ fn embedded_broker_takes_only_agent_accounts_when_required() {
         "an anonymous client must be refused"
     );
     assert!(
-        publish_as(port, &user, "wrong password", topic, status_event("pier", "a1", "x")).is_err(),
+        publish_as(
+            port,
+            &user,
+            "wrong password",
+            topic,
+            status_event("pier", "a1", "x")
+        )
+        .is_err(),
         "a wrong password must be refused"
     );
     assert!(
-        publish_as(port, "op1", "password op1", topic, status_event("pier", "a1", "x")).is_err(),
+        publish_as(
+            port,
+            "op1",
+            "password op1",
+            topic,
+            status_event("pier", "a1", "x")
+        )
+        .is_err(),
         "a web user's account is not a broker account"
     );
     // The agent's own account gets through, and the hub's ingest (which logs in with its in-process

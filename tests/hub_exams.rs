@@ -4,67 +4,9 @@
 //! never comes (absent); a photo without a face is refused and records nothing; the report, history and
 //! audit say so; roles and sign-in are enforced on every exam route.
 
-use checkpoint_e2e::hub::b64;
-use checkpoint_e2e::hub::{pg_schema, Hub};
+use checkpoint_e2e::hub::{b64, faceless_png, lfw_b64 as lfw, pg_schema, Hub};
 use checkpoint_e2e::mqtt::free_port;
-use checkpoint_e2e::shared_dir;
 use serde_json::{json, Value};
-
-/// An LFW photo, base64.
-fn lfw(person: &str, n: u32) -> String {
-    let p = shared_dir()
-        .join("datasets/faces/lfw_fold1")
-        .join(person)
-        .join(format!("{person}_{n:04}.jpg"));
-    b64(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-/// A 160x160 grey gradient as a PNG (stored, uncompressed deflate): an image with no face in it.
-fn faceless_png() -> Vec<u8> {
-    const W: usize = 160;
-    let mut raw = Vec::with_capacity((W + 1) * W);
-    for y in 0..W {
-        raw.push(0); // filter: none
-        raw.extend((0..W).map(|x| ((x + y) * 255 / (2 * W)) as u8));
-    }
-    let mut zlib = vec![0x78, 0x01, 0x01];
-    zlib.extend((raw.len() as u16).to_le_bytes());
-    zlib.extend((!(raw.len() as u16)).to_le_bytes());
-    zlib.extend(&raw);
-    let (mut a, mut b) = (1u32, 0u32);
-    for &x in &raw {
-        a = (a + x as u32) % 65521;
-        b = (b + a) % 65521;
-    }
-    zlib.extend(((b << 16) | a).to_be_bytes());
-    let mut ihdr = (W as u32).to_be_bytes().to_vec();
-    ihdr.extend((W as u32).to_be_bytes());
-    ihdr.extend([8, 0, 0, 0, 0]); // 8-bit greyscale
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    for (kind, data) in [(&b"IHDR"[..], ihdr), (b"IDAT", zlib), (b"IEND", Vec::new())] {
-        png.extend((data.len() as u32).to_be_bytes());
-        let mut chunk = kind.to_vec();
-        chunk.extend(&data);
-        png.extend(&chunk);
-        png.extend(crc32(&chunk).to_be_bytes());
-    }
-    png
-}
 
 fn call(hub: &Hub, method: &str, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
     let text = body.to_string();
@@ -312,9 +254,9 @@ fn scenario(database_url: &str) {
     let decide = format!("{base}/candidates/{B}/decision");
     let manual = json!({"result": "verified", "reason": "twin sister came to pick her up; checked the card and the admission list"});
     assert_eq!(
-        call(&hub, "POST", &decide, Some(&gv), &manual).0,
+        call(&hub, "POST", &decide, Some(&op), &manual).0,
         403,
-        "exam staff do not override the camera"
+        "an operator does not decide exam check-ins"
     );
     for body in [
         json!({"result": "verified", "reason": "  "}),

@@ -128,7 +128,9 @@ impl Hub {
                 if n == 0 {
                     break;
                 }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
         seen
@@ -254,4 +256,65 @@ impl Hub {
             })
             .collect()
     }
+}
+
+/// The path of LFW photo `n` of `person` in the shared test data.
+pub fn lfw_path(person: &str, n: u32) -> std::path::PathBuf {
+    crate::shared_dir()
+        .join("datasets/faces/lfw_fold1")
+        .join(person)
+        .join(format!("{person}_{n:04}.jpg"))
+}
+
+/// LFW photo `n` of `person`, base64 (as the API takes photos).
+pub fn lfw_b64(person: &str, n: u32) -> String {
+    let p = lfw_path(person, n);
+    b64(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A 160x160 grey gradient as a PNG (stored, uncompressed deflate): a valid image with no face in it.
+pub fn faceless_png() -> Vec<u8> {
+    const W: usize = 160;
+    let mut raw = Vec::with_capacity((W + 1) * W);
+    for y in 0..W {
+        raw.push(0); // filter: none
+        raw.extend((0..W).map(|x| ((x + y) * 255 / (2 * W)) as u8));
+    }
+    let mut zlib = vec![0x78, 0x01, 0x01];
+    zlib.extend((raw.len() as u16).to_le_bytes());
+    zlib.extend((!(raw.len() as u16)).to_le_bytes());
+    zlib.extend(&raw);
+    let (mut a, mut b) = (1u32, 0u32);
+    for &x in &raw {
+        a = (a + x as u32) % 65521;
+        b = (b + a) % 65521;
+    }
+    zlib.extend(((b << 16) | a).to_be_bytes());
+    let mut ihdr = (W as u32).to_be_bytes().to_vec();
+    ihdr.extend((W as u32).to_be_bytes());
+    ihdr.extend([8, 0, 0, 0, 0]); // 8-bit greyscale
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, data) in [(&b"IHDR"[..], ihdr), (b"IDAT", zlib), (b"IEND", Vec::new())] {
+        png.extend((data.len() as u32).to_be_bytes());
+        let mut chunk = kind.to_vec();
+        chunk.extend(&data);
+        png.extend(&chunk);
+        png.extend(crc32(&chunk).to_be_bytes());
+    }
+    png
 }

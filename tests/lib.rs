@@ -213,6 +213,7 @@ events = "{events}"
 metrics_listen = "{metrics_listen}"
 exit_when_done = true
 count_interval_s = {count_interval_s}
+status_interval_s = 2
 [mqtt]
 host = "127.0.0.1"
 port = {port}

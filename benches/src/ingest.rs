@@ -92,7 +92,9 @@ async fn run_one(name: &str, db: &Db, total: usize, batch: usize) -> Result<()> 
 /// Publishes `total` events to an embedded broker and times until the hub's ingest has stored them all.
 async fn run_mqtt(name: &str, db: &Db, total: usize) -> Result<()> {
     use std::time::Duration;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let cfg = central_hub::config::HubConfig::parse(&format!(
         "[mqtt]\nlisten = \"127.0.0.1:{port}\"\nclient_id = \"bench-ingest-{port}\"\n"
     ))
@@ -131,7 +133,10 @@ async fn run_mqtt(name: &str, db: &Db, total: usize) -> Result<()> {
     }
     let deadline = Instant::now() + Duration::from_secs(600);
     while stored().await? < total as i64 {
-        anyhow::ensure!(Instant::now() < deadline, "ingest did not store {total} events in 600 s");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "ingest did not store {total} events in 600 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let secs = started.elapsed().as_secs_f64();

@@ -276,9 +276,14 @@ mod tests {
         assert!(!auth.check("c", "", "").await, "anonymous");
         // Operators' accounts are for the web, not the broker.
         let a = crate::auth::Auth::new(db.clone(), 8, 5);
-        a.create_user("op1", "Op", "operator password", crate::auth::Role::Operator)
-            .await
-            .unwrap();
+        a.create_user(
+            "op1",
+            "Op",
+            "operator password",
+            crate::auth::Role::Operator,
+        )
+        .await
+        .unwrap();
         assert!(!auth.check("c", "op1", "operator password").await);
     }
 }

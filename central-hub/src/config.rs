@@ -287,7 +287,10 @@ impl HubConfig {
         }
         if let Some(d) = &self.http.web_dir {
             if !d.join("index.html").is_file() {
-                return err("http.web_dir", &format!("{} has no index.html", d.display()));
+                return err(
+                    "http.web_dir",
+                    &format!("{} has no index.html", d.display()),
+                );
             }
         }
         if self.mqtt.embedded && self.mqtt.listen.parse::<SocketAddr>().is_err() {
@@ -391,14 +394,18 @@ mod tests {
         assert_eq!(c.mqtt.listen, "127.0.0.1:1883");
         assert!(c.database_url().starts_with("sqlite://data/hub.db"));
         assert_eq!(c.retention.snapshot_hours, 72);
-        assert!(!c.embedded_requires_auth(), "loopback broker: anonymous agents on this machine");
+        assert!(
+            !c.embedded_requires_auth(),
+            "loopback broker: anonymous agents on this machine"
+        );
     }
 
     #[test]
     fn a_broker_on_the_network_requires_logins() {
         let c = HubConfig::parse("[mqtt]\nlisten = \"0.0.0.0:1883\"\n").unwrap();
         assert!(c.embedded_requires_auth());
-        let c = HubConfig::parse("[mqtt]\nlisten = \"0.0.0.0:1883\"\nrequire_auth = false\n").unwrap();
+        let c =
+            HubConfig::parse("[mqtt]\nlisten = \"0.0.0.0:1883\"\nrequire_auth = false\n").unwrap();
         assert!(!c.embedded_requires_auth());
         let c = HubConfig::parse("[mqtt]\nrequire_auth = true\n").unwrap();
         assert!(c.embedded_requires_auth());
@@ -411,7 +418,10 @@ mod tests {
             ("[database]\nurl = \"mysql://x\"\n", "database.url"),
             ("[mqtt]\nembedded = false\nhost = \"\"\n", "mqtt.host"),
             ("[ingest]\nbatch_size = 0\n", "ingest.batch_size"),
-            ("[mqtt]\nembedded = false\nrequire_auth = true\n", "mqtt.require_auth"),
+            (
+                "[mqtt]\nembedded = false\nrequire_auth = true\n",
+                "mqtt.require_auth",
+            ),
             ("utc_offset_hours = 20\n", "utc_offset_hours"),
             ("[http]\nlisen = \"x\"\n", "http"),
             (

@@ -293,8 +293,9 @@ pub async fn import_csv(
             .components()
             .all(|c| matches!(c, std::path::Component::Normal(_)))
         {
-            out.rejected
-                .push(fail(format!("photo {name} must be a path inside the photos folder")));
+            out.rejected.push(fail(format!(
+                "photo {name} must be a path inside the photos folder"
+            )));
             continue;
         }
         let bytes = match std::fs::read(dir.join(rel)) {

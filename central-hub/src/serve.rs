@@ -62,16 +62,16 @@ dynamic_filters = true
             .as_mut()
             .and_then(|v4| v4.get_mut("1"))
             .context("embedded broker config has no v4 listener")?;
-        server
-            .connections
-            .set_auth_handler(move |client_id: String, user: String, pass: String| {
+        server.connections.set_auth_handler(
+            move |client_id: String, user: String, pass: String| {
                 let (auth, rt) = (auth.clone(), hub_rt.clone());
                 async move {
                     rt.spawn(async move { auth.check(&client_id, &user, &pass).await })
                         .await
                         .unwrap_or(false)
                 }
-            });
+            },
+        );
     }
     std::thread::Builder::new()
         .name("mqtt-broker".into())

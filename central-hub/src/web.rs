@@ -17,7 +17,8 @@ include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
 
 /// The page may load only its own scripts, styles and images (snapshots arrive as blob: URLs, the exam
 /// camera as a media stream), and may not be framed.
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; \
+const CSP: &str =
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; \
                    media-src 'self' blob: mediastream:; connect-src 'self'; object-src 'none'; \
                    base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
@@ -124,7 +125,12 @@ mod tests {
                     stack.push(e.path());
                 } else {
                     on_disk += 1;
-                    let rel = e.path().strip_prefix(&dir).unwrap().to_string_lossy().replace('\\', "/");
+                    let rel = e
+                        .path()
+                        .strip_prefix(&dir)
+                        .unwrap()
+                        .to_string_lossy()
+                        .replace('\\', "/");
                     assert!(names.contains(&rel.as_str()), "{rel} not built in");
                 }
             }

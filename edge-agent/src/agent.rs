@@ -220,6 +220,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<
             snapshot_quality: cfg.watchlist.snapshot_quality,
             models: models_used.clone(),
         });
+        let status_every = Duration::from_secs_f64(cfg.agent.status_interval_s);
         let (tx, rx) = frame_channel();
         let handle = CameraSource::spawn(&cam.id, cam.stream.clone(), tx)
             .with_context(|| format!("camera {}: starting video source", cam.id))?;
@@ -235,7 +236,16 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<
             .name(format!("analysis-{}", cam.id))
             .spawn(move || {
                 analyse(
-                    id, analyzer, watch, rx, events, sink2, tally2, metrics2, stop2,
+                    id,
+                    analyzer,
+                    watch,
+                    rx,
+                    events,
+                    sink2,
+                    tally2,
+                    metrics2,
+                    stop2,
+                    status_every,
                 )
             })
             .context("spawning analysis thread")?;
@@ -379,17 +389,32 @@ fn analyse(
     tally: Arc<Mutex<SiteTally>>,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
+    status_every: Duration,
 ) {
     let cam_label = metrics.camera(&camera);
     let mut fps_ewma: Option<f64> = None;
     let mut last_frame: Option<Instant> = None;
     let mut finished = false;
+    // A running camera reports again every `status_every`, so the hub shows the rate it really analyses at
+    // (state changes alone would leave the first, fps-less report standing for hours).
+    let mut up: Option<SourceState> = None;
+    let mut reported = Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        if let Some(state) = &up {
+            if reported.elapsed() >= status_every && fps_ewma.is_some() {
+                sink.emit(EventKind::CameraStatus(camera_status(
+                    &camera, state, fps_ewma,
+                )));
+                reported = Instant::now();
+            }
+        }
         while let Ok(ev) = events.try_recv() {
             log_state(&camera, &ev.state);
             sink.emit(EventKind::CameraStatus(camera_status(
                 &camera, &ev.state, fps_ewma,
             )));
+            reported = Instant::now();
+            up = matches!(ev.state, SourceState::Up { .. }).then(|| ev.state.clone());
             match ev.state {
                 // A lost camera ends its tracks: people seen before the outage are not the ones after it.
                 SourceState::Reconnecting { .. } | SourceState::Down { .. } => {

@@ -145,6 +145,9 @@ pub struct AgentConfig {
     pub events: String,
     /// Seconds between `count` events; every line reports every interval, zeros included.
     pub count_interval_s: f64,
+    /// Seconds between `camera_status` reports of a running camera (with its analysis fps); state changes are
+    /// reported at once.
+    pub status_interval_s: f64,
     /// Stop when every camera has ended (only file sources end). Handy for batch runs and tests.
     pub exit_when_done: bool,
 }
@@ -156,6 +159,7 @@ impl Default for AgentConfig {
             metrics_listen: "127.0.0.1:9100".into(),
             events: "-".into(),
             count_interval_s: 10.0,
+            status_interval_s: 30.0,
             exit_when_done: true,
         }
     }
@@ -302,6 +306,12 @@ impl Config {
             return err(
                 "agent.count_interval_s".into(),
                 "must be a positive number of seconds",
+            );
+        }
+        if !(self.agent.status_interval_s >= 1.0) {
+            return err(
+                "agent.status_interval_s".into(),
+                "must be at least 1 second",
             );
         }
         for (k, v) in [

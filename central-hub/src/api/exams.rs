@@ -310,7 +310,7 @@ pub struct DecisionRequest {
 }
 
 /// A manual decision for a registered candidate, with a reason, for what the camera cannot settle
-/// (supervisor, admin). It becomes the candidate's current decision (method `manual`); history is kept.
+/// (exam staff at the door, supervisor, admin; who decided is recorded). It becomes the candidate's current decision (method `manual`); history is kept.
 /// Audited as `exam.decision` with the reason.
 #[utoipa::path(post, path = "/api/exams/sessions/{id}/candidates/{cccd}/decision", tag = "exams",
     security(("bearer" = [])),
@@ -326,7 +326,7 @@ pub async fn decision(
     Path((id, cccd)): Path<(String, String)>,
     Json(req): Json<DecisionRequest>,
 ) -> ApiResult<Json<ExamDecision>> {
-    session.require(ORGANISERS)?;
+    session.require(EXAM_STAFF)?;
     exams::get_session(&s.db, &id, s.cfg.faces.verify_threshold).await?;
     let cccd = exams::parse_cccd(&cccd)?;
     let d = exams::decide(

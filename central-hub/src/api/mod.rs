@@ -212,6 +212,7 @@ pub const AUDITORS: &[Role] = &[Role::Admin, Role::Supervisor];
         users::login,
         users::logout,
         users::me,
+        users::settings,
         users::list_users,
         users::create_user,
         users::update_user,
@@ -297,11 +298,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/auth/login", post(users::login))
         .route("/api/auth/logout", post(users::logout))
         .route("/api/me", get(users::me))
+        .route("/api/settings", get(users::settings))
         .route(
             "/api/users",
             get(users::list_users).post(users::create_user),
         )
-        .route("/api/users/{username}", axum::routing::patch(users::update_user))
+        .route(
+            "/api/users/{username}",
+            axum::routing::patch(users::update_user),
+        )
         .route("/api/agents", get(monitor::agents))
         .route("/api/sites/{site}/counts", get(monitor::counts))
         .route("/api/sites/{site}/lines", get(monitor::lines))
@@ -362,9 +367,11 @@ mod tests {
                 };
                 let handlers = &call[call.find(',').expect("route has handlers")..];
                 for m in ["get", "post", "put", "delete", "patch"] {
-                    let called = handlers
-                        .match_indices(&format!("{m}("))
-                        .any(|(i, _)| i == 0 || !handlers.as_bytes()[i - 1].is_ascii_alphanumeric() && handlers.as_bytes()[i - 1] != b'_');
+                    let called = handlers.match_indices(&format!("{m}(")).any(|(i, _)| {
+                        i == 0
+                            || !handlers.as_bytes()[i - 1].is_ascii_alphanumeric()
+                                && handlers.as_bytes()[i - 1] != b'_'
+                    });
                     if called {
                         out.push((m.to_string(), path.to_string()));
                     }
@@ -378,18 +385,30 @@ mod tests {
     fn every_route_is_in_the_openapi_document() {
         let doc = serde_json::to_value(super::openapi()).unwrap();
         let routes = routes_in_source();
-        assert!(routes.len() > 40, "found only {} routes: {routes:?}", routes.len());
+        assert!(
+            routes.len() > 40,
+            "found only {} routes: {routes:?}",
+            routes.len()
+        );
         let missing: Vec<_> = routes
             .iter()
             .filter(|(m, p)| doc["paths"][p.as_str()][m.as_str()].is_null())
             .collect();
-        assert!(missing.is_empty(), "routes missing from the OpenAPI document: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "routes missing from the OpenAPI document: {missing:?}"
+        );
         // And nothing documented that is not served.
         let documented: Vec<(String, String)> = doc["paths"]
             .as_object()
             .unwrap()
             .iter()
-            .flat_map(|(p, ops)| ops.as_object().unwrap().keys().map(move |m| (m.clone(), p.clone())))
+            .flat_map(|(p, ops)| {
+                ops.as_object()
+                    .unwrap()
+                    .keys()
+                    .map(move |m| (m.clone(), p.clone()))
+            })
             .filter(|(m, _)| ["get", "post", "put", "delete", "patch"].contains(&m.as_str()))
             .collect();
         let stale: Vec<_> = documented.iter().filter(|r| !routes.contains(r)).collect();

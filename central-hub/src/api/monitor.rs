@@ -270,10 +270,13 @@ pub struct AlertSummary {
     /// For lodging alerts, the stay id.
     pub detail: Option<String>,
     pub has_snapshot: bool,
+    /// The watchlist entry's label (who the candidate may be), when the entry still exists.
+    pub label: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct AlertQuery {
+    /// One status or several, comma-separated (`candidate,confirmed_once`: still open).
     pub status: Option<String>,
     pub site: Option<String>,
     pub list: Option<String>,
@@ -285,7 +288,8 @@ macro_rules! alert_columns {
     () => {
         "id, site, agent, camera, track_id, list, entry_id, similarity, threshold, votes, faces_used, \
          watchlist_version, ts_ms, status, source, detail, \
-         CASE WHEN snapshot IS NULL THEN 0 ELSE 1 END AS has_snapshot"
+         CASE WHEN snapshot IS NULL THEN 0 ELSE 1 END AS has_snapshot, \
+         (SELECT label FROM watchlist_entries w WHERE w.id = alerts.entry_id) AS label"
     };
 }
 
@@ -308,6 +312,7 @@ fn alert_row(r: &sqlx::any::AnyRow) -> Result<AlertSummary, sqlx::Error> {
         source: r.try_get("source")?,
         detail: opt_text(r, "detail"),
         has_snapshot: r.try_get::<i64, _>("has_snapshot")? == 1,
+        label: opt_text(r, "label"),
     })
 }
 
@@ -324,7 +329,7 @@ pub async fn alerts(
     let rows = sqlx::query(concat!(
         "SELECT ",
         alert_columns!(),
-        " FROM alerts WHERE ($1 = '' OR status = $1) AND ($2 = '' OR site = $2) \
+        " FROM alerts WHERE ($1 = '' OR (',' || $1 || ',') LIKE ('%,' || status || ',%')) AND ($2 = '' OR site = $2) \
          AND ($3 = '' OR list = $3) ORDER BY ts_ms DESC LIMIT $4"
     ))
     .bind(q.status.unwrap_or_default())

@@ -185,7 +185,12 @@ pub async fn update_user(
         what.push("password reset".into());
     }
     s.audit
-        .append(&session.user.username, "user.update", &username, &what.join(" "))
+        .append(
+            &session.user.username,
+            "user.update",
+            &username,
+            &what.join(" "),
+        )
         .await?;
     let user = s
         .auth
@@ -195,4 +200,23 @@ pub async fn update_user(
         .find(|u| u.username == username)
         .ok_or_else(|| ApiError::not_found(format!("no user {username}")))?;
     Ok(Json(user))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Settings {
+    /// The hub's local time, hours east of UTC: daily counts and dates are in this time.
+    pub utc_offset_hours: i8,
+    pub version: String,
+    /// Shortest password the hub accepts.
+    pub min_password_length: usize,
+}
+
+/// What a client needs to present the hub's data (no sign-in needed: nothing here is private).
+#[utoipa::path(get, path = "/api/settings", tag = "auth", responses((status = 200, body = Settings)))]
+pub async fn settings(State(s): State<AppState>) -> Json<Settings> {
+    Json(Settings {
+        utc_offset_hours: s.cfg.utc_offset_hours,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        min_password_length: crate::auth::MIN_PASSWORD,
+    })
 }

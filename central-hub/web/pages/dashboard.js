@@ -1,0 +1,292 @@
+// Counts dashboard: per site and line, entries, exits and occupancy now; entries and exits per hour (last
+// 24 h) and per day (last 14 days); the agents' and cameras' health. Updated by the live stream (`count`,
+// `agent`, `camera` events, coalesced), not by polling; only the "last seen" ages are re-read twice a minute.
+
+import { get, qs } from '../api.js';
+import { h, replace, select, field } from '../dom.js';
+import { t, tv, num, dateTime, ago, time, date, dayStart, hourStart } from '../i18n.js';
+import { chart } from '../chart.js';
+import { pageHead, section, table, badge, loading, coalesce } from './common.js';
+
+const STATE_KIND = { online: 'ok', offline: 'neutral', stale: 'danger', up: 'ok', starting: 'info', reconnecting: 'warn', down: 'danger', ended: 'neutral' };
+const HOUR = 3600_000;
+const DAY = 86400_000;
+
+function render(root, ctx, params) {
+  let disposed = false;
+  let site = params[0] || '';
+  let lineKey = '';
+  let agents = [];
+
+  const siteSel = select({ 'data-testid': 'dash-site' }, [], '');
+  const lineSel = select({ 'data-testid': 'dash-line' }, [['', t('dashboard.all_lines')]], '');
+  siteSel.addEventListener('change', () => {
+    site = siteSel.value;
+    lineKey = '';
+    history.replaceState(null, '', `#/dashboard/${encodeURIComponent(site)}`);
+    loadSite();
+  });
+  lineSel.addEventListener('change', () => {
+    lineKey = lineSel.value;
+    loadSite();
+  });
+  const kpis = h('div', { class: 'kpis', 'data-testid': 'dash-kpis' });
+  const linesBox = h('div');
+  const hourly = h('div', { class: 'chart-box' });
+  const daily = h('div', { class: 'chart-box' });
+  const occBox = h('div', { class: 'chart-box' });
+  const health = h('div', { 'data-testid': 'dash-health' });
+  const sysBox = h('div');
+  const updated = h('p', { class: 'muted small', role: 'status' });
+
+  replace(
+    root,
+    pageHead(t('dashboard.title'), updated),
+    h('form', { class: 'filters', onsubmit: (e) => e.preventDefault() }, field(t('dashboard.site'), siteSel), field(t('dashboard.line'), lineSel)),
+    kpis,
+    h('div', { class: 'grid-2' }, section(t('dashboard.hourly'), hourly), section(t('dashboard.daily'), daily)),
+    section(t('dashboard.occupancy_chart'), occBox),
+    section(t('dashboard.lines'), linesBox),
+    section(t('dashboard.health'), health),
+    section(t('dashboard.system_alerts'), sysBox),
+  );
+  replace(kpis, loading());
+
+  async function loadAgents() {
+    agents = await get('/api/agents');
+    const sites = [...new Set(agents.map((a) => a.site))].sort();
+    if (!site && sites.length) site = sites[0];
+    if (site && !sites.includes(site)) sites.unshift(site);
+    replace(siteSel, sites.length ? sites.map((s) => h('option', { value: s, selected: s === site }, s)) : h('option', { value: '' }, t('dashboard.no_sites')));
+    renderHealth();
+  }
+
+  function renderHealth() {
+    const now = Date.now();
+    const rows = [];
+    for (const a of agents) {
+      rows.push({ a, cam: null });
+      for (const c of a.cameras) rows.push({ a, cam: c });
+    }
+    replace(
+      health,
+      table({
+        testid: 'agents-table',
+        caption: t('dashboard.health'),
+        empty: t('dashboard.no_agents'),
+        rows,
+        rowProps: (r) => ({ class: r.cam ? 'sub-row' : ['agent-row', r.a.site === site && 'current-site'], 'data-testid': r.cam ? 'camera-row' : 'agent-row' }),
+        columns: [
+          { label: t('dashboard.site_agent'), cell: (r) => (r.cam ? h('span', { class: 'indent' }, `↳ ${t('dashboard.camera')} ${r.cam.camera}`) : h('strong', null, `${r.a.site} / ${r.a.agent}`)) },
+          { label: t('dashboard.state'), cell: (r) => { const st = r.cam ? r.cam.state : r.a.state; return badge(tv('health_state', st), STATE_KIND[st] || 'neutral'); } },
+          { label: t('dashboard.fps'), cls: 'num', cell: (r) => (r.cam ? num(r.cam.fps, 1) : '') },
+          { label: t('dashboard.reconnects'), cls: 'num', cell: (r) => (r.cam ? num(r.cam.reconnects) : '') },
+          {
+            label: t('dashboard.last_seen'),
+            cell: (r) => {
+              const ms = r.cam ? r.cam.updated_ms : r.a.last_seen_ms;
+              return h('span', { title: dateTime(ms, true) }, `${ago(ms, now)} · ${dateTime(ms)}`);
+            },
+          },
+          { label: t('dashboard.version'), cell: (r) => (r.cam ? r.cam.detail || '' : r.a.version) },
+          {
+            label: t('dashboard.watchlist'),
+            cell: (r) => (r.cam ? '' : r.a.watchlist_error ? badge(r.a.watchlist_error, 'danger') : `v${r.a.watchlist_version}`),
+          },
+        ],
+      }),
+    );
+  }
+
+  const lineId = (r) => `${r.camera}/${r.line}`;
+
+  async function loadSite() {
+    if (!site) {
+      replace(kpis, h('p', { class: 'empty', 'data-testid': 'dash-empty' }, t('dashboard.no_sites_long')));
+      for (const b of [hourly, daily, occBox, linesBox]) replace(b);
+      return;
+    }
+    const now = Date.now();
+    const enc = encodeURIComponent(site);
+    const hourFrom = hourStart(now) - 23 * HOUR;
+    const dayFrom = dayStart(now) - 13 * DAY;
+    const [lines, hours, days] = await Promise.all([
+      get(`/api/sites/${enc}/lines`),
+      get(`/api/sites/${enc}/counts${qs({ bucket: 'hour', from_ms: hourFrom, to_ms: now + HOUR })}`),
+      get(`/api/sites/${enc}/counts${qs({ bucket: 'day', from_ms: dayFrom, to_ms: now + DAY })}`),
+    ]);
+    if (disposed) return;
+    const keys = [...new Set(lines.map(lineId).concat(hours.map(lineId)))].sort();
+    replace(lineSel, h('option', { value: '' }, t('dashboard.all_lines')), keys.map((k) => h('option', { value: k, selected: k === lineKey }, k)));
+    const pick = (r) => !lineKey || lineId(r) === lineKey;
+    const shown = lines.filter(pick);
+    const entries = shown.reduce((s, r) => s + r.total_entries, 0);
+    const exits = shown.reduce((s, r) => s + r.total_exits, 0);
+    // Occupancy is per site as each agent last reported it: the newest report of each agent, summed.
+    const perAgent = new Map();
+    for (const r of lines) if (!perAgent.has(r.agent) || perAgent.get(r.agent).ts_ms < r.ts_ms) perAgent.set(r.agent, r);
+    const occupancy = [...perAgent.values()].reduce((s, r) => s + r.occupancy, 0);
+    const lastTs = Math.max(0, ...lines.map((r) => r.ts_ms));
+    replace(
+      kpis,
+      kpi(t('dashboard.entries'), entries, 'entries', t('dashboard.since_start')),
+      kpi(t('dashboard.exits'), exits, 'exits', t('dashboard.since_start')),
+      kpi(t('dashboard.occupancy'), occupancy, 'occupancy', lastTs ? t('dashboard.as_of', { t: dateTime(lastTs) }) : t('common.no_data')),
+    );
+    updated.textContent = t('dashboard.updated', { t: time(Date.now(), true) });
+
+    // Hourly and daily buckets, all lines summed (or the chosen one).
+    const hourStarts = Array.from({ length: 24 }, (_, i) => hourFrom + i * HOUR);
+    const sumBy = (rows, starts) => {
+      const en = starts.map(() => 0);
+      const ex = starts.map(() => 0);
+      for (const r of rows.filter(pick)) {
+        const i = starts.indexOf(r.bucket_start_ms);
+        if (i >= 0) {
+          en[i] += r.entries;
+          ex[i] += r.exits;
+        }
+      }
+      return [en, ex];
+    };
+    const [hEn, hEx] = sumBy(hours, hourStarts);
+    replace(
+      hourly,
+      chart({
+        title: t('dashboard.hourly_title', { site }),
+        labels: hourStarts.map((ms) => time(ms)),
+        series: [{ label: t('dashboard.entries'), values: hEn }, { label: t('dashboard.exits'), values: hEx }],
+        testid: 'chart-hourly',
+        width: hourly.clientWidth,
+        empty: t('dashboard.no_counts'),
+      }),
+    );
+    const dayStarts = Array.from({ length: 14 }, (_, i) => dayStart(dayFrom + i * DAY + HOUR * 12));
+    const [dEn, dEx] = sumBy(days, dayStarts);
+    replace(
+      daily,
+      chart({
+        title: t('dashboard.daily_title', { site }),
+        labels: dayStarts.map((ms) => date(ms).slice(0, 5)),
+        series: [{ label: t('dashboard.entries'), values: dEn }, { label: t('dashboard.exits'), values: dEx }],
+        testid: 'chart-daily',
+        width: daily.clientWidth,
+        empty: t('dashboard.no_counts'),
+      }),
+    );
+    // Occupancy through the last 24 h: today's figure walked back through each hour's entries and exits (all
+    // lines of the site, since occupancy is the site's).
+    const [aEn, aEx] = (() => {
+      const en = hourStarts.map(() => 0);
+      const ex = hourStarts.map(() => 0);
+      for (const r of hours) {
+        const i = hourStarts.indexOf(r.bucket_start_ms);
+        if (i >= 0) {
+          en[i] += r.entries;
+          ex[i] += r.exits;
+        }
+      }
+      return [en, ex];
+    })();
+    const occ = hourStarts.map(() => 0);
+    let level = occupancy;
+    for (let i = hourStarts.length - 1; i >= 0; i--) {
+      occ[i] = Math.max(0, level);
+      level -= aEn[i] - aEx[i];
+    }
+    replace(
+      occBox,
+      lines.length
+        ? chart({
+            title: t('dashboard.occupancy_title', { site }),
+            labels: hourStarts.map((ms) => time(ms + HOUR)),
+            series: [{ label: t('dashboard.occupancy'), values: occ, kind: 'line' }],
+            testid: 'chart-occupancy',
+            width: occBox.clientWidth,
+            zeroIsData: true,
+            height: 200,
+          })
+        : h('p', { class: 'empty' }, t('dashboard.no_counts')),
+      h('p', { class: 'muted small' }, t('dashboard.occupancy_note')),
+    );
+    replace(
+      linesBox,
+      table({
+        testid: 'lines-table',
+        caption: t('dashboard.lines'),
+        empty: t('dashboard.no_counts'),
+        rows: lines,
+        columns: [
+          { label: t('dashboard.agent'), cell: (r) => r.agent },
+          { label: t('dashboard.camera'), cell: (r) => r.camera },
+          { label: t('dashboard.line'), cell: (r) => r.line },
+          { label: t('dashboard.entries'), cls: 'num', cell: (r) => num(r.total_entries) },
+          { label: t('dashboard.exits'), cls: 'num', cell: (r) => num(r.total_exits) },
+          { label: t('dashboard.occupancy'), cls: 'num', cell: (r) => num(r.occupancy) },
+          { label: t('dashboard.reported'), cell: (r) => dateTime(r.ts_ms, true) },
+        ],
+      }),
+    );
+  }
+
+  function kpi(label, value, id, sub) {
+    return h(
+      'div',
+      { class: 'kpi', 'data-testid': `kpi-${id}` },
+      h('span', { class: 'kpi-label' }, label),
+      h('span', { class: 'kpi-value', 'data-value': String(value) }, num(value)),
+      h('span', { class: 'kpi-sub' }, sub),
+    );
+  }
+
+  async function loadSystemAlerts() {
+    const list = await get('/api/system-alerts');
+    const open = list.filter((a) => !a.cleared_ms);
+    const recent = list.filter((a) => a.cleared_ms).slice(0, 10);
+    replace(
+      sysBox,
+      table({
+        testid: 'system-alerts',
+        empty: t('dashboard.no_system_alerts'),
+        rows: [...open, ...recent],
+        columns: [
+          { label: t('dashboard.state'), cell: (a) => (a.cleared_ms ? badge(t('dashboard.cleared'), 'neutral') : badge(t('dashboard.open'), 'danger')) },
+          { label: t('dashboard.kind'), cell: (a) => tv('system_alert', a.kind) },
+          { label: t('dashboard.site_agent'), cell: (a) => `${a.site} / ${a.agent}` },
+          { label: t('dashboard.detail'), cell: (a) => a.detail },
+          { label: t('dashboard.raised'), cell: (a) => dateTime(a.raised_ms) },
+          { label: t('dashboard.cleared_at'), cell: (a) => (a.cleared_ms ? dateTime(a.cleared_ms) : '–') },
+        ],
+      }),
+    );
+  }
+
+  async function loadAll() {
+    try {
+      await loadAgents();
+      await Promise.all([loadSite(), loadSystemAlerts()]);
+    } catch (e) {
+      if (!disposed) replace(kpis, h('p', { class: 'msg msg-error', role: 'alert' }, ctx.errorText(e)));
+    }
+  }
+
+  const refresh = coalesce(loadAll, 3000);
+  const unLive = ctx.live.on((ev) => {
+    if (['count', 'agent', 'camera', 'resync'].includes(ev.type)) refresh();
+    else if (ev.type === 'hello' && agents.length) refresh();
+  });
+  // Ages ("2 min ago") go stale by themselves; re-read only the agents, twice a minute.
+  const tick = setInterval(() => {
+    loadAgents().catch(() => {});
+  }, 30_000);
+  loadAll();
+
+  return () => {
+    disposed = true;
+    refresh.cancel();
+    unLive();
+    clearInterval(tick);
+  };
+}
+
+export default { render };
