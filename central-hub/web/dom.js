@@ -103,6 +103,22 @@ export async function busy(button, fn) {
   }
 }
 
+/** A form's submit handler: keeps the page, clears `msg`, runs `action` with `button` disabled, and shows a
+ *  failure next to the form (the hub's messages are written for people; `errorText` turns an error into text). */
+export function submitting(button, msg, errorText, action) {
+  return (ev) => {
+    ev.preventDefault();
+    msg.clear();
+    busy(button, async () => {
+      try {
+        await action();
+      } catch (e) {
+        msg.error(errorText(e));
+      }
+    });
+  };
+}
+
 /** Reads a File as base64 (without the data: prefix), for the API's photo_jpeg_b64 fields. */
 export function fileBase64(file) {
   return new Promise((resolve, reject) => {

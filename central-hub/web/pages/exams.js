@@ -3,7 +3,7 @@
 // The live photo goes to the hub once, for the comparison, and is never stored there.
 
 import { get, post, qs } from '../api.js';
-import { h, replace, field, select, messageBox, busy, fileBase64 } from '../dom.js';
+import { h, replace, field, select, messageBox, busy, fileBase64, submitting } from '../dom.js';
 import { t, tv, num, dateTime, dateTimeInputMs, msDateTimeInput } from '../i18n.js';
 import { pageHead, section, table, badge, loadInto, photoFeedback } from './common.js';
 
@@ -60,22 +60,14 @@ function sessions(root, ctx) {
       'form',
       {
         class: 'form-grid',
-        onsubmit: (ev) => {
-          ev.preventDefault();
-          msg.clear();
-          busy(submit, async () => {
-            try {
-              const body = { venue_kind: kind.value, venue: venue.value.trim(), subject: subject.value.trim(), shift: shift.value.trim(), starts_ms: dateTimeInputMs(starts.value) };
-              if (threshold.value) body.verify_threshold = Number(threshold.value);
-              const s = await post('/api/exams/sessions', body);
-              msg.ok(t('exams.created', { title: sessionTitle(s) }));
-              form.reset();
-              load();
-            } catch (e) {
-              msg.error(ctx.errorText(e));
-            }
-          });
-        },
+        onsubmit: submitting(submit, msg, ctx.errorText, async () => {
+          const body = { venue_kind: kind.value, venue: venue.value.trim(), subject: subject.value.trim(), shift: shift.value.trim(), starts_ms: dateTimeInputMs(starts.value) };
+          if (threshold.value) body.verify_threshold = Number(threshold.value);
+          const s = await post('/api/exams/sessions', body);
+          msg.ok(t('exams.created', { title: sessionTitle(s) }));
+          form.reset();
+          load();
+        }),
       },
       field(t('exams.venue_kind'), kind),
       field(t('exams.venue'), venue),

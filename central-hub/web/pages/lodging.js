@@ -2,7 +2,7 @@
 // check them out), the police search, tourism statistics, and the establishments with their staff accounts.
 
 import { get, post, qs } from '../api.js';
-import { h, replace, field, select, messageBox, busy } from '../dom.js';
+import { h, replace, field, select, messageBox, busy, submitting } from '../dom.js';
 import { t, tv, num, date, dateTime, isoDate, dateInputMs, dayStart } from '../i18n.js';
 import { chart } from '../chart.js';
 import { pageHead, section, table, badge, loadInto, tabs, debounce } from './common.js';
@@ -431,20 +431,12 @@ function establishments(root, ctx) {
       'form',
       {
         class: 'form-grid',
-        onsubmit: (ev) => {
-          ev.preventDefault();
-          msg.clear();
-          busy(submit, async () => {
-            try {
-              const e = await post('/api/lodging/establishments', { name: name.value.trim(), kind: kind.value, site: site.value.trim(), address: address.value.trim() });
-              msg.ok(t('lodging.created_ok', { name: e.name }));
-              form.reset();
-              load();
-            } catch (e) {
-              msg.error(ctx.errorText(e));
-            }
-          });
-        },
+        onsubmit: submitting(submit, msg, ctx.errorText, async () => {
+          const e = await post('/api/lodging/establishments', { name: name.value.trim(), kind: kind.value, site: site.value.trim(), address: address.value.trim() });
+          msg.ok(t('lodging.created_ok', { name: e.name }));
+          form.reset();
+          load();
+        }),
       },
       field(t('lodging.name'), name),
       field(t('lodging.kind'), kind),
@@ -469,18 +461,10 @@ function establishments(root, ctx) {
       'form',
       {
         class: 'form-grid',
-        onsubmit: (ev) => {
-          ev.preventDefault();
-          msg.clear();
-          busy(submit, async () => {
-            try {
-              const l = await post(`/api/lodging/establishments/${encodeURIComponent(est.value)}/staff`, { username: user.value });
-              msg.ok(t('lodging.linked', { user: l.username, name: est.selectedOptions[0]?.textContent || '' }));
-            } catch (e) {
-              msg.error(ctx.errorText(e));
-            }
-          });
-        },
+        onsubmit: submitting(submit, msg, ctx.errorText, async () => {
+          const l = await post(`/api/lodging/establishments/${encodeURIComponent(est.value)}/staff`, { username: user.value });
+          msg.ok(t('lodging.linked', { user: l.username, name: est.selectedOptions[0]?.textContent || '' }));
+        }),
       },
       h('p', { class: 'muted field-wide' }, t('lodging.link_lead')),
       field(t('lodging.establishment'), est),

@@ -2,7 +2,7 @@
 // Agent accounts are machine accounts made with `central-hub agent add`; they are listed but not edited here.
 
 import { get, post, patch } from '../api.js';
-import { h, replace, field, select, messageBox, busy } from '../dom.js';
+import { h, replace, field, select, messageBox, busy, submitting } from '../dom.js';
 import { t, tv } from '../i18n.js';
 import { pageHead, section, table, badge, loadInto } from './common.js';
 
@@ -127,20 +127,12 @@ function render(root, ctx) {
       'form',
       {
         class: 'form-grid',
-        onsubmit: (ev) => {
-          ev.preventDefault();
-          msg.clear();
-          busy(submit, async () => {
-            try {
-              const u = await post('/api/users', { username: username.value.trim(), display_name: display.value.trim(), role: role.value, password: password.value });
-              msg.ok(t('users.created', { user: u.username, role: tv('role', u.role) }));
-              form.reset();
-              await load();
-            } catch (e) {
-              msg.error(ctx.errorText(e));
-            }
-          });
-        },
+        onsubmit: submitting(submit, msg, ctx.errorText, async () => {
+          const u = await post('/api/users', { username: username.value.trim(), display_name: display.value.trim(), role: role.value, password: password.value });
+          msg.ok(t('users.created', { user: u.username, role: tv('role', u.role) }));
+          form.reset();
+          await load();
+        }),
       },
       field(t('users.username'), username, t('users.username_hint')),
       field(t('users.display_name'), display),
