@@ -93,6 +93,45 @@ fn scenario(mqtt_section: &str, mqtt_port: u16, database_url: &str) {
     }
     assert_eq!(hub.get("/api/users", Some(&op)).0, 403);
     assert_eq!(hub.get("/api/audit", Some(&op)).0, 403);
+    // User administration: admins only, and an admin cannot lock themselves out.
+    let demote = r#"{"role":"operator"}"#;
+    assert_eq!(
+        hub.request("PATCH", "/api/users/sup1", None, Some(demote))
+            .0,
+        401
+    );
+    assert_eq!(
+        hub.request("PATCH", "/api/users/sup1", Some(&sup), Some(demote))
+            .0,
+        403
+    );
+    assert_eq!(
+        hub.request("PATCH", "/api/users/admin", Some(&admin), Some(demote))
+            .0,
+        400
+    );
+    assert_eq!(
+        hub.request("PATCH", "/api/users/nobody", Some(&admin), Some(demote))
+            .0,
+        404
+    );
+    let (st, body) = hub.request(
+        "PATCH",
+        "/api/users/desk1",
+        Some(&admin),
+        Some(r#"{"active":false}"#),
+    );
+    assert_eq!(st, 200, "{body}");
+    assert!(body.contains("\"active\":false"), "{body}");
+    assert_eq!(
+        hub.get("/api/me", Some(&desk)).0,
+        401,
+        "a deactivated user's session ends"
+    );
+    // What a client needs to show the hub's days: public, nothing private in it.
+    let (st, body) = hub.get("/api/settings", None);
+    assert_eq!(st, 200);
+    assert!(body.contains("\"utc_offset_hours\":7"), "{body}");
 
     // The web UI's live stream: open before the agent starts, it must tell of the agent and its counts.
     let live = hub.live_stream(&op);
