@@ -5,7 +5,9 @@
 //! watchlist enrolment with the hub's photo-quality feedback and the agents' sync versions; a lodging guest
 //! checked in by the CCCD QR payload and out again, the police search and the statistics chart; an exam
 //! check-in by face, a photo without a face refused, a supervisor's override with a reason and the report;
-//! the audit log with its chain check; user administration; and the alerts page on a 768 px tablet.
+//! identity records: a new record filled from the card's QR payload with a photo, found by its name without
+//! diacritics, a 1:1 verification against it and a CSV import with a rejected line; the audit log with its
+//! chain check; user administration; and the alerts page on a 768 px tablet.
 //! Screenshots of every step go to `$CHECKPOINT_TEST_OUT/ui`, else `<target dir>/ui-screenshots`.
 //!
 //! Needs `node`, `/usr/bin/chromium` (or `$CHROMIUM`) and `npm ci --prefix tests/web`; `scripts/test`
@@ -30,6 +32,14 @@ const AN_QR: &str =
 const A: &str = "079085001234";
 const B: &str = "001190004567";
 const C: &str = "001302000789";
+/// A new person for the records page: Phạm Thị Hoa, female, born 15/06/1990 in Hà Nội (digit 4 = 1: a woman
+/// born in the 1900s; digits 5-6 = 90).
+const HOA_QR: &str =
+    "001190012345||Phạm Thị Hoa|15061990|Nữ|Số 5 Lý Thường Kiệt, Hoàn Kiếm, Hà Nội|10012022";
+/// A CSV for the records import: line 2 is good; line 3's CCCD says a man (digit 4 = 0) and the row a woman.
+const RECORDS_CSV: &str = "cccd,full_name,date_of_birth,gender,address\n\
+    001085067890,Lê Văn Nam,02/03/1985,male,Số 2 Hàng Bài Hoàn Kiếm Hà Nội\n\
+    001090054321,Trần Thị Sai,01/01/1990,female,Số 3 Hàng Bài Hoàn Kiếm Hà Nội\n";
 /// The whole browser run, alert wait included, at most.
 const NODE_LIMIT: Duration = Duration::from_secs(900);
 
@@ -137,6 +147,19 @@ fn operators_do_their_work_in_the_browser() {
     let (st, page) = hub.get("/", None);
     assert_eq!(st, 200, "GET /");
     assert!(page.contains("/ui/app.js"), "{page}");
+    let head = raw_head(&hub.http, "/ui/app.js");
+    for want in [
+        "content-security-policy: default-src 'self'; script-src 'self'",
+        "x-content-type-options: nosniff",
+        "content-type: text/javascript",
+        "etag: ",
+    ] {
+        assert!(
+            head.to_ascii_lowercase().contains(want),
+            "{want} in:\n{head}"
+        );
+    }
+    assert!(raw_head(&hub.http, "/ui/../hub.db").starts_with("HTTP/1.1 404"));
 
     // Watchlist: Zico, for the gate's site.
     let now_ms = std::time::SystemTime::now()
@@ -266,6 +289,17 @@ fn operators_do_their_work_in_the_browser() {
             "override_candidate_no": "HN-0002",
             "no_face_candidate_no": "HN-0003",
         },
+        "records": {
+            "qr": HOA_QR,
+            "cccd": "001190012345",
+            "full_name": "Phạm Thị Hoa",
+            "date_of_birth": "1990-06-15",
+            "search_name": "pham thi hoa",
+            "photo": lfw_path("Angela_Bassett", 1),
+            "verify_photo": lfw_path("Angela_Bassett", 2),
+            "csv": RECORDS_CSV,
+            "bad_line": 3,
+        },
         "new_user": {"username": "op3", "display_name": "Phạm Văn Cường", "password": "password op3 for the ui"},
     });
     let plan_path = dir.path().join("plan.json");
@@ -350,6 +384,21 @@ fn operators_do_their_work_in_the_browser() {
         tail(&agent_log, 40),
     );
     eprintln!("web_ui: passed; screenshots in {}", out.display());
+}
+
+/// The status line and headers of `GET path`.
+fn raw_head(addr: &str, path: &str) -> String {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).to_string();
+    text.split("\r\n\r\n").next().unwrap_or("").to_string()
 }
 
 fn tail(text: &str, lines: usize) -> String {

@@ -9,6 +9,7 @@ import { icon } from './icons.js';
 import alerts from './pages/alerts.js';
 import dashboard from './pages/dashboard.js';
 import watchlists from './pages/watchlists.js';
+import records from './pages/records.js';
 import lodging from './pages/lodging.js';
 import exams from './pages/exams.js';
 import audit from './pages/audit.js';
@@ -31,6 +32,8 @@ const PAGES = [
   { id: 'alerts', roles: ROLES.WATCHERS, page: alerts },
   { id: 'dashboard', roles: ROLES.WATCHERS, page: dashboard },
   { id: 'watchlists', roles: ROLES.WATCHERS, page: watchlists },
+  // Reading records is for watchers (exam staff verify at the exam desk, where they cannot search records).
+  { id: 'records', roles: ROLES.WATCHERS, page: records },
   { id: 'lodging', roles: ROLES.LODGING, page: lodging },
   { id: 'exams', roles: ROLES.EXAM_STAFF, page: exams },
   { id: 'audit', roles: ROLES.AUDITORS, page: audit },

@@ -9,6 +9,9 @@
 //   "lodging": {"qr": "<CCCD QR payload>", "guest_name": "Nguyễn Văn An", "search_name": "nguyen van an"},
 //   "exam": {"session_id": "..", "candidate_no": "HN-0001", "photo": "/path/live.jpg",
 //            "override_candidate_no": "HN-0002", "no_face_candidate_no": "HN-0003"},
+//   "records": {"qr": "<CCCD QR payload of a new person>", "cccd": "..", "full_name": "..", "date_of_birth": "YYYY-MM-DD",
+//               "search_name": "<name without diacritics>", "photo": "/path/face.jpg", "verify_photo": "/path/same-person.jpg",
+//               "csv": "<records CSV with one bad row>", "bad_line": 3},
 //   "new_user": {"username": "..", "display_name": "..", "password": ".."}
 // }
 //
@@ -245,6 +248,65 @@ async function run() {
     await sup.click(`[data-testid=entry-row]:has-text("${w.label}") [data-testid=entry-open]`);
     await need(sup, '[data-testid=entry-detail] img[src^="blob:"]', 'enrolled photo of the new entry');
     await shot(sup, '07-watchlists');
+
+    // ---- identity records
+    step = 'records create';
+    const R = plan.records;
+    await go(sup, 'records', 'rec-form');
+    await sup.fill('[data-testid=rec-qr]', R.qr);
+    await sup.click('[data-testid=rec-qr-fill]');
+    await attrEquals(sup, '[data-testid=rec-qr-msg]', 'class', 'msg msg-ok', 'form filled from the QR payload');
+    const filled = await sup.evaluate(() => Object.fromEntries(['rec-cccd', 'rec-name', 'rec-dob', 'rec-gender', 'rec-address'].map((id) => [id, document.querySelector(`[data-testid=${id}]`).value])));
+    if (filled['rec-cccd'] !== R.cccd || filled['rec-name'] !== R.full_name || filled['rec-dob'] !== R.date_of_birth || filled['rec-gender'] !== 'female' || !filled['rec-address']) {
+      fail(`form filled from the QR payload: ${JSON.stringify(filled)}`);
+    }
+    const dobShown = R.date_of_birth.split('-').reverse().join('/');
+    if ((await sup.textContent('[data-testid=rec-dob-shown]')).trim() !== dobShown) fail('date of birth not shown as dd/mm/yyyy');
+    // The hub checks the CCCD against the record: a man's gender does not agree with digit 4.
+    await sup.selectOption('[data-testid=rec-gender]', 'male');
+    expectHttpError('/api/persons', 400);
+    await sup.click('[data-testid=rec-submit]');
+    await attrEquals(sup, '[data-testid=rec-msg]', 'class', 'msg msg-error', 'the hub\'s validation error');
+    const invalid = await sup.textContent('[data-testid=rec-msg]');
+    if (!/digit 4/.test(invalid)) fail(`validation message does not name the problem: ${invalid}`);
+    await sup.selectOption('[data-testid=rec-gender]', 'female');
+    await sup.setInputFiles('[data-testid=rec-photo]', R.photo);
+    await need(sup, '[data-testid=rec-photo-preview]', 'preview of the chosen photo');
+    await sup.click('[data-testid=rec-submit]');
+    await attrEquals(sup, '[data-testid=rec-msg]', 'class', 'msg msg-ok', 'record created');
+    await need(sup, '[data-testid=person-detail] [data-testid=person-photo] img[src^="blob:"]', 'photo of the new record');
+    await shot(sup, '20-records-created');
+
+    step = 'records search';
+    await sup.fill('[data-testid=rec-search-name]', R.search_name);
+    await sup.click('[data-testid=rec-search-submit]');
+    const rowSel = `[data-testid=person-row][data-cccd="${R.cccd}"]`;
+    await need(sup, rowSel, 'the new record found by its name typed without diacritics');
+    const rowText = await sup.textContent(rowSel);
+    if (!rowText.includes(R.full_name) || !rowText.includes(dobShown)) fail(`result row: ${rowText}`);
+    await sup.click('[data-testid=rec-search-submit]'); // a second search must not lose the open record
+    await need(sup, rowSel, 'the record after searching again');
+    await sup.click(`${rowSel} [data-testid=person-open]`);
+    await need(sup, `[data-testid=person-detail] article[data-cccd="${R.cccd}"] [data-testid=person-photo] img[src^="blob:"]`, 'the opened record\'s photo');
+
+    step = 'records verify';
+    await sup.setInputFiles('[data-testid=verify-photo]', R.verify_photo);
+    await need(sup, '[data-testid=verify-preview]', 'live photo preview');
+    await sup.click('[data-testid=verify-submit]');
+    await attrEquals(sup, '[data-testid=verify-result]', 'data-matched', 'true', '1:1 result for another photo of the same person');
+    log(`records verify: ${await sup.textContent('[data-testid=verify-result]')}`);
+    await shot(sup, '21-records-verify');
+
+    step = 'records import';
+    await sup.setInputFiles('[data-testid=import-file]', { name: 'records.csv', mimeType: 'text/csv', buffer: Buffer.from(R.csv) });
+    await sup.waitForFunction((csv) => document.querySelector('[data-testid=import-text]').value === csv, R.csv);
+    await sup.click('[data-testid=import-submit]');
+    await attrEquals(sup, '[data-testid=import-msg]', 'data-rejected', '1', 'rejected count');
+    await attrEquals(sup, '[data-testid=import-msg]', 'data-imported', '1', 'imported count');
+    await attrEquals(sup, '[data-testid=import-rejected-row]', 'data-line', String(R.bad_line), 'the rejected line number');
+    const reason = await sup.textContent('[data-testid=import-rejected-row]');
+    if (!/digit 4/.test(reason)) fail(`rejected line's reason: ${reason}`);
+    await shot(sup, '22-records-import');
 
     // ---- lodging
     step = 'lodging check-in';
