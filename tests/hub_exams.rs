@@ -37,35 +37,19 @@ fn scenario(database_url: &str) {
         database_url,
     );
 
-    let out = hub.cli(
-        &["user", "add", "--username", "admin", "--role", "admin"],
-        "admin password 1\n",
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let admin = hub.login("admin", "admin password 1");
-    for (user, role) in [
-        ("sup1", "supervisor"),
-        ("gv1", "exam_staff"),
-        ("op1", "operator"),
-        ("desk1", "lodging_staff"),
-    ] {
-        let (st, body) = call(
-            &hub,
-            "POST",
-            "/api/users",
-            Some(&admin),
-            &json!({"username": user, "display_name": user, "password": format!("password {user}"), "role": role}),
-        );
-        assert_eq!(st, 201, "{body}");
-    }
-    let sup = hub.login("sup1", "password sup1");
-    let gv = hub.login("gv1", "password gv1");
-    let op = hub.login("op1", "password op1");
-    let desk = hub.login("desk1", "password desk1");
+    let admin = hub.bootstrap_admin();
+    let [sup, gv, op, desk] = hub
+        .add_users(
+            &admin,
+            &[
+                ("sup1", "supervisor"),
+                ("gv1", "exam_staff"),
+                ("op1", "operator"),
+                ("desk1", "lodging_staff"),
+            ],
+        )
+        .try_into()
+        .unwrap();
 
     // Identity records with an enrolled photo each.
     for (cccd, name, dob, gender, person, n) in [

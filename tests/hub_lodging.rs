@@ -61,36 +61,20 @@ fn scenario(database_url: &str) {
         &format!("[mqtt]\nembedded = true\nlisten = \"127.0.0.1:{port}\""),
         database_url,
     );
-    let out = hub.cli(
-        &["user", "add", "--username", "admin", "--role", "admin"],
-        "admin password 1\n",
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let admin = hub.login("admin", "admin password 1");
-    for (user, role) in [
-        ("op1", "operator"),
-        ("sup1", "supervisor"),
-        ("desk.songhan", "lodging_staff"),
-        ("desk.hoian", "lodging_staff"),
-        ("thi1", "exam_staff"),
-    ] {
-        let (st, body) = post(
-            &hub,
-            "/api/users",
-            Some(&admin),
-            &json!({"username": user, "display_name": user, "password": format!("password {user}"), "role": role}),
-        );
-        assert_eq!(st, 201, "{body}");
-    }
-    let op = hub.login("op1", "password op1");
-    let sup = hub.login("sup1", "password sup1");
-    let desk = hub.login("desk.songhan", "password desk.songhan");
-    let desk_b = hub.login("desk.hoian", "password desk.hoian");
-    let exam = hub.login("thi1", "password thi1");
+    let admin = hub.bootstrap_admin();
+    let [op, sup, desk, desk_b, exam] = hub
+        .add_users(
+            &admin,
+            &[
+                ("op1", "operator"),
+                ("sup1", "supervisor"),
+                ("desk.songhan", "lodging_staff"),
+                ("desk.hoian", "lodging_staff"),
+                ("thi1", "exam_staff"),
+            ],
+        )
+        .try_into()
+        .unwrap();
 
     // Establishments: admin and supervisor create, an operator may not.
     let site = unique_site("da-nang");

@@ -9,7 +9,6 @@ use std::time::Duration;
 use checkpoint_e2e::hub::{b64, Hub};
 use checkpoint_e2e::mqtt::{free_port, unique_site};
 use checkpoint_e2e::{shared_dir, wait_until, Agent};
-use checkpoint_scenegen::SceneSpec;
 
 fn agent_config(dir: &Path, site: &str, port: u16, source: &str) -> PathBuf {
     checkpoint_e2e::gate_agent_config(dir, site, port, source, "", 2.0)
@@ -18,18 +17,7 @@ fn agent_config(dir: &Path, site: &str, port: u16, source: &str) -> PathBuf {
 #[test]
 fn enrolled_at_the_hub_seen_at_the_edge_confirmed_by_two_people() {
     let dir = tempfile::tempdir().unwrap();
-    let scene_dir = dir.path().join("scene");
-    let truth = checkpoint_scenegen::generate(
-        &SceneSpec {
-            duration_s: Some(60.0),
-            seed: 7,
-            ..Default::default()
-        },
-        &scene_dir,
-    )
-    .expect("scene");
-    // Zico walks through this scene from Zico_0002.jpg; he is enrolled from Zico_0001.jpg.
-    assert!(truth.actors.iter().any(|a| a.photo == "Zico/Zico_0002.jpg"));
+    let scene_video = checkpoint_e2e::zico_gate_scene(&dir.path().join("scene"));
     let enrol_photo =
         std::fs::read(shared_dir().join("datasets/faces/lfw_fold1/Zico/Zico_0001.jpg")).unwrap();
 
@@ -128,10 +116,7 @@ fn enrolled_at_the_hub_seen_at_the_edge_confirmed_by_two_people() {
     assert!(agent.wait(Duration::from_secs(30)).success());
 
     // The person walks past the gate.
-    let source = format!(
-        r#"{{ kind = "file", path = "{}" }}"#,
-        scene_dir.join(&truth.video).display()
-    );
+    let source = format!(r#"{{ kind = "file", path = "{}" }}"#, scene_video.display());
     let mut agent = Agent::start(
         &agent_config(adir.path(), &site, port, &source),
         adir.path(),

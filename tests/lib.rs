@@ -241,3 +241,19 @@ in_side = "right"
     std::fs::write(&p, text).expect("write agent config");
     p
 }
+
+/// The gate scene the watchlist tests share (seed 7, 60 s): Zico walks past from `Zico_0002.jpg`, so a
+/// watchlist entry enrolled from `Zico_0001.jpg` must raise an alert. Returns the scene video's path.
+pub fn zico_gate_scene(dir: &Path) -> PathBuf {
+    let truth = checkpoint_scenegen::generate(
+        &checkpoint_scenegen::SceneSpec {
+            duration_s: Some(60.0),
+            seed: 7,
+            ..Default::default()
+        },
+        dir,
+    )
+    .expect("scene");
+    assert!(truth.actors.iter().any(|a| a.photo == "Zico/Zico_0002.jpg"));
+    dir.join(&truth.video)
+}

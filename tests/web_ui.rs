@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use checkpoint_e2e::hub::{faceless_png, lfw_b64 as lfw, lfw_path, Hub};
 use checkpoint_e2e::mqtt::{free_port, unique_site};
 use checkpoint_e2e::{wait_until, workspace_bin, Agent};
-use checkpoint_scenegen::SceneSpec;
 use serde_json::{json, Value};
 
 /// Nguyễn Văn An, male, born 02/03/1985 in Hà Nội (as in hub_lodging.rs).
@@ -112,17 +111,7 @@ fn operators_do_their_work_in_the_browser() {
     let dir = tempfile::tempdir().unwrap();
     // The scene of hub_watchlist.rs: Zico walks past the gate (from Zico_0002.jpg); he is enrolled from
     // Zico_0001.jpg.
-    let scene_dir = dir.path().join("scene");
-    let truth = checkpoint_scenegen::generate(
-        &SceneSpec {
-            duration_s: Some(60.0),
-            seed: 7,
-            ..Default::default()
-        },
-        &scene_dir,
-    )
-    .expect("scene");
-    assert!(truth.actors.iter().any(|a| a.photo == "Zico/Zico_0002.jpg"));
+    let scene_video = checkpoint_e2e::zico_gate_scene(&dir.path().join("scene"));
 
     let port = free_port();
     let db = format!("sqlite://{}?mode=rwc", dir.path().join("hub.db").display());
@@ -331,10 +320,7 @@ fn operators_do_their_work_in_the_browser() {
     });
 
     // Read the driver's output; start the agent on the scene when the operator's page listens.
-    let source = format!(
-        r#"{{ kind = "file", path = "{}" }}"#,
-        scene_dir.join(&truth.video).display()
-    );
+    let source = format!(r#"{{ kind = "file", path = "{}" }}"#, scene_video.display());
     let started = Instant::now();
     let mut output = Vec::new();
     let mut scene_agent = None;

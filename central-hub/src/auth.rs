@@ -205,14 +205,16 @@ impl Auth {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Changes a user's role, display name or password; any change ends their open sessions, so a
-    /// demoted user loses the old role's rights at once. Returns false for an unknown user.
+    /// Changes a user's role, display name, password or active flag in one transaction; a new role or
+    /// password, or deactivation, ends their open sessions, so a demoted user loses the old role's rights at
+    /// once. Agent accounts are not changed here. Returns false for an unknown user.
     pub async fn update_user(
         &self,
         username: &str,
         role: Option<Role>,
         display_name: Option<&str>,
         password: Option<&str>,
+        active: Option<bool>,
     ) -> Result<bool, AuthError> {
         if let Some(p) = password {
             if p.chars().count() < MIN_PASSWORD {
@@ -221,36 +223,23 @@ impl Auth {
         }
         let hash = password.map(hash_password).transpose()?;
         let mut tx = self.db.pool.begin().await?;
-        let exists = sqlx::query("SELECT id FROM users WHERE username = $1 AND role <> 'agent'")
-            .bind(username)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        if !exists {
+        let changed = sqlx::query(
+            "UPDATE users SET role = COALESCE($1, role), display_name = COALESCE($2, display_name), \
+             password_hash = COALESCE($3, password_hash), active = COALESCE($4, active) \
+             WHERE username = $5 AND role <> 'agent'",
+        )
+        .bind(role.map(|r| r.as_str()))
+        .bind(display_name)
+        .bind(hash)
+        .bind(active.map(i64::from))
+        .bind(username)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
             return Ok(false);
         }
-        if let Some(r) = role {
-            sqlx::query("UPDATE users SET role = $1 WHERE username = $2")
-                .bind(r.as_str())
-                .bind(username)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if let Some(d) = display_name {
-            sqlx::query("UPDATE users SET display_name = $1 WHERE username = $2")
-                .bind(d)
-                .bind(username)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if let Some(h) = hash {
-            sqlx::query("UPDATE users SET password_hash = $1 WHERE username = $2")
-                .bind(h)
-                .bind(username)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if role.is_some() || password.is_some() {
+        if role.is_some() || password.is_some() || active == Some(false) {
             sqlx::query(
                 "DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE username = $1)",
             )
@@ -260,6 +249,17 @@ impl Auth {
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// One user, by name.
+    pub async fn user(&self, username: &str) -> Result<Option<User>, AuthError> {
+        let row = sqlx::query(
+            "SELECT id, username, display_name, role, active FROM users WHERE username = $1",
+        )
+        .bind(username)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        Ok(row.as_ref().and_then(row_user))
     }
 
     pub async fn user_count(&self) -> Result<i64, AuthError> {

@@ -562,7 +562,8 @@ pub async fn run(
         };
         for (c, new) in good.iter().zip(&fresh) {
             metrics.ingested(c.env.kind(), *new);
-            if *new {
+            // Nobody watching (no web UI open): skip building the hint.
+            if *new && state.live.receiver_count() > 0 {
                 let _ = state.live.send(Live::of(&c.env));
             }
         }

@@ -163,13 +163,16 @@ pub async fn update_user(
     }
     let found = s
         .auth
-        .update_user(&username, req.role, display, req.password.as_deref())
+        .update_user(
+            &username,
+            req.role,
+            display,
+            req.password.as_deref(),
+            req.active,
+        )
         .await?;
     if !found {
         return Err(ApiError::not_found(format!("no user {username}")));
-    }
-    if let Some(active) = req.active {
-        s.auth.set_active(&username, active).await?;
     }
     let mut what = Vec::new();
     if let Some(r) = req.role {
@@ -194,10 +197,8 @@ pub async fn update_user(
         .await?;
     let user = s
         .auth
-        .users()
+        .user(&username)
         .await?
-        .into_iter()
-        .find(|u| u.username == username)
         .ok_or_else(|| ApiError::not_found(format!("no user {username}")))?;
     Ok(Json(user))
 }
