@@ -2,52 +2,12 @@
 //! (or PostgreSQL on 127.0.0.1:5432), the real agent publishing to it, and the HTTP API checked as a client
 //! would: sign-in, roles, agents and counts, audit chain and tamper detection, malformed events refused.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use checkpoint_e2e::hub::{pg_schema, Hub};
 use checkpoint_e2e::mqtt::{free_port, publish_all, system_mosquitto, unique_site};
-use checkpoint_e2e::{wait_until, Agent};
-
-fn agent_config(dir: &Path, site: &str, mqtt_port: u16) -> PathBuf {
-    let text = format!(
-        r#"
-[site]
-id = "{site}"
-[agent]
-id = "a1"
-events = "{events}"
-metrics_listen = ""
-exit_when_done = false
-count_interval_s = 0.5
-status_interval_s = 1
-[detection]
-embed_faces = false
-[mqtt]
-host = "127.0.0.1"
-port = {mqtt_port}
-[outbox]
-dir = "{outbox}"
-[[cameras]]
-id = "cam"
-mode = "faces"
-[cameras.stream]
-analysis_fps = 2
-source = {{ kind = "test", pattern = "ball", width = 160, height = 120, fps = 10 }}
-[[cameras.lines]]
-id = "gate"
-a = [0.0, 0.5]
-b = [1.0, 0.5]
-in_side = "right"
-"#,
-        events = dir.join("events.jsonl").display(),
-        outbox = dir.join("outbox").display(),
-    );
-    let p = dir.join("site.toml");
-    std::fs::write(&p, text).unwrap();
-    p
-}
+use checkpoint_e2e::{pattern_agent_config, wait_until, Agent, AgentExtra};
 
 fn scenario(mqtt_section: &str, mqtt_port: u16, database_url: &str) {
     let dir = tempfile::tempdir().unwrap();
@@ -146,7 +106,19 @@ fn scenario(mqtt_section: &str, mqtt_port: u16, database_url: &str) {
 
     // An agent publishes to the hub's broker.
     let adir = tempfile::tempdir().unwrap();
-    let mut agent = Agent::start(&agent_config(adir.path(), &site, mqtt_port), adir.path());
+    let mut agent = Agent::start(
+        &pattern_agent_config(
+            adir.path(),
+            &site,
+            "a1",
+            mqtt_port,
+            AgentExtra {
+                agent: "status_interval_s = 1",
+                ..Default::default()
+            },
+        ),
+        adir.path(),
+    );
     let ok = wait_until(Duration::from_secs(60), || {
         let (_, body) = hub.get("/api/agents", Some(&op));
         body.contains(&site) && body.contains("\"state\":\"online\"")

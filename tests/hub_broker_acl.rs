@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use checkpoint_e2e::hub::Hub;
 use checkpoint_e2e::mqtt::{free_port, BrokerKind, BrokerProcess};
-use checkpoint_e2e::{wait_until, Agent};
+use checkpoint_e2e::{pattern_agent_config, wait_until, Agent, AgentExtra};
 use checkpoint_protocol::{AgentState, AgentStatus, Envelope, EventKind};
 
 fn credentials(out: &std::process::Output) -> (String, String) {
@@ -117,41 +117,15 @@ fn agents_use_their_own_credentials_and_publish_only_as_themselves() {
     // The agent with its own account reaches the hub.
     let adir = tempfile::tempdir().unwrap();
     std::fs::write(adir.path().join("mqtt.pass"), &a1_pw).unwrap();
-    let cfg = adir.path().join("site.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"
-[site]
-id = "pier"
-[agent]
-id = "a1"
-events = "{events}"
-metrics_listen = ""
-exit_when_done = false
-count_interval_s = 0.5
-[detection]
-embed_faces = false
-[mqtt]
-host = "127.0.0.1"
-port = {port}
-username = "pier.a1"
-password_file = "{pass}"
-[outbox]
-dir = "{outbox}"
-[[cameras]]
-id = "cam"
-mode = "faces"
-[cameras.stream]
-analysis_fps = 2
-source = {{ kind = "test", pattern = "ball", width = 160, height = 120, fps = 10 }}
-"#,
-            events = adir.path().join("events.jsonl").display(),
-            pass = adir.path().join("mqtt.pass").display(),
-            outbox = adir.path().join("outbox").display(),
-        ),
-    )
-    .unwrap();
+    let mqtt = format!(
+        "username = \"pier.a1\"\npassword_file = \"{}\"",
+        adir.path().join("mqtt.pass").display()
+    );
+    let extra = AgentExtra {
+        mqtt: &mqtt,
+        ..Default::default()
+    };
+    let cfg = pattern_agent_config(adir.path(), "pier", "a1", port, extra);
     let mut agent = Agent::start(&cfg, adir.path());
     let online = wait_until(Duration::from_secs(60), || {
         let (_, body) = hub.get("/api/agents", Some(&op));

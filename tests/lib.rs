@@ -193,6 +193,69 @@ pub fn metric(text: &str, prefix: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// What a test adds to [`pattern_agent_config`]: TOML lines appended to `[agent]`, `[mqtt]` and `[outbox]`.
+#[derive(Default)]
+pub struct AgentExtra<'a> {
+    /// `metrics_listen`; empty turns the metrics server off (`127.0.0.1:0` picks a free port).
+    pub metrics_listen: &'a str,
+    pub agent: &'a str,
+    pub mqtt: &'a str,
+    pub outbox: &'a str,
+}
+
+/// A light agent for delivery tests: one test-pattern camera (`cam`, counting line `gate`), no face embedding,
+/// counts every 0.5 s, publishing to the broker on 127.0.0.1:`port`. Returns the config path.
+pub fn pattern_agent_config(
+    dir: &Path,
+    site: &str,
+    agent: &str,
+    port: u16,
+    extra: AgentExtra,
+) -> PathBuf {
+    let text = format!(
+        r#"
+[site]
+id = "{site}"
+[agent]
+id = "{agent}"
+events = "{events}"
+metrics_listen = "{metrics}"
+exit_when_done = false
+count_interval_s = 0.5
+{agent_extra}
+[detection]
+embed_faces = false
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+{mqtt_extra}
+[outbox]
+dir = "{outbox}"
+{outbox_extra}
+[[cameras]]
+id = "cam"
+mode = "faces"
+[cameras.stream]
+analysis_fps = 2
+source = {{ kind = "test", pattern = "ball", width = 160, height = 120, fps = 10 }}
+[[cameras.lines]]
+id = "gate"
+a = [0.0, 0.5]
+b = [1.0, 0.5]
+in_side = "right"
+"#,
+        events = dir.join("events.jsonl").display(),
+        metrics = extra.metrics_listen,
+        agent_extra = extra.agent,
+        mqtt_extra = extra.mqtt,
+        outbox = dir.join("outbox").display(),
+        outbox_extra = extra.outbox,
+    );
+    let p = dir.join("site.toml");
+    std::fs::write(&p, text).expect("write agent config");
+    p
+}
+
 /// A faces-mode agent on one gate camera with a counting line, publishing to the broker on `port` and keeping
 /// its watchlist in `dir/watchlist`; `source` is the camera's `source = {...}` value. Returns the config path.
 pub fn gate_agent_config(

@@ -10,46 +10,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use checkpoint_e2e::mqtt::{free_port, BrokerKind, BrokerProcess, Collector};
-use checkpoint_e2e::{read_events, wait_until, Agent};
+use checkpoint_e2e::{pattern_agent_config, read_events, wait_until, Agent, AgentExtra};
 use checkpoint_protocol::{Envelope, EventKind};
 
 fn write_config(dir: &Path, site: &str, port: u16) -> PathBuf {
-    let config = format!(
-        r#"
-[site]
-id = "{site}"
-[agent]
-id = "agent-7"
-events = "{events}"
-metrics_listen = ""
-exit_when_done = false
-count_interval_s = 0.5
-[detection]
-embed_faces = false
-[mqtt]
-host = "127.0.0.1"
-port = {port}
-[outbox]
-dir = "{outbox}"
-fsync = "always"
-[[cameras]]
-id = "cam"
-mode = "faces"
-[cameras.stream]
-analysis_fps = 2
-source = {{ kind = "test", pattern = "ball", width = 160, height = 120, fps = 10 }}
-[[cameras.lines]]
-id = "gate"
-a = [0.0, 0.5]
-b = [1.0, 0.5]
-in_side = "right"
-"#,
-        events = dir.join("events.jsonl").display(),
-        outbox = dir.join("outbox").display(),
-    );
-    let cfg = dir.join("site.toml");
-    std::fs::write(&cfg, config).unwrap();
-    cfg
+    let extra = AgentExtra {
+        outbox: "fsync = \"always\"",
+        ..Default::default()
+    };
+    pattern_agent_config(dir, site, "agent-7", port, extra)
 }
 
 /// Every produced event arrived; what arrived twice is identical; nothing arrived that was not produced
@@ -69,6 +38,30 @@ fn check_delivery(produced: &[Envelope], received: &[Envelope], note: &str) {
         missing.len()
     );
     assert!(missing.is_empty(), "{note}: events lost: {missing:?}");
+    // Replay is in order. Counts all come from the agent's main loop, so the local log lists them in outbox
+    // order; their first arrivals must follow it (a re-send after a lost acknowledgement comes later, and is
+    // not a first arrival).
+    let count_pos: std::collections::HashMap<_, _> = produced
+        .iter()
+        .filter(|e| e.kind() == "count")
+        .enumerate()
+        .map(|(i, e)| (e.id, i))
+        .collect();
+    let mut first = HashSet::new();
+    let mut last = None;
+    for e in received.iter().filter(|e| e.kind() == "count") {
+        if !first.insert(e.id) {
+            continue;
+        }
+        let Some(&pos) = count_pos.get(&e.id) else {
+            continue;
+        };
+        assert!(
+            last < Some(pos),
+            "{note}: count {pos} arrived after count {last:?}: the outbox was not replayed in order"
+        );
+        last = Some(pos);
+    }
     for e in received {
         match produced.iter().find(|p| p.id == e.id) {
             Some(orig) => assert_eq!(

@@ -27,7 +27,7 @@ use crate::config::{CameraConfig, Config};
 use crate::count::Direction as LineDirection;
 use crate::delivery::{OutboxForward, OutboxQueue};
 use crate::events::EventSink;
-use crate::metrics::{DropLabel, Metrics};
+use crate::metrics::{mirror_total, DropLabel, Metrics};
 use crate::outbox::Outbox;
 use crate::publish::{Publisher, Topics};
 use crate::tally::SiteTally;
@@ -266,12 +266,11 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<
         if let Some(w) = watchlist.as_mut() {
             w.tick(OffsetDateTime::now_utc(), &sink);
         }
-        if let Some((outbox, _)) = &delivery {
+        if let Some((outbox, publisher)) = &delivery {
             if let Err(e) = outbox.tick() {
                 tracing::error!(error = %e, "outbox");
             }
-            let st = outbox.stats();
-            metrics.outbox_pending.set(st.pending as i64);
+            mirror_delivery(&metrics, outbox, publisher);
         }
         if Instant::now() >= next_flush {
             next_flush += interval;
@@ -320,6 +319,31 @@ fn flush_counts(sink: &EventSink, tally: &Mutex<SiteTally>, all: bool) {
         );
         sink.emit(EventKind::Count(c));
     }
+}
+
+fn mirror_delivery(metrics: &Metrics, outbox: &Outbox, publisher: &Publisher) {
+    let st = outbox.stats();
+    let d = &metrics.delivery;
+    metrics.outbox_pending.set(st.pending as i64);
+    d.outbox_pending_bytes.set(st.pending_bytes as i64);
+    d.outbox_oldest_pending_seconds
+        .set(st.oldest_pending_age.map_or(0.0, |a| a.as_secs_f64()));
+    d.outbox_disk_bytes.set(st.disk_bytes as i64);
+    d.outbox_max_bytes.set(st.max_bytes as i64);
+    d.outbox_over_limit.set(i64::from(st.over_limit));
+    mirror_total(&d.outbox_dropped, st.dropped_total);
+    mirror_total(&d.outbox_compacted, st.compacted_total);
+    mirror_total(&d.outbox_corrupt_skipped, st.corrupt_skipped_total);
+    mirror_total(&d.outbox_rejected, st.rejected_total);
+    let p = &publisher.stats;
+    d.mqtt_connected
+        .set(i64::from(p.connected.load(Ordering::Relaxed)));
+    mirror_total(&d.mqtt_published, p.published.load(Ordering::Relaxed));
+    mirror_total(&d.mqtt_acked, p.acked.load(Ordering::Relaxed));
+    mirror_total(
+        &d.mqtt_connection_errors,
+        p.reconnects.load(Ordering::Relaxed),
+    );
 }
 
 fn mirror_stats(metrics: &Metrics, camera: &str, handle: &CameraHandle) {

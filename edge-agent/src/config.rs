@@ -308,7 +308,7 @@ impl Config {
                 "must be a positive number of seconds",
             );
         }
-        if !(self.agent.status_interval_s >= 1.0) {
+        if self.agent.status_interval_s.is_nan() || self.agent.status_interval_s < 1.0 {
             return err(
                 "agent.status_interval_s".into(),
                 "must be at least 1 second",

@@ -66,6 +66,7 @@ pub struct Metrics {
     pub crossings: Family<LineLabel, Counter>,
     pub occupancy: Gauge,
     pub outbox_pending: Gauge,
+    pub delivery: DeliveryMetrics,
     pub watchlist_version: Gauge,
     pub watchlist_entries: Family<ListLabel, Gauge>,
     pub watchlist_sync: Family<OutcomeLabel, Counter>,
@@ -94,6 +95,7 @@ impl Metrics {
             crossings: Family::default(),
             occupancy: Gauge::default(),
             outbox_pending: Gauge::default(),
+            delivery: DeliveryMetrics::default(),
             watchlist_version: Gauge::default(),
             watchlist_entries: Family::default(),
             watchlist_sync: Family::default(),
@@ -165,6 +167,7 @@ impl Metrics {
             "Events waiting in the outbox for the broker's acknowledgement",
             m.outbox_pending.clone(),
         );
+        m.delivery.register(&mut registry);
         registry.register(
             "watchlist_version",
             "Watchlist version held (0: none)",
@@ -219,6 +222,97 @@ impl Metrics {
     }
 }
 
+/// The outbox and the broker link, mirrored from their own counters every tick: what an operator alerts on
+/// when a site's events stop reaching the hub (link down, oldest event ageing, disk bound reached).
+#[derive(Clone, Default)]
+pub struct DeliveryMetrics {
+    pub mqtt_connected: Gauge,
+    pub mqtt_published: Counter,
+    pub mqtt_acked: Counter,
+    pub mqtt_connection_errors: Counter,
+    pub outbox_pending_bytes: Gauge,
+    pub outbox_oldest_pending_seconds: F64Gauge,
+    pub outbox_disk_bytes: Gauge,
+    pub outbox_max_bytes: Gauge,
+    pub outbox_over_limit: Gauge,
+    pub outbox_dropped: Counter,
+    pub outbox_compacted: Counter,
+    pub outbox_corrupt_skipped: Counter,
+    pub outbox_rejected: Counter,
+}
+
+impl DeliveryMetrics {
+    fn register(&self, r: &mut Registry) {
+        let gauges: [(&str, &str, &Gauge); 5] = [
+            ("mqtt_connected", "1 while the agent holds a session with the broker", &self.mqtt_connected),
+            ("outbox_pending_bytes", "Size on disk of the events waiting in the outbox", &self.outbox_pending_bytes),
+            ("outbox_disk_bytes", "Size of all outbox segment files", &self.outbox_disk_bytes),
+            ("outbox_max_bytes", "The outbox's configured bound (outbox.max_bytes)", &self.outbox_max_bytes),
+            (
+                "outbox_over_limit",
+                "1 when the outbox exceeds its bound: only alerts, which are never dropped, can cause it",
+                &self.outbox_over_limit,
+            ),
+        ];
+        for (name, help, g) in gauges {
+            r.register(name, help, g.clone());
+        }
+        r.register(
+            "outbox_oldest_pending_seconds",
+            "Age of the oldest event still waiting for the broker (0 when none waits)",
+            self.outbox_oldest_pending_seconds.clone(),
+        );
+        let counters: [(&str, &str, &Counter); 7] = [
+            (
+                "mqtt_published",
+                "Events handed to the broker (re-sends after a reconnect included)",
+                &self.mqtt_published,
+            ),
+            (
+                "mqtt_acked",
+                "Events the broker acknowledged, and so removed from the outbox",
+                &self.mqtt_acked,
+            ),
+            (
+                "mqtt_connection_errors",
+                "Broker connections lost or refused (TLS, credentials, network)",
+                &self.mqtt_connection_errors,
+            ),
+            (
+                "outbox_dropped",
+                "Status events dropped to keep the outbox within its bound",
+                &self.outbox_dropped,
+            ),
+            (
+                "outbox_compacted",
+                "Count events merged into per-line totals to keep the outbox within its bound",
+                &self.outbox_compacted,
+            ),
+            (
+                "outbox_corrupt_skipped",
+                "Corrupt outbox records skipped on open or read",
+                &self.outbox_corrupt_skipped,
+            ),
+            (
+                "outbox_rejected",
+                "Events the outbox refused (disk full, over its bound)",
+                &self.outbox_rejected,
+            ),
+        ];
+        for (name, help, c) in counters {
+            r.register(name, help, c.clone());
+        }
+    }
+}
+
+/// Raises a counter to a running total kept elsewhere (the outbox's and the publisher's own atomics).
+pub fn mirror_total(counter: &Counter, total: u64) {
+    let now = counter.get();
+    if total > now {
+        counter.inc_by(total - now);
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -239,6 +333,23 @@ mod tests {
         );
         assert!(
             text.contains("checkpoint_inference_seconds_bucket"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn delivery_counters_follow_their_running_totals() {
+        let m = super::Metrics::new();
+        super::mirror_total(&m.delivery.mqtt_acked, 5);
+        super::mirror_total(&m.delivery.mqtt_acked, 7);
+        // A total never goes back; a stale reading must not lower the counter.
+        super::mirror_total(&m.delivery.mqtt_acked, 6);
+        m.delivery.mqtt_connected.set(1);
+        let text = m.encode();
+        assert!(text.contains("checkpoint_mqtt_acked_total 7"), "{text}");
+        assert!(text.contains("checkpoint_mqtt_connected 1"), "{text}");
+        assert!(
+            text.contains("checkpoint_outbox_oldest_pending_seconds 0"),
             "{text}"
         );
     }

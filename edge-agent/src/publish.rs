@@ -257,6 +257,9 @@ async fn run(
         incoming,
     } = link;
     let mut backoff = Duration::from_millis(250);
+    // A refused TLS handshake or login repeats every few seconds until someone fixes the config: say it once
+    // (and again when the reason changes), not at every retry.
+    let mut last_error: Option<String> = None;
     while !stop.load(Ordering::Relaxed) {
         let opts = match options(&cfg, &client_id, &topics.status, &offline) {
             Ok(o) => o,
@@ -296,6 +299,7 @@ async fn run(
                 Some(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
                     connected = true;
                     backoff = Duration::from_millis(250);
+                    last_error = None;
                     stats.connected.store(true, Ordering::Relaxed);
                     tracing::info!(host = %cfg.host, port = cfg.port, "MQTT connected; replaying the outbox");
                     let _ = client.try_subscribe(topics.subscribe.clone(), QoS::AtLeastOnce);
@@ -326,11 +330,18 @@ async fn run(
                 Some(Ok(Event::Incoming(Packet::Publish(p)))) => incoming(&p.topic, &p.payload),
                 Some(Ok(_)) | None => {}
                 Some(Err(e)) => {
+                    let reason = e.to_string();
                     if connected {
-                        tracing::warn!(error = %e, "MQTT connection lost; events wait in the outbox");
+                        tracing::warn!(error = %reason, "MQTT connection lost; events wait in the outbox");
+                    } else if last_error.as_deref() != Some(reason.as_str()) {
+                        tracing::warn!(
+                            error = %reason, host = %cfg.host, port = cfg.port,
+                            "MQTT broker unreachable; events wait in the outbox, retrying"
+                        );
                     } else {
-                        tracing::debug!(error = %e, "MQTT broker unreachable");
+                        tracing::debug!(error = %reason, "MQTT broker still unreachable");
                     }
+                    last_error = Some(reason);
                     stats.connected.store(false, Ordering::Relaxed);
                     stats.reconnects.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(backoff).await;
