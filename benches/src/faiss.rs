@@ -241,75 +241,42 @@ pub fn run(sizes: &[usize], queries: usize) -> Result<()> {
             )?,
         );
         drop(exact);
-        // From 100k on, show what an approximate index would give at this size even when for_size stays
-        // exact: the figures that decided FLAT_MAX.
-        let (kind, label) = if !kind.is_exact() {
-            (kind, format!("**{kind}** (for_size)"))
-        } else if n >= 100_000 {
-            let nlist = ((4.0 * (n as f64).sqrt()).round() as usize).clamp(1, n);
-            let alt = IndexKind::Ivf {
-                nlist,
-                nprobe: (nlist / 4).max(1),
-            };
-            (alt, format!("{alt} (comparison)"))
+        // What an approximate index would give at this size even when for_size stays exact: the figures
+        // that decided FLAT_MAX. HNSW up to 100k (its build at 1M takes many minutes on a small box), IVF
+        // from 100k.
+        let mut alternatives: Vec<(IndexKind, String)> = Vec::new();
+        if !kind.is_exact() {
+            alternatives.push((kind, format!("**{kind}** (for_size)")));
         } else {
-            continue;
-        };
-
-        let (mut index, build) = timed(|| Ok(VectorIndex::build(DIM, kind, &ids, &data)?))
-            .with_context(|| format!("{kind} index"))?;
-        drop(data);
-        print_row(
-            n,
-            &measure(
+            if n <= 100_000 {
+                let alt = IndexKind::Hnsw {
+                    m: 32,
+                    ef_construction: 80,
+                    ef_search: 256,
+                };
+                alternatives.push((alt, format!("{alt} (comparison)")));
+            }
+            if n >= 100_000 {
+                let nlist = ((4.0 * (n as f64).sqrt()).round() as usize).clamp(1, n);
+                let alt = IndexKind::Ivf {
+                    nlist,
+                    nprobe: (nlist / 4).max(1),
+                };
+                alternatives.push((alt, format!("{alt} (comparison)")));
+            }
+        }
+        for (kind, label) in alternatives {
+            compare(
+                n,
+                kind,
                 label,
-                Some(build),
-                &index,
+                &ids,
+                &data,
                 &query_vecs,
                 &truth,
                 queries,
                 &mates,
-            )?,
-        );
-        // The knob: search-time beam (HNSW) or lists probed (IVF), same index.
-        let sweep: Vec<IndexKind> = match kind {
-            IndexKind::Hnsw {
-                m,
-                ef_construction,
-                ef_search,
-            } => [ef_search / 2, ef_search * 2, ef_search * 4]
-                .into_iter()
-                .map(|ef_search| IndexKind::Hnsw {
-                    m,
-                    ef_construction,
-                    ef_search,
-                })
-                .collect(),
-            IndexKind::Ivf { nlist, nprobe } => [nprobe / 4, nprobe / 2, nprobe * 2]
-                .into_iter()
-                .filter(|&p| p >= 1 && p <= nlist)
-                .map(|nprobe| IndexKind::Ivf { nlist, nprobe })
-                .collect(),
-            IndexKind::Flat => Vec::new(),
-        };
-        for k in sweep {
-            match k {
-                IndexKind::Hnsw { ef_search, .. } => index.set_ef_search(ef_search)?,
-                IndexKind::Ivf { nprobe, .. } => index.set_nprobe(nprobe)?,
-                IndexKind::Flat => {}
-            }
-            print_row(
-                n,
-                &measure(
-                    k.to_string(),
-                    None,
-                    &index,
-                    &query_vecs,
-                    &truth,
-                    queries,
-                    &mates,
-                )?,
-            );
+            )?;
         }
     }
     println!(
@@ -318,5 +285,76 @@ pub fn run(sizes: &[usize], queries: usize) -> Result<()> {
         checkpoint_faiss::IVF_TRAIN_POINTS_PER_LIST,
         load_average()
     );
+    Ok(())
+}
+
+/// One approximate index at size `n`: built, measured at its own setting, then at other search-time
+/// settings (HNSW beam, IVF lists probed) on the same index.
+#[allow(clippy::too_many_arguments)]
+fn compare(
+    n: usize,
+    kind: IndexKind,
+    label: String,
+    ids: &[i64],
+    data: &[f32],
+    query_vecs: &[f32],
+    truth: &Hits,
+    queries: usize,
+    mates: &(Vec<f32>, Vec<i64>),
+) -> Result<()> {
+    let (mut index, build) = timed(|| Ok(VectorIndex::build(DIM, kind, ids, data)?))
+        .with_context(|| format!("{kind} index"))?;
+    print_row(
+        n,
+        &measure(
+            label,
+            Some(build),
+            &index,
+            query_vecs,
+            truth,
+            queries,
+            mates,
+        )?,
+    );
+    // The knob: search-time beam (HNSW) or lists probed (IVF), same index.
+    let sweep: Vec<IndexKind> = match kind {
+        IndexKind::Hnsw {
+            m,
+            ef_construction,
+            ef_search,
+        } => [ef_search / 2, ef_search * 2, ef_search * 4]
+            .into_iter()
+            .map(|ef_search| IndexKind::Hnsw {
+                m,
+                ef_construction,
+                ef_search,
+            })
+            .collect(),
+        IndexKind::Ivf { nlist, nprobe } => [nprobe / 4, nprobe / 2, nprobe * 2]
+            .into_iter()
+            .filter(|&p| p >= 1 && p <= nlist)
+            .map(|nprobe| IndexKind::Ivf { nlist, nprobe })
+            .collect(),
+        IndexKind::Flat => Vec::new(),
+    };
+    for k in sweep {
+        match k {
+            IndexKind::Hnsw { ef_search, .. } => index.set_ef_search(ef_search)?,
+            IndexKind::Ivf { nprobe, .. } => index.set_nprobe(nprobe)?,
+            IndexKind::Flat => {}
+        }
+        print_row(
+            n,
+            &measure(
+                k.to_string(),
+                None,
+                &index,
+                query_vecs,
+                truth,
+                queries,
+                mates,
+            )?,
+        );
+    }
     Ok(())
 }

@@ -105,9 +105,10 @@ impl IndexKind {
     /// cosine 0.45 (about the wanted threshold) for each query and counts how often it is among the
     /// 5 proposals the matcher re-scores. On this 2-core box, 128-d: exact finds every mate and
     /// costs 0.47 ms at 10k, 4.6 ms at 100k and 47 ms at 1M per query (12 ms per query batched);
-    /// IVF4000 on 1M found 48% of the mates at nprobe 250 (3.4 ms) and 88% at nprobe 1000 (13 ms);
-    /// HNSW32 was slower than exact at 100k for 0.97 recall@10. A track costs one query per face
-    /// update, so exact search stays affordable up to a million templates.
+    /// IVF4000 on 1M found 48% of the mates at nprobe 250 and 88% at nprobe 1000; HNSW32 at 100k
+    /// needed efSearch 1024 to reach 0.99 recall@10 and was then slower than exact search
+    /// (`benches/RESULTS.md`). A track costs one query per face update, so exact search stays
+    /// affordable up to a million templates (45-131 ms per query at 1M on 2-core boxes).
     pub const FLAT_MAX: usize = 1_000_000;
 
     /// The kind for a collection of `n` vectors: [`Flat`](Self::Flat) up to
