@@ -104,8 +104,10 @@ export async function busy(button, fn) {
 }
 
 /** A form's submit handler: keeps the page, clears `msg`, runs `action` with `button` disabled, and shows a
- *  failure next to the form (the hub's messages are written for people; `errorText` turns an error into text). */
-export function submitting(button, msg, errorText, action) {
+ *  failure next to the form (the hub's messages are written for people; `errorText` turns an error into text).
+ *  `action` checks its own inputs first (`return msg.error(...)` sends nothing); `onError` replaces the plain
+ *  error report where a form shows more (which photo was refused, say). */
+export function submitting(button, msg, errorText, action, onError = (e) => msg.error(errorText(e))) {
   return (ev) => {
     ev.preventDefault();
     msg.clear();
@@ -113,7 +115,7 @@ export function submitting(button, msg, errorText, action) {
       try {
         await action();
       } catch (e) {
-        msg.error(errorText(e));
+        onError(e);
       }
     });
   };

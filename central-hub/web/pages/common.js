@@ -115,6 +115,15 @@ export function photoFeedback(message) {
   return { text: message, reason: 'other', index };
 }
 
+/** Shows the hub's refusal of a photo on `msg`, translated, with its reason on the element for tests and
+ *  styles. Returns the feedback ({text, reason, index}) for forms that also mark the photo itself. */
+export function photoError(msg, message) {
+  const fb = photoFeedback(message);
+  msg.error(fb.text);
+  msg.el.dataset.reason = fb.reason;
+  return fb;
+}
+
 /**
  * Runs fn once, `ms` after the first of a burst of calls (live events): unlike a debounce, a steady stream of
  * events (counts every 2 s from every agent) still refreshes the page every `ms`, never more often.

@@ -5,7 +5,7 @@
 import { get, post, qs } from '../api.js';
 import { h, replace, field, select, messageBox, busy, fileBase64, submitting } from '../dom.js';
 import { t, tv, num, dateTime, dateTimeInputMs, msDateTimeInput } from '../i18n.js';
-import { pageHead, section, table, badge, loadInto, photoFeedback } from './common.js';
+import { pageHead, section, table, badge, loadInto, photoError } from './common.js';
 
 const ORGANISERS = ['admin', 'supervisor'];
 const STATUS_KIND = { verified: 'ok', rejected: 'danger', absent: 'neutral' };
@@ -245,9 +245,7 @@ function desk(root, ctx, id) {
           ctx.announce(`${r.candidate_no}: ${tv('exam_result', r.result)}`);
           await load();
         } catch (e) {
-          const fb = photoFeedback(ctx.errorText(e));
-          msg.error(fb.text);
-          msg.el.dataset.reason = fb.reason;
+          photoError(msg, ctx.errorText(e));
         }
       });
     });
@@ -290,21 +288,13 @@ function desk(root, ctx, id) {
       'form',
       {
         class: 'override stack',
-        onsubmit: (ev) => {
-          ev.preventDefault();
-          msg.clear();
+        onsubmit: submitting(submit, msg, ctx.errorText, async () => {
           if (!reason.value.trim()) return msg.error(t('exams.reason_required'));
-          busy(submit, async () => {
-            try {
-              const d = await post(`/api/exams/sessions/${enc}/candidates/${encodeURIComponent(c.cccd)}/decision`, { result: result.value, reason: reason.value.trim() });
-              msg.ok(t('exams.override_ok', { r: tv('exam_result', d.result) }));
-              reason.value = '';
-              await load();
-            } catch (e) {
-              msg.error(ctx.errorText(e));
-            }
-          });
-        },
+          const d = await post(`/api/exams/sessions/${enc}/candidates/${encodeURIComponent(c.cccd)}/decision`, { result: result.value, reason: reason.value.trim() });
+          msg.ok(t('exams.override_ok', { r: tv('exam_result', d.result) }));
+          reason.value = '';
+          await load();
+        }),
       },
       h('h3', null, t('exams.override')),
       h('p', { class: 'muted small' }, t('exams.override_lead')),
@@ -345,28 +335,20 @@ function desk(root, ctx, id) {
       'form',
       {
         class: 'stack',
-        onsubmit: (ev) => {
-          ev.preventDefault();
-          msg.clear();
+        onsubmit: submitting(submit, msg, ctx.errorText, async () => {
           const candidates = text.value.split(/\r?\n/).map((l) => l.split(/[,;\t]/).map((x) => x.trim())).filter((p) => p[0]).map(([cccd, no]) => ({ cccd, candidate_no: no || '' }));
           if (!candidates.length) return msg.error(t('exams.register_empty'));
-          busy(submit, async () => {
-            try {
-              const r = await post(`/api/exams/sessions/${enc}/candidates`, { candidates });
-              msg.ok(t('exams.registered', { ok: r.registered.length, again: r.already_registered.length, failed: r.failed.length }));
-              replace(out, r.failed.length ? table({ rows: r.failed, columns: [
-                { label: t('exams.line'), cls: 'num', cell: (f) => f.index + 1 },
-                { label: 'CCCD', cell: (f) => f.cccd },
-                { label: t('exams.candidate_no'), cell: (f) => f.candidate_no },
-                { label: t('exams.error'), cell: (f) => f.error },
-              ] }) : null);
-              if (!r.failed.length) text.value = '';
-              await load();
-            } catch (e) {
-              msg.error(ctx.errorText(e));
-            }
-          });
-        },
+          const r = await post(`/api/exams/sessions/${enc}/candidates`, { candidates });
+          msg.ok(t('exams.registered', { ok: r.registered.length, again: r.already_registered.length, failed: r.failed.length }));
+          replace(out, r.failed.length ? table({ rows: r.failed, columns: [
+            { label: t('exams.line'), cls: 'num', cell: (f) => f.index + 1 },
+            { label: 'CCCD', cell: (f) => f.cccd },
+            { label: t('exams.candidate_no'), cell: (f) => f.candidate_no },
+            { label: t('exams.error'), cell: (f) => f.error },
+          ] }) : null);
+          if (!r.failed.length) text.value = '';
+          await load();
+        }),
       },
       field(t('exams.register_list'), text, t('exams.register_hint')),
       msg.el,

@@ -143,9 +143,7 @@ function desk(root, ctx) {
       {
         class: 'stack',
         'data-testid': 'lodging-form',
-        onsubmit: (ev) => {
-          ev.preventDefault();
-          msg.clear();
+        onsubmit: submitting(submit, msg, ctx.errorText, async () => {
           const body = { establishment_id: estId, room: room.value.trim() || null };
           if (mode.value === 'qr') {
             // A scanner "types" the payload and ends it with Enter; keep the text exactly (the hub checks it).
@@ -154,23 +152,17 @@ function desk(root, ctx) {
           } else {
             body.passport = { number: pNumber.value.trim(), nationality: pNat.value.trim().toUpperCase(), full_name: pName.value.trim(), date_of_birth: pDob.value, gender: pGender.value };
           }
-          busy(submit, async () => {
-            try {
-              const s = await post('/api/lodging/stays', body);
-              const text = t('lodging.checked_in', { name: stayName(s), room: s.room || '–' });
-              msg.ok(text);
-              ctx.announce(text);
-              qr.value = '';
-              room.value = '';
-              replace(preview);
-              for (const i of [pNumber, pNat, pName, pDob]) i.value = '';
-              await loadGuests();
-              (mode.value === 'qr' ? qr : pNumber).focus();
-            } catch (e) {
-              msg.error(ctx.errorText(e));
-            }
-          });
-        },
+          const s = await post('/api/lodging/stays', body);
+          const text = t('lodging.checked_in', { name: stayName(s), room: s.room || '–' });
+          msg.ok(text);
+          ctx.announce(text);
+          qr.value = '';
+          room.value = '';
+          replace(preview);
+          for (const i of [pNumber, pNat, pName, pDob]) i.value = '';
+          await loadGuests();
+          (mode.value === 'qr' ? qr : pNumber).focus();
+        }),
       },
       h('fieldset', { class: 'radios' }, h('legend', null, t('lodging.guest_document')), radio('qr', t('lodging.mode_qr')), radio('passport', t('lodging.mode_passport'))),
       qrFields,
@@ -259,26 +251,20 @@ function search(root, ctx) {
         'form',
         {
           class: 'form-grid',
-          onsubmit: (ev) => {
-            ev.preventDefault();
-            msg.clear();
-            busy(submit, async () => {
-              try {
-                const stays = await get(`/api/lodging/stays${qs({
-                  name: name.value.trim(),
-                  cccd: cccd.value.trim(),
-                  passport: passport.value.trim(),
-                  establishment: est.value,
-                  from_ms: dateInputMs(from.value),
-                  to_ms: to.value ? dateInputMs(to.value, true) + 1 : '',
-                })}`);
-                replace(results, h('p', { class: 'muted', role: 'status' }, t('lodging.results', { n: num(stays.length) })), staysTable(stays, 'search-results'));
-              } catch (e) {
-                replace(results);
-                msg.error(ctx.errorText(e));
-              }
-            });
-          },
+          onsubmit: submitting(submit, msg, ctx.errorText, async () => {
+            const stays = await get(`/api/lodging/stays${qs({
+              name: name.value.trim(),
+              cccd: cccd.value.trim(),
+              passport: passport.value.trim(),
+              establishment: est.value,
+              from_ms: dateInputMs(from.value),
+              to_ms: to.value ? dateInputMs(to.value, true) + 1 : '',
+            })}`);
+            replace(results, h('p', { class: 'muted', role: 'status' }, t('lodging.results', { n: num(stays.length) })), staysTable(stays, 'search-results'));
+          }, (e) => {
+            replace(results);
+            msg.error(ctx.errorText(e));
+          }),
         },
         field(t('lodging.full_name'), name, t('lodging.name_hint')),
         field('CCCD', cccd),

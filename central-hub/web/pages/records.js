@@ -4,9 +4,9 @@
 // record. Every read and comparison is audited by the hub.
 
 import { get, post, qs, Images } from '../api.js';
-import { h, replace, field, select, messageBox, busy, fileBase64 } from '../dom.js';
+import { h, replace, field, select, messageBox, busy, fileBase64, submitting } from '../dom.js';
 import { t, tv, num, dateTime, isoDate } from '../i18n.js';
-import { pageHead, section, table, badge, loadInto, photoFeedback } from './common.js';
+import { pageHead, section, table, badge, loadInto, photoError } from './common.js';
 
 /** Who may change records, and who may compare a live photo with one (`session.require` in api/records.rs). */
 const EDITORS = ['admin', 'supervisor'];
@@ -137,22 +137,12 @@ function render(root, ctx) {
       'form',
       {
         class: 'form-row',
-        onsubmit: (ev) => {
-          ev.preventDefault();
-          msg.clear();
+        onsubmit: submitting(submit, msg, ctx.errorText, async () => {
           if (!file.files[0]) return msg.error(t('records.photo_required'));
-          busy(submit, async () => {
-            try {
-              const r = await post(`/api/persons/${encodeURIComponent(p.cccd)}/photos`, { photo_jpeg_b64: await fileBase64(file.files[0]) });
-              if (lastQuery) search(lastQuery);
-              await openRecord(p.cccd, t('records.photo_added', { n: num(r.templates), f: num(r.frontalness, 2) }));
-            } catch (e) {
-              const fb = photoFeedback(ctx.errorText(e));
-              msg.error(fb.text);
-              msg.el.dataset.reason = fb.reason;
-            }
-          });
-        },
+          const r = await post(`/api/persons/${encodeURIComponent(p.cccd)}/photos`, { photo_jpeg_b64: await fileBase64(file.files[0]) });
+          if (lastQuery) search(lastQuery);
+          await openRecord(p.cccd, t('records.photo_added', { n: num(r.templates), f: num(r.frontalness, 2) }));
+        }, (e) => photoError(msg, ctx.errorText(e))),
       },
       field(t('records.add_photo'), file, t('records.photo_hint')),
       submit,
@@ -196,9 +186,7 @@ function render(root, ctx) {
           );
           ctx.announce(`${p.full_name}: ${text}`);
         } catch (e) {
-          const fb = photoFeedback(ctx.errorText(e));
-          msg.error(fb.text);
-          msg.el.dataset.reason = fb.reason;
+          photoError(msg, ctx.errorText(e));
         }
       });
     });
@@ -270,30 +258,20 @@ function render(root, ctx) {
       {
         class: 'form-grid record-form',
         'data-testid': 'rec-form',
-        onsubmit: (ev) => {
-          ev.preventDefault();
-          msg.clear();
-          busy(submit, async () => {
-            try {
-              const body = { cccd: cccd.value.trim(), full_name: name.value.trim(), date_of_birth: dob.value, gender: gender.value, address: address.value.trim() };
-              if (photo.files[0]) body.photo_jpeg_b64 = await fileBase64(photo.files[0]);
-              const p = await post('/api/persons', body);
-              msg.ok(t('records.created', { name: p.full_name, cccd: p.cccd }));
-              ctx.announce(t('records.created', { name: p.full_name, cccd: p.cccd }));
-              form.reset();
-              showDob();
-              qr.value = '';
-              qrMsg.clear();
-              replace(previews);
-              await search({ cccd: p.cccd, name: '' });
-              openRecord(p.cccd);
-            } catch (e) {
-              const fb = photoFeedback(ctx.errorText(e));
-              msg.error(fb.text);
-              msg.el.dataset.reason = fb.reason;
-            }
-          });
-        },
+        onsubmit: submitting(submit, msg, ctx.errorText, async () => {
+          const body = { cccd: cccd.value.trim(), full_name: name.value.trim(), date_of_birth: dob.value, gender: gender.value, address: address.value.trim() };
+          if (photo.files[0]) body.photo_jpeg_b64 = await fileBase64(photo.files[0]);
+          const p = await post('/api/persons', body);
+          msg.ok(t('records.created', { name: p.full_name, cccd: p.cccd }));
+          ctx.announce(t('records.created', { name: p.full_name, cccd: p.cccd }));
+          form.reset();
+          showDob();
+          qr.value = '';
+          qrMsg.clear();
+          replace(previews);
+          await search({ cccd: p.cccd, name: '' });
+          openRecord(p.cccd);
+        }, (e) => photoError(msg, ctx.errorText(e))),
       },
       h('div', { class: 'field-wide' }, field(t('records.qr'), qr, t('records.qr_hint')), qrBtn, qrMsg.el),
       field('CCCD', cccd, t('records.cccd_hint')),
@@ -328,43 +306,35 @@ function render(root, ctx) {
       'form',
       {
         class: 'stack',
-        onsubmit: (ev) => {
-          ev.preventDefault();
-          msg.clear();
+        onsubmit: submitting(submit, msg, ctx.errorText, async () => {
           replace(out);
           const csv = text.value;
           if (!csv.trim()) return msg.error(t('records.import_empty'));
-          busy(submit, async () => {
-            try {
-              const r = await post('/api/persons/import', csv, { text: true });
-              const counts = t('records.imported', { imported: num(r.imported), updated: num(r.updated), rejected: num(r.rejected.length) });
-              if (r.rejected.length) msg.error(counts);
-              else msg.ok(counts);
-              msg.el.dataset.imported = String(r.imported);
-              msg.el.dataset.updated = String(r.updated);
-              msg.el.dataset.rejected = String(r.rejected.length);
-              replace(
-                out,
-                r.rejected.length
-                  ? table({
-                      testid: 'import-rejected',
-                      caption: t('records.rejected'),
-                      rows: r.rejected,
-                      rowProps: (l) => ({ 'data-testid': 'import-rejected-row', 'data-line': String(l.line) }),
-                      columns: [
-                        { label: t('records.line'), cls: 'num', cell: (l) => num(l.line) },
-                        { label: t('records.reason'), cell: (l) => h('span', { class: 'wrap' }, l.reason) },
-                      ],
-                    })
-                  : null,
-              );
-              if (!r.rejected.length) text.value = '';
-              if (lastQuery) search(lastQuery);
-            } catch (e) {
-              msg.error(ctx.errorText(e));
-            }
-          });
-        },
+          const r = await post('/api/persons/import', csv, { text: true });
+          const counts = t('records.imported', { imported: num(r.imported), updated: num(r.updated), rejected: num(r.rejected.length) });
+          if (r.rejected.length) msg.error(counts);
+          else msg.ok(counts);
+          msg.el.dataset.imported = String(r.imported);
+          msg.el.dataset.updated = String(r.updated);
+          msg.el.dataset.rejected = String(r.rejected.length);
+          replace(
+            out,
+            r.rejected.length
+              ? table({
+                  testid: 'import-rejected',
+                  caption: t('records.rejected'),
+                  rows: r.rejected,
+                  rowProps: (l) => ({ 'data-testid': 'import-rejected-row', 'data-line': String(l.line) }),
+                  columns: [
+                    { label: t('records.line'), cls: 'num', cell: (l) => num(l.line) },
+                    { label: t('records.reason'), cell: (l) => h('span', { class: 'wrap' }, l.reason) },
+                  ],
+                })
+              : null,
+          );
+          if (!r.rejected.length) text.value = '';
+          if (lastQuery) search(lastQuery);
+        }),
       },
       h('p', { class: 'muted small' }, t('records.import_lead')),
       field(t('records.import_file'), file),

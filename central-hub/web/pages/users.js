@@ -91,18 +91,11 @@ function render(root, ctx) {
         'form',
         {
           class: 'inline-form',
-          onsubmit: (ev) => {
-            ev.preventDefault();
-            busy(ok, async () => {
-              try {
-                await patch(`/api/users/${encodeURIComponent(u.username)}`, { password: pw.value });
-                replace(wrap, toggle, reset);
-                msg.ok(t('users.password_reset', { user: u.username }));
-              } catch (e) {
-                msg.error(ctx.errorText(e));
-              }
-            });
-          },
+          onsubmit: submitting(ok, msg, ctx.errorText, async () => {
+            await patch(`/api/users/${encodeURIComponent(u.username)}`, { password: pw.value });
+            replace(wrap, toggle, reset);
+            msg.ok(t('users.password_reset', { user: u.username }));
+          }),
         },
         field(t('users.new_password'), pw),
         ok,

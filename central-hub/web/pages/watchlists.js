@@ -3,9 +3,9 @@
 // agent holds.
 
 import { get, post, qs, Images } from '../api.js';
-import { h, replace, field, select, messageBox, busy, fileBase64 } from '../dom.js';
+import { h, replace, field, select, messageBox, fileBase64, submitting } from '../dom.js';
 import { t, tv, num, date, dateTime, dateInputMs, msDateInput } from '../i18n.js';
-import { pageHead, section, table, badge, loadInto, photoFeedback, coalesce } from './common.js';
+import { pageHead, section, table, badge, loadInto, photoError, coalesce } from './common.js';
 
 const OWNERS = ['admin', 'supervisor'];
 
@@ -157,21 +157,13 @@ function render(root, ctx) {
       'form',
       {
         class: 'form-row',
-        onsubmit: (ev) => {
-          ev.preventDefault();
-          msg.clear();
+        onsubmit: submitting(btn, msg, ctx.errorText, async () => {
           if (!reason.value.trim()) return msg.error(t('watchlists.reason_required'));
-          busy(btn, async () => {
-            try {
-              await post(`/api/watchlists/entries/${encodeURIComponent(e.id)}/withdraw`, { reason: reason.value.trim() });
-              msg.ok(t('watchlists.withdrawn_ok'));
-              await Promise.all([loadEntries(), loadSync()]);
-              openEntry(e.id);
-            } catch (err) {
-              msg.error(ctx.errorText(err));
-            }
-          });
-        },
+          await post(`/api/watchlists/entries/${encodeURIComponent(e.id)}/withdraw`, { reason: reason.value.trim() });
+          msg.ok(t('watchlists.withdrawn_ok'));
+          await Promise.all([loadEntries(), loadSync()]);
+          openEntry(e.id);
+        }),
       },
       field(t('watchlists.withdraw_reason'), reason),
       btn,
@@ -223,50 +215,42 @@ function render(root, ctx) {
       {
         class: 'form-grid',
         'data-testid': 'wl-form',
-        onsubmit: (ev) => {
-          ev.preventDefault();
-          msg.clear();
+        onsubmit: submitting(submit, msg, ctx.errorText, async () => {
           for (const li of previews.children) {
             li.classList.remove('bad');
             li.querySelector('.photo-verdict').textContent = '';
           }
-          busy(submit, async () => {
-            try {
-              const exp = dateInputMs(expires.value, true);
-              if (!exp) throw new Error(t('watchlists.expires_required'));
-              if (!photos.files.length && !cccd.value.trim()) throw new Error(t('watchlists.photo_required'));
-              const body = {
-                list: list.value,
-                label: label.value.trim(),
-                case_ref: caseRef.value.trim(),
-                legal_basis: legal.value.trim(),
-                issued_by: issued.value.trim(),
-                expires_ms: exp,
-                sites: sites.value.split(',').map((s) => s.trim()).filter(Boolean),
-                photos_jpeg_b64: await Promise.all([...photos.files].map(fileBase64)),
-              };
-              if (retention.value) body.case_retention_days = Number(retention.value);
-              if (cccd.value.trim()) body.person_cccd = cccd.value.trim();
-              const e = await post('/api/watchlists/entries', body);
-              msg.ok(t('watchlists.enrolled', { label: e.label, n: num(e.templates) }));
-              ctx.announce(t('watchlists.enrolled', { label: e.label, n: num(e.templates) }));
-              form.reset();
-              expires.value = msDateInput(Date.now() + 90 * 86400_000);
-              showExpiry();
-              replace(previews);
-              await Promise.all([loadEntries(), loadSync()]);
-            } catch (err) {
-              const fb = photoFeedback(ctx.errorText(err));
-              msg.error(fb.text);
-              msg.el.dataset.reason = fb.reason;
-              if (fb.index !== null && previews.children[fb.index]) {
-                const li = previews.children[fb.index];
-                li.classList.add('bad');
-                li.querySelector('.photo-verdict').textContent = fb.text;
-              }
-            }
-          });
-        },
+          const exp = dateInputMs(expires.value, true);
+          if (!exp) throw new Error(t('watchlists.expires_required'));
+          if (!photos.files.length && !cccd.value.trim()) throw new Error(t('watchlists.photo_required'));
+          const body = {
+            list: list.value,
+            label: label.value.trim(),
+            case_ref: caseRef.value.trim(),
+            legal_basis: legal.value.trim(),
+            issued_by: issued.value.trim(),
+            expires_ms: exp,
+            sites: sites.value.split(',').map((s) => s.trim()).filter(Boolean),
+            photos_jpeg_b64: await Promise.all([...photos.files].map(fileBase64)),
+          };
+          if (retention.value) body.case_retention_days = Number(retention.value);
+          if (cccd.value.trim()) body.person_cccd = cccd.value.trim();
+          const e = await post('/api/watchlists/entries', body);
+          msg.ok(t('watchlists.enrolled', { label: e.label, n: num(e.templates) }));
+          ctx.announce(t('watchlists.enrolled', { label: e.label, n: num(e.templates) }));
+          form.reset();
+          expires.value = msDateInput(Date.now() + 90 * 86400_000);
+          showExpiry();
+          replace(previews);
+          await Promise.all([loadEntries(), loadSync()]);
+        }, (err) => {
+          const fb = photoError(msg, ctx.errorText(err));
+          if (fb.index !== null && previews.children[fb.index]) {
+            const li = previews.children[fb.index];
+            li.classList.add('bad');
+            li.querySelector('.photo-verdict').textContent = fb.text;
+          }
+        }),
       },
       field(t('watchlists.label'), label, t('watchlists.label_hint')),
       field(t('watchlists.list'), list),
