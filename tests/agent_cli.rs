@@ -209,3 +209,103 @@ fn corrupt_video_is_analysed_to_the_end_without_crashing() {
         "final counts still reported"
     );
 }
+
+#[test]
+fn watchlist_match_decides_each_face_of_still_images_by_the_agents_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = r#"{ kind = "test", pattern = "ball", width = 160, height = 120, fps = 10 }"#;
+    let cfg = checkpoint_e2e::gate_agent_config(dir.path(), "cli-site", 1, source, "", 10.0);
+    let faces = shared_dir().join("datasets/faces/ageitgey");
+    let enrol = |id: &str, list: &str, photo: &str| {
+        let out = Command::new(workspace_bin("edge-agent"))
+            .args(["watchlist", "enrol", "--config"])
+            .arg(&cfg)
+            .args([
+                "--id",
+                id,
+                "--list",
+                list,
+                "--label",
+                id,
+                "--case-ref",
+                "CLI-1",
+            ])
+            .args([
+                "--legal-basis",
+                "test order",
+                "--issued-by",
+                "test",
+                "--days",
+                "30",
+            ])
+            .arg(faces.join(photo))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    enrol("W-obama", "wanted", "obama.jpg");
+    enrol("M-biden", "missing", "biden.jpg");
+
+    let junk = dir.path().join("junk.jpg");
+    std::fs::write(&junk, b"\xFF\xD8 not a jpeg").unwrap();
+    let stranger = shared_dir().join("datasets/faces/lfw_nopair/AJ_Cook/AJ_Cook_0001.jpg");
+    let images = [
+        faces.join("obama2.jpg"),
+        faces.join("train__biden__biden2.jpg"),
+        stranger.clone(),
+        junk.clone(),
+    ];
+    let out = Command::new(workspace_bin("edge-agent"))
+        .args(["watchlist", "match", "--json", "--config"])
+        .arg(&cfg)
+        .args(&images)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "exit 1 when an image failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "one line per image: {text}");
+    for (line, image) in lines.iter().zip(&images) {
+        assert_eq!(line["image"], image.display().to_string());
+    }
+    let only_face = |i: usize| {
+        let faces = lines[i]["faces"].as_array().unwrap();
+        assert_eq!(faces.len(), 1, "{}", lines[i]);
+        assert_eq!(faces[0]["box"].as_array().unwrap().len(), 4);
+        faces[0]["match"].clone()
+    };
+    let m = only_face(0);
+    assert_eq!(
+        (m["entry_id"].as_str(), m["list"].as_str()),
+        (Some("W-obama"), Some("wanted")),
+        "{text}"
+    );
+    // The wanted list's floor (0.43) holds for two entries.
+    assert!(m["score"].as_f64().unwrap() >= 0.43, "{m}");
+    let m = only_face(1);
+    assert_eq!(
+        (m["entry_id"].as_str(), m["list"].as_str()),
+        (Some("M-biden"), Some("missing")),
+        "{text}"
+    );
+    assert!(m["score"].as_f64().unwrap() >= 0.37, "{m}");
+    assert!(only_face(2).is_null(), "a stranger matches nothing: {text}");
+    assert!(
+        lines[3]["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{}",
+        lines[3]
+    );
+    assert!(lines[3].get("faces").is_none());
+}

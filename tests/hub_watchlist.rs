@@ -151,6 +151,18 @@ fn enrolled_at_the_hub_seen_at_the_edge_confirmed_by_two_people() {
         "one alert for one pass: {body}"
     );
     assert_eq!(all[0]["entry_id"], entry_id.as_str());
+    // The calibrated evidence travels with the candidate: one entry on a list held to 1 false candidate
+    // per 1,000 passers-by, with the quality of the faces fused.
+    let ev = &all[0]["evidence"];
+    assert_eq!(ev["list_entries"], 1, "{body}");
+    assert_eq!(ev["target_fpir"], 0.001, "{body}");
+    assert!(ev["expected_fpir"].as_f64().unwrap() <= 0.001, "{body}");
+    let q = ev["face_quality"].as_f64().unwrap();
+    assert!(q > 0.0 && q <= 1.0, "{body}");
+    assert!(
+        ev["score_fmr"].as_f64().unwrap() < 1e-4,
+        "a true match is rarer than 1 in 10,000 strangers: {body}"
+    );
 
     // The reviewer sees the snapshot beside the enrolled photo.
     let (st, snap) = hub.get(&format!("/api/alerts/{alert_id}/snapshot"), Some(&op1));
@@ -197,6 +209,57 @@ fn enrolled_at_the_hub_seen_at_the_edge_confirmed_by_two_people() {
     assert!(body.contains("alert.snapshot"));
     let (_, body) = hub.get("/api/audit/verify", Some(&sup));
     assert!(body.contains("\"ok\":true"), "{body}");
+
+    // The list's policy: what it costs at its size; only an administrator changes it, and the change is a new
+    // revision every agent must fetch.
+    let (st, body) = hub.get("/api/watchlists/policies", Some(&op1));
+    assert_eq!(st, 200, "{body}");
+    let lists: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let wanted = &lists[0];
+    assert_eq!(
+        (wanted["list"].as_str(), wanted["entries"].as_u64()),
+        (Some("wanted"), Some(1))
+    );
+    assert_eq!(
+        wanted["threshold"].as_f64().unwrap() as f32,
+        0.43f32,
+        "the floor holds for one entry"
+    );
+    assert!(wanted["false_per_1000"].as_f64().unwrap() <= 1.0, "{body}");
+    assert_eq!(wanted["over_target"], false);
+    assert!(wanted["capacity"].as_u64().unwrap() > 100, "{body}");
+    let change = r#"{"target_fpir":0.0001,"max_fnir":0.2}"#;
+    let (st, _) = hub.request(
+        "PUT",
+        "/api/watchlists/policies/wanted",
+        Some(&sup),
+        Some(change),
+    );
+    assert_eq!(st, 403, "supervisors do not set policies");
+    let (st, body) = hub.request(
+        "PUT",
+        "/api/watchlists/policies/wanted",
+        Some(&admin),
+        Some(r#"{"target_fpir":0.5,"max_fnir":0.2}"#),
+    );
+    assert_eq!(st, 400, "{body}");
+    let (st, body) = hub.request(
+        "PUT",
+        "/api/watchlists/policies/wanted",
+        Some(&admin),
+        Some(change),
+    );
+    assert_eq!(st, 200, "{body}");
+    let lists: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(lists[0]["target_fpir"], 0.0001);
+    assert!(lists[0]["threshold"].as_f64().unwrap() > 0.43, "{body}");
+    let (_, body) = hub.get("/api/watchlists/status", Some(&sup));
+    assert!(
+        body.contains("\"in_sync\":false"),
+        "the policy is a new version: {body}"
+    );
+    let (_, body) = hub.get("/api/audit?action=watchlist.policy", Some(&sup));
+    assert!(body.contains("target_fpir=0.0001"), "{body}");
 
     // Withdrawing the entry reaches the agent too (its next status shows the new version).
     let (st, _) = hub.request(

@@ -157,6 +157,7 @@ fn watchlist(truth: &Truth) -> (SyncMessage, BTreeMap<String, String>) {
         version: 1_000,
         entries,
         thresholds: Thresholds::default(),
+        policies: None,
     };
     (msg, who)
 }
@@ -337,6 +338,7 @@ fn malformed_payloads() -> Vec<Vec<u8>> {
                 version: i as u64 + 1,
                 entries: vec![bad_entries[i % bad_entries.len()].clone()],
                 thresholds: Thresholds::default(),
+                policies: None,
             })
             .unwrap(),
             4 => serde_json::to_vec(&SyncMessage::Delta {
@@ -345,12 +347,15 @@ fn malformed_payloads() -> Vec<Vec<u8>> {
                 add: vec![],
                 remove: vec![],
                 expire: vec![],
+                policies: None,
+                thresholds: None,
             })
             .unwrap(),
             5 => serde_json::to_vec(&SyncMessage::Full {
                 version: 9,
                 entries: vec![good.clone(), good.clone()],
                 thresholds: Thresholds::default(),
+                policies: None,
             })
             .unwrap(),
             6 => br#"{"type":"full","version":3,"entries":[],"thresholds":{"wanted":0.01,"missing":0.4}}"#
@@ -408,6 +413,7 @@ fn malformed_sync_is_counted_and_survived(port: u16) {
         version: 42,
         entries: vec![entry("W1", ListKind::Wanted, "valid", v)],
         thresholds: Thresholds::default(),
+        policies: None,
     };
     publish_all(port, &topic, vec![serde_json::to_vec(&valid).unwrap()]);
     let ok = wait_until(Duration::from_secs(60), || {

@@ -8,6 +8,7 @@
 
 mod faiss;
 mod ingest;
+mod watchlist;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -84,6 +85,15 @@ enum Cmd {
         #[arg(long, default_value_t = 200)]
         queries: usize,
     },
+    /// Watchlist decisions (open-set 1:N): FPIR and FNIR per list size and policy, on stills and tracks.
+    Watchlist {
+        /// Where caches, tables and the plot go.
+        #[arg(long, default_value = "target/bench/watchlist")]
+        out: PathBuf,
+        /// Random galleries drawn per list size.
+        #[arg(long, default_value_t = 10)]
+        splits: usize,
+    },
 }
 
 fn main() -> Result<()> {
@@ -127,6 +137,7 @@ fn main() -> Result<()> {
             mode,
         } => bench_pipeline(rt, file, &streams, seconds, &mode),
         Cmd::Faiss { sizes, queries } => faiss::run(&sizes, queries),
+        Cmd::Watchlist { out, splits } => watchlist::run(rt, &shared_dir(), &out, splits),
         Cmd::Ingest { .. } => Ok(()),
         Cmd::All => {
             bench_models(rt, 50)?;

@@ -151,21 +151,35 @@ impl Default for IngestConfig {
     }
 }
 
-/// `[watchlist]`: the thresholds sent to the agents with every full sync.
+/// `[watchlist]`: how the lists are matched, sent to the agents with every sync. Each list has a target
+/// false-alert rate per passer-by; agents turn it into the threshold for the entries they hold (more
+/// entries, stricter threshold), never below the list's floor.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WatchlistConfig {
-    /// Cosine for the wanted list (default: false-match rate 1e-4 per comparison on LFW fold 1).
+    /// Floor cosine for the wanted list (default: false-match rate 1e-4 per comparison on LFW fold 1).
     pub wanted_threshold: f32,
-    /// Cosine for the missing list (default: 1e-3).
+    /// Floor cosine for the missing list (default: 1e-3).
     pub missing_threshold: f32,
+    /// Share of passers-by not on the wanted list who may raise a wanted candidate (0.001: one in 1,000).
+    pub wanted_target_fpir: f64,
+    /// Share of wanted people the list may miss before the hub warns that it has outgrown the model.
+    pub wanted_max_fnir: f64,
+    /// As `wanted_target_fpir`, for the missing-person list (looser: a missed child costs more).
+    pub missing_target_fpir: f64,
+    pub missing_max_fnir: f64,
 }
 
 impl Default for WatchlistConfig {
     fn default() -> Self {
+        let p = checkpoint_protocol::watchlist::Policies::default();
         Self {
             wanted_threshold: checkpoint_protocol::watchlist::DEFAULT_WANTED_THRESHOLD,
             missing_threshold: checkpoint_protocol::watchlist::DEFAULT_MISSING_THRESHOLD,
+            wanted_target_fpir: p.wanted.target_fpir,
+            wanted_max_fnir: p.wanted.max_fnir,
+            missing_target_fpir: p.missing.target_fpir,
+            missing_max_fnir: p.missing.max_fnir,
         }
     }
 }
@@ -175,6 +189,27 @@ impl WatchlistConfig {
         checkpoint_protocol::watchlist::Thresholds {
             wanted: self.wanted_threshold,
             missing: self.missing_threshold,
+        }
+    }
+
+    pub fn policies(&self) -> checkpoint_protocol::watchlist::Policies {
+        use checkpoint_protocol::watchlist::ListPolicy;
+        checkpoint_protocol::watchlist::Policies {
+            wanted: ListPolicy {
+                target_fpir: self.wanted_target_fpir,
+                max_fnir: self.wanted_max_fnir,
+            },
+            missing: ListPolicy {
+                target_fpir: self.missing_target_fpir,
+                max_fnir: self.missing_max_fnir,
+            },
+        }
+    }
+
+    pub fn rules(&self) -> crate::watchlists::SyncRules {
+        crate::watchlists::SyncRules {
+            thresholds: self.thresholds(),
+            policies: self.policies(),
         }
     }
 }
@@ -337,6 +372,20 @@ impl HubConfig {
         if let Err(e) = self.watchlist.thresholds().validate() {
             return err("watchlist", &e.to_string());
         }
+        for (list, p) in [
+            ("wanted", self.watchlist.policies().wanted),
+            ("missing", self.watchlist.policies().missing),
+        ] {
+            let key = match p.validate() {
+                Ok(()) => continue,
+                Err(checkpoint_openset::PolicyError::TargetFpir(_)) => "target_fpir",
+                Err(checkpoint_openset::PolicyError::MaxFnir(_)) => "max_fnir",
+            };
+            return err(
+                &format!("watchlist.{list}_{key}"),
+                "target_fpir must lie in [1e-6, 0.1], max_fnir in (0, 1)",
+            );
+        }
         if !(0.2..=0.95).contains(&self.faces.verify_threshold) {
             return err("faces.verify_threshold", "must be between 0.2 and 0.95");
         }
@@ -423,6 +472,14 @@ mod tests {
                 "mqtt.require_auth",
             ),
             ("utc_offset_hours = 20\n", "utc_offset_hours"),
+            (
+                "[watchlist]\nwanted_target_fpir = 0.5\n",
+                "watchlist.wanted_target_fpir",
+            ),
+            (
+                "[watchlist]\nmissing_max_fnir = 0\n",
+                "watchlist.missing_max_fnir",
+            ),
             ("[http]\nlisen = \"x\"\n", "http"),
             (
                 "[retention]\nsnapshot_hours = \"soon\"\n",

@@ -324,8 +324,9 @@ async fn apply(
             let status = if dismissed { "suppressed" } else { "candidate" };
             sqlx::query(
                 "INSERT INTO alerts (id, site, agent, camera, track_id, list, entry_id, similarity, threshold, \
-                 votes, faces_used, watchlist_version, ts_ms, stream_time_s, models, snapshot, status, created_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, NULL, $17, $16)",
+                 votes, faces_used, watchlist_version, ts_ms, stream_time_s, models, snapshot, status, created_ms, \
+                 evidence) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, NULL, $17, $16, $18)",
             )
             .bind(e.id.to_string())
             .bind(&e.site)
@@ -344,6 +345,12 @@ async fn apply(
             .bind(serde_json::to_string(&m.models).unwrap_or_else(|_| "[]".into()))
             .bind(now)
             .bind(status)
+            .bind(
+                m.evidence
+                    .as_ref()
+                    .and_then(|ev| serde_json::to_string(ev).ok())
+                    .unwrap_or_default(),
+            )
             .execute(&mut **tx)
             .await?;
             // Set separately: a NULL BYTEA through the Any driver has the same typing trap as a NULL f64.
@@ -722,6 +729,7 @@ mod tests {
                     .encode([0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3]),
                 stream_time_s: 12.5,
                 models: vec!["sface.onnx".into()],
+                evidence: None,
             }),
         );
         let c = check(&topic_of(&m), m.to_json().as_bytes(), 1 << 20).unwrap();

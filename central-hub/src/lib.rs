@@ -16,6 +16,7 @@ pub mod faces;
 pub mod ingest;
 pub mod lodging;
 pub mod metrics;
+pub mod policies;
 pub mod records;
 pub mod review;
 pub mod serve;

@@ -264,7 +264,7 @@ pub async fn serve(cfg: HubConfig) -> Result<()> {
     let pusher = crate::watchlists::Pusher::start(
         db.clone(),
         ingest::mqtt_options(&cfg)?,
-        cfg.watchlist.thresholds(),
+        cfg.watchlist.rules(),
         stop_rx.clone(),
     );
     let jobs = {

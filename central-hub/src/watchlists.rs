@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use checkpoint_protocol::watchlist::{SyncMessage, Thresholds, WatchlistEntry};
+use checkpoint_protocol::watchlist::{Policies, SyncMessage, Thresholds, WatchlistEntry};
 use checkpoint_protocol::{watchlist_sync_topic, ListKind};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -123,6 +123,14 @@ async fn revise(
     op: &str,
 ) -> Result<i64, WatchlistError> {
     revise_above(tx, entry_id, op, 0).await
+}
+
+/// A revision that changes no entry but the lists' policies, so agents already in sync get a delta that
+/// carries the new policies (its entry id is empty, so no entry is touched).
+pub(crate) async fn revise_policies(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+) -> Result<i64, WatchlistError> {
+    revise(tx, "", "policy").await
 }
 
 /// A new revision numbered above both the last one and `floor`.
@@ -454,6 +462,13 @@ pub async fn wire_entries(db: &Db, site: &str) -> Result<Vec<WatchlistEntry>, Wa
     Ok(out)
 }
 
+/// What every sync carries besides entries: the lists' floors and policies (from `[watchlist]`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SyncRules {
+    pub thresholds: Thresholds,
+    pub policies: Policies,
+}
+
 /// The message that brings an agent at `site` holding `held` to `version`: a delta when every revision
 /// after `held` is known and `held` is one of ours, else the full set.
 pub async fn sync_message(
@@ -461,7 +476,7 @@ pub async fn sync_message(
     site: &str,
     held: i64,
     needs_full: bool,
-    thresholds: Thresholds,
+    rules: SyncRules,
 ) -> Result<SyncMessage, WatchlistError> {
     let version = current_version(db).await?;
     let known = held > 0
@@ -474,7 +489,8 @@ pub async fn sync_message(
         return Ok(SyncMessage::Full {
             version: version as u64,
             entries: wire_entries(db, site).await?,
-            thresholds,
+            thresholds: rules.thresholds,
+            policies: Some(rules.policies),
         });
     }
     let revs = sqlx::query(
@@ -522,6 +538,9 @@ pub async fn sync_message(
         add,
         remove,
         expire,
+        // Policies travel with every delta, so a changed `[watchlist]` reaches agents without a full sync.
+        policies: Some(rules.policies),
+        thresholds: None,
     })
 }
 
@@ -535,7 +554,7 @@ impl Pusher {
     pub fn start(
         db: Db,
         mut opts: rumqttc::MqttOptions,
-        thresholds: Thresholds,
+        rules: SyncRules,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let wake = Arc::new(Notify::new());
@@ -561,7 +580,7 @@ impl Pusher {
                     _ = tokio::time::sleep(Duration::from_secs(5)) => {}
                     _ = stop.changed() => return,
                 }
-                if let Err(e) = push_once(&db, &client, thresholds, &mut sent).await {
+                if let Err(e) = push_once(&db, &client, rules, &mut sent).await {
                     tracing::error!(error = %e, "watchlist push");
                 }
             }
@@ -573,9 +592,16 @@ impl Pusher {
 async fn push_once(
     db: &Db,
     client: &rumqttc::AsyncClient,
-    thresholds: Thresholds,
+    rules: SyncRules,
     sent: &mut HashMap<(String, String), (i64, Instant)>,
 ) -> Result<(), WatchlistError> {
+    // The administrator's policies override hub.toml's; read each round so a change goes out at once.
+    let rules = SyncRules {
+        policies: crate::policies::current(db, rules.policies)
+            .await
+            .map_err(|e| WatchlistError::Invalid(e.to_string()))?,
+        ..rules
+    };
     let version = current_version(db).await?;
     let agents = sqlx::query(
         "SELECT site, agent, watchlist_version, watchlist_needs_full FROM agents WHERE state = 'online'",
@@ -608,7 +634,7 @@ async fn push_once(
                 continue;
             }
         }
-        let msg = sync_message(db, &site, held, needs_full, thresholds).await?;
+        let msg = sync_message(db, &site, held, needs_full, rules).await?;
         let payload = serde_json::to_vec(&msg).unwrap_or_default();
         let kind = match &msg {
             SyncMessage::Full { .. } => "full",
@@ -677,7 +703,7 @@ mod tests {
         assert!(v3 > v1);
 
         // A new agent gets the full set for its site, and the message passes the agent's own validation.
-        let m = sync_message(&db, "pier", 0, false, Thresholds::default())
+        let m = sync_message(&db, "pier", 0, false, SyncRules::default())
             .await
             .unwrap();
         let json = serde_json::to_vec(&m).unwrap();
@@ -693,7 +719,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // An agent at v1 gets a delta adding only what covers its site.
-        match sync_message(&db, "pier", v1, false, Thresholds::default())
+        match sync_message(&db, "pier", v1, false, SyncRules::default())
             .await
             .unwrap()
         {
@@ -720,7 +746,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(expire_due(&db).await.unwrap(), vec!["A"]);
-        match sync_message(&db, "pier", v3, false, Thresholds::default())
+        match sync_message(&db, "pier", v3, false, SyncRules::default())
             .await
             .unwrap()
         {
@@ -738,13 +764,13 @@ mod tests {
         }
         // An agent ahead of the hub (local enrolment) or asking for everything gets the full set.
         assert!(matches!(
-            sync_message(&db, "pier", i64::MAX - 1, false, Thresholds::default())
+            sync_message(&db, "pier", i64::MAX - 1, false, SyncRules::default())
                 .await
                 .unwrap(),
             SyncMessage::Full { .. }
         ));
         assert!(matches!(
-            sync_message(&db, "pier", v3, true, Thresholds::default())
+            sync_message(&db, "pier", v3, true, SyncRules::default())
                 .await
                 .unwrap(),
             SyncMessage::Full { .. }

@@ -90,6 +90,7 @@ export async function api(path, opts) {
 export const get = (path, opts) => api(path, opts);
 export const post = (path, body, opts) => api(path, { ...opts, method: 'POST', body: body ?? {} });
 export const patch = (path, body, opts) => api(path, { ...opts, method: 'PATCH', body });
+export const put = (path, body, opts) => api(path, { ...opts, method: 'PUT', body });
 
 /** Query string from an object, leaving out empty values. */
 export function qs(params) {

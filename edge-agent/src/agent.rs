@@ -575,6 +575,20 @@ fn alert(
         snapshot_jpeg_b64: snapshot,
         stream_time_s: frame.pts_s,
         models: w.models.clone(),
+        evidence: Some(evidence(c)),
+    }
+}
+
+/// What the reviewers weigh a candidate by, beyond the bare similarity.
+pub fn evidence(c: &Candidate) -> checkpoint_protocol::MatchEvidence {
+    checkpoint_protocol::MatchEvidence {
+        face_quality: c.face_quality,
+        second_entry: c.second.as_ref().map(|(id, _)| id.clone()),
+        second_similarity: c.second.as_ref().map(|(_, s)| *s),
+        list_entries: c.list_entries as u64,
+        target_fpir: c.operating.map(|o| o.target_fpir),
+        expected_fpir: c.operating.map(|o| o.expected_fpir),
+        score_fmr: c.score_fmr,
     }
 }
 

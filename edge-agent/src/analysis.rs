@@ -354,7 +354,7 @@ impl CameraAnalyzer {
                     .models
                     .embedder
                     .as_mut()
-                    .map(|e| e.embed_aligned(&crops))
+                    .map(|e| e.embed_aligned_fused(&crops))
                     .transpose()?
                     .unwrap_or_default();
                 self.metrics

@@ -105,6 +105,16 @@ enum WatchlistCmd {
         #[arg(required = true)]
         ids: Vec<String>,
     },
+    /// Decide the faces of still images against the list held, by the rule the agent applies to one face.
+    Match {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// One JSON object per image per line.
+        #[arg(long)]
+        json: bool,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
     /// Apply a sync message from a file (as the hub would send it), e.g. carried to an offline site.
     Import {
         #[arg(long, short)]
@@ -257,6 +267,36 @@ fn watchlist_cmd(action: WatchlistCmd) -> Result<std::process::ExitCode> {
                 );
             }
         }
+        WatchlistCmd::Match {
+            config,
+            json,
+            images,
+        } => {
+            let cfg = Config::load(&config)?;
+            // Read without the store's lock: a running agent keeps its list, and this only reads it.
+            let handle = WatchlistStore::read_only(&cfg.watchlist.dir).with_context(|| {
+                format!("reading the watchlist in {}", cfg.watchlist.dir.display())
+            })?;
+            let rt = checkpoint_vision::Runtime::init(cfg.runtime.clone())?;
+            let camera = cfg.cameras.first().context("the config has no camera")?;
+            let models = edge_agent::agent::load_models(&cfg, camera, rt)?;
+            let (mut det, mut emb) = (models.faces, models.embedder);
+            let emb = emb.as_mut().context(
+                "detection.embed_faces is off in this config: matching needs the face embedder",
+            )?;
+            let failed = edge_agent::watchlist::stills::run(
+                &images,
+                json,
+                handle,
+                &mut det,
+                emb,
+                &mut std::io::stdout().lock(),
+            )?;
+            if failed > 0 {
+                // Every image got its line; the status tells scripts that some could not be read.
+                return Ok(std::process::ExitCode::from(1));
+            }
+        }
         WatchlistCmd::Enrol {
             config,
             id,
@@ -326,6 +366,10 @@ fn watchlist_cmd(action: WatchlistCmd) -> Result<std::process::ExitCode> {
                     }],
                     remove: vec![],
                     expire: vec![],
+                    // A list kept on site alone still holds its false-alert target as it grows: the
+                    // default policies, unless a hub's sync set others.
+                    policies: Some(store.snapshot().set().policies.unwrap_or_default()),
+                    thresholds: None,
                 },
                 now,
             )?;
@@ -341,6 +385,8 @@ fn watchlist_cmd(action: WatchlistCmd) -> Result<std::process::ExitCode> {
                     add: vec![],
                     remove: ids,
                     expire: vec![],
+                    policies: None,
+                    thresholds: None,
                 },
                 now,
             )?;

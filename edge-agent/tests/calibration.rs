@@ -226,6 +226,7 @@ fn matcher_on_lfw(people: &[Vec<Embedding>], thresholds: Thresholds) {
         version: 1,
         entries,
         thresholds,
+        policies: None,
     };
     let mut m = TrackMatcher::new(
         WatchlistHandle::from_set(set).expect("valid set"),

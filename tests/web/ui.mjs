@@ -180,6 +180,9 @@ async function run() {
     await op1.click(itemSel); // by selector: the list may be redrawn by another live event meanwhile
     await need(op1, '[data-testid=alert-snapshot] img[src^="blob:"]', 'alert snapshot image');
     await need(op1, '[data-testid=alert-enrolled] img[src^="blob:"]', 'enrolled photo');
+    // The calibrated evidence, in words: how rare this likeness is among strangers.
+    const rarity = await (await need(op1, '[data-testid=ev-rarity]', 'evidence: how rare the likeness is')).textContent();
+    if (!/\d/.test(rarity)) fail(`evidence without a figure: ${rarity}`);
     await attrEquals(op1, '[data-testid=alert-status]', 'data-status', 'candidate', 'new alert status');
     await shot(op1, '02-alert-live');
 
@@ -248,6 +251,10 @@ async function run() {
     await sup.click(`[data-testid=entry-row]:has-text("${w.label}") [data-testid=entry-open]`);
     await need(sup, '[data-testid=entry-detail] img[src^="blob:"]', 'enrolled photo of the new entry');
     await shot(sup, '07-watchlists');
+    // Each list's size, threshold and cost; only an administrator may change the policy.
+    await need(sup, '[data-testid=policy-table] [data-testid=policy-row][data-list=wanted]', 'wanted list policy row');
+    await need(sup, '[data-testid=policy-table] [data-testid=policy-row][data-list=missing] [data-testid=policy-expected]', 'expected false candidates');
+    if (await sup.$('[data-testid=policy-save-wanted]')) fail('a supervisor was offered the policy form');
 
     // ---- identity records
     step = 'records create';
@@ -408,6 +415,15 @@ async function run() {
     await admin.click(`${urow} [data-testid=user-role-save]`);
     await attrEquals(admin, urow, 'data-role', 'supervisor', 'role changed');
     await shot(admin, '17-users');
+    // The administrator tightens the wanted list: its threshold rises and the page says what it costs.
+    await go(admin, 'watchlists', 'policy-table');
+    const before_t = Number((await admin.textContent('[data-list=wanted] [data-testid=policy-threshold]')).replace(',', '.').match(/[\d.]+/)[0]);
+    await admin.fill('[data-testid=policy-target-wanted]', '0.01');
+    await admin.click('[data-testid=policy-save-wanted]');
+    await attrEquals(admin, '[data-testid=policy-msg-wanted]', 'class', 'msg msg-ok', 'policy saved');
+    const after_t = Number((await admin.textContent('[data-list=wanted] [data-testid=policy-threshold]')).replace(',', '.').match(/[\d.]+/)[0]);
+    if (!(after_t > before_t)) fail(`threshold did not rise: ${before_t} -> ${after_t}`);
+    await shot(admin, '17b-watchlist-policy');
     // The admin sees only the pages an admin can use: no exam staff's or desk's work, every admin page.
     const nav = await admin.$$eval('.nav-link', (as) => as.map((a) => a.dataset.page));
     if (!nav.includes('users') || !nav.includes('audit')) fail(`admin navigation ${nav}`);

@@ -272,6 +272,28 @@ pub struct AlertSummary {
     pub has_snapshot: bool,
     /// The watchlist entry's label (who the candidate may be), when the entry still exists.
     pub label: Option<String>,
+    /// What the agent's decision rests on (absent for older agents and lodging alerts).
+    pub evidence: Option<AlertEvidence>,
+}
+
+/// The calibrated evidence an agent sends with a candidate (protocol `MatchEvidence`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct AlertEvidence {
+    /// Mean quality (0..1) of the faces fused into the decision.
+    pub face_quality: f32,
+    /// The next most similar entry and its similarity.
+    pub second_entry: Option<String>,
+    pub second_similarity: Option<f32>,
+    /// The label of that entry, when it still exists.
+    #[serde(default)]
+    pub second_label: Option<String>,
+    /// Entries on the matched list at the agent.
+    pub list_entries: u64,
+    /// The list's target and expected false-alert rate per passer-by at its operating point.
+    pub target_fpir: Option<f64>,
+    pub expected_fpir: Option<f64>,
+    /// Chance that one comparison with a stranger scores this high (model calibration).
+    pub score_fmr: Option<f64>,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -289,7 +311,7 @@ macro_rules! alert_columns {
         "id, site, agent, camera, track_id, list, entry_id, similarity, threshold, votes, faces_used, \
          watchlist_version, ts_ms, status, source, detail, \
          CASE WHEN snapshot IS NULL THEN 0 ELSE 1 END AS has_snapshot, \
-         (SELECT label FROM watchlist_entries w WHERE w.id = alerts.entry_id) AS label"
+         (SELECT label FROM watchlist_entries w WHERE w.id = alerts.entry_id) AS label, evidence"
     };
 }
 
@@ -313,6 +335,9 @@ fn alert_row(r: &sqlx::any::AnyRow) -> Result<AlertSummary, sqlx::Error> {
         detail: opt_text(r, "detail"),
         has_snapshot: r.try_get::<i64, _>("has_snapshot")? == 1,
         label: opt_text(r, "label"),
+        evidence: opt_text(r, "evidence")
+            .filter(|t| !t.is_empty())
+            .and_then(|t| serde_json::from_str(&t).ok()),
     })
 }
 
@@ -338,8 +363,30 @@ pub async fn alerts(
     .bind(q.limit.unwrap_or(100).clamp(1, 1000))
     .fetch_all(&s.db.pool)
     .await?;
-    let out = rows.iter().map(alert_row).collect::<Result<Vec<_>, _>>()?;
+    let mut out = rows.iter().map(alert_row).collect::<Result<Vec<_>, _>>()?;
+    name_second_entries(&s.db, &mut out).await?;
     Ok(Json(out))
+}
+
+/// Fills in the label of each alert's runner-up entry, so reviewers read a name, not an id.
+async fn name_second_entries(
+    db: &crate::db::Db,
+    alerts: &mut [AlertSummary],
+) -> Result<(), sqlx::Error> {
+    for a in alerts.iter_mut() {
+        let Some(ev) = a.evidence.as_mut() else {
+            continue;
+        };
+        let Some(id) = ev.second_entry.clone() else {
+            continue;
+        };
+        ev.second_label = sqlx::query("SELECT label FROM watchlist_entries WHERE id = $1")
+            .bind(&id)
+            .fetch_optional(&db.pool)
+            .await?
+            .and_then(|r| r.try_get::<String, _>("label").ok());
+    }
+    Ok(())
 }
 
 /// One alert. Audited as `alert.view`.
@@ -364,7 +411,10 @@ pub async fn alert(
     s.audit
         .append(&session.user.username, "alert.view", &id, "")
         .await?;
-    Ok(Json(alert_row(&row)?))
+    let mut one = [alert_row(&row)?];
+    name_second_entries(&s.db, &mut one).await?;
+    let [one] = one;
+    Ok(Json(one))
 }
 
 /// The face snapshot of an alert (JPEG). Audited as `alert.snapshot`. 404 once retention deleted it.

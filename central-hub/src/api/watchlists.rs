@@ -5,7 +5,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -13,6 +13,7 @@ use utoipa::OpenApi;
 
 use super::{ApiError, ApiResult, AppState, Session, WATCHERS};
 use crate::auth::Role;
+use crate::policies::{self, ListOverview, PolicyChange, PolicyError};
 use crate::review::{self, Decision, Review, ReviewError};
 use crate::watchlists::{self, Entry, NewEntry, WatchlistError};
 
@@ -24,6 +25,8 @@ use crate::watchlists::{self, Entry, NewEntry, WatchlistError};
     withdraw_entry,
     entry_photo,
     sync_status,
+    list_policies,
+    set_policy,
     review_alert,
     alert_reviews
 ))]
@@ -45,6 +48,8 @@ pub fn routes() -> Router<AppState> {
             get(entry_photo),
         )
         .route("/api/watchlists/status", get(sync_status))
+        .route("/api/watchlists/policies", get(list_policies))
+        .route("/api/watchlists/policies/{list}", put(set_policy))
         .route("/api/alerts/{id}/review", post(review_alert))
         .route("/api/alerts/{id}/reviews", get(alert_reviews))
 }
@@ -67,6 +72,19 @@ impl From<WatchlistError> for ApiError {
     }
 }
 
+impl From<PolicyError> for ApiError {
+    fn from(e: PolicyError) -> Self {
+        match e {
+            PolicyError::UnknownList(_) => ApiError::not_found(e.to_string()),
+            PolicyError::Invalid(_) => ApiError::bad_request(e.to_string()),
+            PolicyError::Db(d) => d.into(),
+            PolicyError::Revision(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
+        }
+    }
+}
+
 impl From<ReviewError> for ApiError {
     fn from(e: ReviewError) -> Self {
         match e {
@@ -78,6 +96,55 @@ impl From<ReviewError> for ApiError {
             ReviewError::Db(d) => d.into(),
         }
     }
+}
+
+/// Each list's size, policy, the threshold agents apply for that size, and what it costs: expected false
+/// candidates per 1,000 passers-by and expected share of listed people missed (operator, supervisor, admin).
+#[utoipa::path(get, path = "/api/watchlists/policies", tag = "watchlists", security(("bearer" = [])),
+    responses((status = 200, body = [ListOverview]), (status = 403, body = super::ErrorBody)))]
+pub async fn list_policies(
+    State(s): State<AppState>,
+    session: Session,
+) -> ApiResult<Json<Vec<ListOverview>>> {
+    session.require(WATCHERS)?;
+    let cal = policies::calibration();
+    let w = &s.cfg.watchlist;
+    Ok(Json(
+        policies::overview(&s.db, w.policies(), w.thresholds(), cal.as_ref()).await?,
+    ))
+}
+
+/// Sets a list's target false-alert rate and tolerated miss rate (admin). Audited as `watchlist.policy`;
+/// agents get it with their next sync and re-derive their thresholds.
+#[utoipa::path(put, path = "/api/watchlists/policies/{list}", tag = "watchlists", security(("bearer" = [])),
+    params(("list" = String, Path, description = "wanted or missing")), request_body = PolicyChange,
+    responses((status = 200, body = [ListOverview]), (status = 400, body = super::ErrorBody),
+              (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+pub async fn set_policy(
+    State(s): State<AppState>,
+    session: Session,
+    Path(list): Path<String>,
+    Json(change): Json<PolicyChange>,
+) -> ApiResult<Json<Vec<ListOverview>>> {
+    session.require(&[Role::Admin])?;
+    policies::set(&s.db, &list, change, &session.user.username).await?;
+    s.audit
+        .append(
+            &session.user.username,
+            "watchlist.policy",
+            &list,
+            &format!(
+                "target_fpir={} max_fnir={}",
+                change.target_fpir, change.max_fnir
+            ),
+        )
+        .await?;
+    s.watchlist_push.notify_one();
+    let cal = policies::calibration();
+    let w = &s.cfg.watchlist;
+    Ok(Json(
+        policies::overview(&s.db, w.policies(), w.thresholds(), cal.as_ref()).await?,
+    ))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -280,6 +280,7 @@ function render(root, ctx) {
     addFact(t('alerts.site'), a.site);
     addFact(t('alerts.time'), h('span', null, dateTime(a.ts_ms, true), ' ', h('span', { class: 'muted' }, `(${ago(a.ts_ms)})`)));
     if (a.source !== 'lodging') addFact(t('alerts.votes'), t('alerts.votes_value', { votes: num(a.votes), faces: num(a.faces_used) }));
+    if (a.evidence) for (const [k, v] of evidenceFacts(a)) addFact(k, v);
     const entryFacts = h('dl', { class: 'facts' });
     const history = h('div', { class: 'history' }, loading());
     const reviewBox = h('div', { class: 'review' });
@@ -489,3 +490,37 @@ function render(root, ctx) {
 }
 
 export default { render };
+
+/** The calibrated evidence in plain words: how rare the likeness is among strangers, what the list costs,
+ *  how much face went into it, and who else on the lists came close. */
+export function evidenceFacts(a) {
+  const ev = a.evidence;
+  const out = [];
+  out.push([t('alerts.ev_margin'), t('alerts.ev_margin_value', { d: num(a.similarity - a.threshold, 3) })]);
+  if (ev.score_fmr > 0) {
+    const n = 1 / ev.score_fmr;
+    const text = n >= 1e6 ? t('alerts.ev_rarity_million', { n: num(n / 1e6, 1) }) : t('alerts.ev_rarity_value', { n: num(n) });
+    out.push([t('alerts.ev_rarity'), h('span', { 'data-testid': 'ev-rarity' }, text)]);
+  }
+  const perK = ev.expected_fpir != null ? num(ev.expected_fpir * 1000, 2) : '–';
+  out.push([
+    t('alerts.ev_list'),
+    ev.target_fpir != null
+      ? t('alerts.ev_list_value', { n: num(ev.list_entries), target: num(ev.target_fpir * 1000, 2), expected: perK })
+      : t('alerts.ev_list_floor', { n: num(ev.list_entries) }),
+  ]);
+  out.push([t('alerts.ev_faces'), t('alerts.ev_faces_value', { n: num(a.faces_used), q: num(ev.face_quality * 100) })]);
+  if (ev.second_entry) {
+    const who = ev.second_label || ev.second_entry.slice(0, 8);
+    const close = ev.second_similarity != null && a.similarity - ev.second_similarity < 0.05;
+    out.push([
+      t('alerts.ev_second'),
+      h('span', { 'data-testid': 'ev-second', class: close ? 'warn-text' : null },
+        t('alerts.ev_second_value', { who, s: num(ev.second_similarity, 3) }),
+        close ? ` — ${t('alerts.ev_second_close')}` : ''),
+    ]);
+  } else {
+    out.push([t('alerts.ev_second'), t('alerts.ev_second_none')]);
+  }
+  return out;
+}

@@ -2,7 +2,7 @@
 // quality feedback next to the photo it is about, withdrawal with a reason, and which watchlist version each
 // agent holds.
 
-import { get, post, qs, Images } from '../api.js';
+import { get, post, put, qs, Images } from '../api.js';
 import { h, replace, field, select, messageBox, fileBase64, submitting } from '../dom.js';
 import { t, tv, num, date, dateTime, dateInputMs, msDateInput } from '../i18n.js';
 import { pageHead, section, table, badge, loadInto, photoError, coalesce } from './common.js';
@@ -18,6 +18,7 @@ function entryState(e, now = Date.now()) {
 
 function render(root, ctx) {
   const syncBox = h('div', { 'data-testid': 'sync-status' });
+  const policyBox = h('div', { 'data-testid': 'policies' });
   const listBox = h('div');
   const detailBox = h('div', { class: 'entry-detail', 'data-testid': 'entry-detail' });
   const images = new Images();
@@ -38,6 +39,7 @@ function render(root, ctx) {
   replace(
     root,
     pageHead(t('watchlists.title')),
+    section(t('watchlists.policies'), h('p', { class: 'muted small' }, t('watchlists.policy_lead')), policyBox),
     ctx.can(OWNERS) ? section(t('watchlists.new'), enrolForm()) : null,
     section(
       t('watchlists.entries'),
@@ -47,6 +49,65 @@ function render(root, ctx) {
     ),
     section(t('watchlists.sync'), syncBox),
   );
+
+  // ---- policies: each list's size, threshold and what it costs; administrators change the targets
+  async function loadPolicies() {
+    await loadInto(policyBox, async () => renderPolicies(await get('/api/watchlists/policies')), ctx.errorText);
+  }
+
+  function renderPolicies(lists) {
+    const warnings = lists
+      .filter((l) => l.over_target)
+      .map((l) => h('p', { class: 'policy-warning', role: 'alert', 'data-testid': `policy-warning-${l.list}` },
+        `${tv('list', l.list)}: `, t('watchlists.pol_over', { n: num(l.entries), miss: `${num(l.expected_fnir * 100, 1)}%` })));
+    return [
+      ...warnings,
+      table({
+        testid: 'policy-table',
+        caption: t('watchlists.policies'),
+        rows: lists,
+        rowProps: (l) => ({ 'data-testid': 'policy-row', 'data-list': l.list }),
+        columns: [
+          { label: t('watchlists.pol_list'), cell: (l) => h('span', null, tv('list', l.list), h('br'), h('span', { class: 'muted small' }, l.updated_by ? t('watchlists.pol_by', { who: l.updated_by, when: dateTime(l.updated_ms) }) : t('watchlists.pol_default'))) },
+          { label: t('watchlists.pol_entries'), cell: (l) => h('span', { 'data-testid': 'policy-entries' }, num(l.entries)) },
+          { label: t('watchlists.pol_target'), cell: (l) => num(l.target_fpir * 1000, 2) },
+          { label: t('watchlists.pol_expected'), cell: (l) => h('span', { 'data-testid': 'policy-expected' }, num(l.false_per_1000, 2)) },
+          { label: t('watchlists.pol_miss'), cell: (l) => h('span', { 'data-testid': 'policy-miss', class: l.over_target ? 'warn-text' : null }, `${num(l.expected_fnir * 100, 1)}%`) },
+          { label: t('watchlists.pol_max_miss'), cell: (l) => `${num(l.max_fnir * 100, 1)}%` },
+          { label: t('watchlists.pol_threshold'), cell: (l) => h('span', { 'data-testid': 'policy-threshold' }, num(l.threshold, 3), l.threshold <= l.floor ? h('span', { class: 'muted small' }, ` (${t('watchlists.pol_floor')})`) : null, l.extrapolated ? h('span', { class: 'muted small' }, ` (${t('watchlists.pol_extrapolated')})`) : null) },
+          { label: t('watchlists.pol_capacity'), cell: (l) => (l.capacity == null ? t('watchlists.pol_unlimited') : num(l.capacity)) },
+        ],
+      }),
+      ctx.can(['admin']) ? lists.map(policyForm) : null,
+    ];
+  }
+
+  function policyForm(l) {
+    const target = h('input', { type: 'number', step: 'any', min: '0.001', max: '100', value: String(+(l.target_fpir * 1000).toPrecision(6)), 'data-testid': `policy-target-${l.list}`, id: `pol-target-${l.list}` });
+    const miss = h('input', { type: 'number', step: 'any', min: '0.1', max: '99', value: String(+(l.max_fnir * 100).toPrecision(6)), 'data-testid': `policy-miss-${l.list}`, id: `pol-miss-${l.list}` });
+    const msg = messageBox(`policy-msg-${l.list}`);
+    const button = h('button', { type: 'submit', 'data-testid': `policy-save-${l.list}` }, t('watchlists.pol_set'));
+    const form = h(
+      'form',
+      { class: 'policy-form', 'aria-label': `${t('watchlists.pol_set')}: ${tv('list', l.list)}` },
+      h('strong', null, tv('list', l.list)),
+      field(t('watchlists.pol_target'), target),
+      field(t('watchlists.pol_max_miss'), miss),
+      button,
+      msg.el,
+    );
+    form.addEventListener('submit', submitting(button, msg, ctx.errorText, async () => {
+      const perK = Number(target.value);
+      const missPct = Number(miss.value);
+      if (!(perK >= 0.001 && perK <= 100) || !(missPct > 0 && missPct < 100)) return msg.error(t('watchlists.pol_bad'));
+      const lists = await put(`/api/watchlists/policies/${l.list}`, { target_fpir: perK / 1000, max_fnir: missPct / 100 });
+      replace(policyBox, renderPolicies(lists));
+      policyBox.querySelector(`[data-testid="policy-msg-${l.list}"]`)?.replaceWith(msg.el);
+      msg.ok(t('watchlists.pol_saved'));
+      loadSync();
+    }));
+    return form;
+  }
 
   // ---- sync status
   async function loadSync() {
@@ -161,7 +222,7 @@ function render(root, ctx) {
           if (!reason.value.trim()) return msg.error(t('watchlists.reason_required'));
           await post(`/api/watchlists/entries/${encodeURIComponent(e.id)}/withdraw`, { reason: reason.value.trim() });
           msg.ok(t('watchlists.withdrawn_ok'));
-          await Promise.all([loadEntries(), loadSync()]);
+          await Promise.all([loadEntries(), loadSync(), loadPolicies()]);
           openEntry(e.id);
         }),
       },
@@ -242,7 +303,7 @@ function render(root, ctx) {
           expires.value = msDateInput(Date.now() + 90 * 86400_000);
           showExpiry();
           replace(previews);
-          await Promise.all([loadEntries(), loadSync()]);
+          await Promise.all([loadEntries(), loadSync(), loadPolicies()]);
         }, (err) => {
           const fb = photoError(msg, ctx.errorText(err));
           if (fb.index !== null && previews.children[fb.index]) {
@@ -271,6 +332,7 @@ function render(root, ctx) {
   const unLive = ctx.live.on((ev) => {
     if (ev.type === 'agent' || ev.type === 'hello') refreshSync();
   });
+  loadPolicies();
   loadEntries();
   loadSync();
   return () => {

@@ -207,6 +207,35 @@ pub struct WatchlistMatch {
     pub stream_time_s: f64,
     /// Model files used, e.g. `face_detection_yunet_2026may.onnx`.
     pub models: Vec<String>,
+    /// What the match is worth, for the reviewers (protocol 1.1; absent from older agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<MatchEvidence>,
+}
+
+/// The calibrated evidence behind a candidate: how far the score cleared the list's operating point, how
+/// much face went into it, and who else on the lists came close.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchEvidence {
+    /// Mean face quality (0..1: size, sharpness of pose, detector confidence) of the faces fused.
+    pub face_quality: f32,
+    /// The next most similar entry of the lists and its similarity, if any was proposed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_entry: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_similarity: Option<f32>,
+    /// Entries on the matched list when it was matched.
+    pub list_entries: u64,
+    /// The list's target false-alert rate per passer-by, and the rate expected at its operating point
+    /// (absent when the agent held no policy: only the floor threshold applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_fpir: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_fpir: Option<f64>,
+    /// Share of impostor comparisons that would score at least this similarity (from the model's
+    /// calibration): the chance that one comparison with a stranger looks this alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score_fmr: Option<f64>,
 }
 
 /// What an agent reports about its watchlists. Counts and ids only, never templates.

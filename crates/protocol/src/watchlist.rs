@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::ListKind;
+pub use checkpoint_openset::ListPolicy;
 
 /// Why a sync message (or a persisted set) is invalid. Checked without a clock and without the receiver's
 /// state; version continuity against the held set is the receiver's check.
@@ -100,6 +101,50 @@ impl Thresholds {
                     "`{name}` = {t} must lie in [{MIN_THRESHOLD}, 1]"
                 )));
             }
+        }
+        Ok(())
+    }
+}
+
+/// What the hub's administrator set per list: the false-alert rate each list may cost. The agent turns it
+/// into the threshold for the number of entries it holds (see `checkpoint-openset`), so a list that grows
+/// through deltas gets stricter at once, without waiting for the next full sync.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policies {
+    pub wanted: ListPolicy,
+    pub missing: ListPolicy,
+}
+
+impl Default for Policies {
+    /// Wanted: at most one false candidate per 1,000 passers-by, since a wanted alert leads to a stop.
+    /// Missing: one per 100, since a missed child costs more than a second look at a stranger.
+    fn default() -> Self {
+        Self {
+            wanted: ListPolicy {
+                target_fpir: 0.001,
+                max_fnir: 0.10,
+            },
+            missing: ListPolicy {
+                target_fpir: 0.01,
+                max_fnir: 0.05,
+            },
+        }
+    }
+}
+
+impl Policies {
+    pub fn for_list(&self, list: ListKind) -> &ListPolicy {
+        match list {
+            ListKind::Wanted => &self.wanted,
+            ListKind::Missing => &self.missing,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), SyncError> {
+        for (name, p) in [("wanted", &self.wanted), ("missing", &self.missing)] {
+            p.validate()
+                .map_err(|e| SyncError::InvalidThresholds(format!("policy `{name}`: {e}")))?;
         }
         Ok(())
     }
@@ -209,7 +254,11 @@ pub struct WatchlistSet {
     /// The hub's version; deltas apply only on top of the version they name.
     pub version: u64,
     pub entries: Vec<WatchlistEntry>,
+    /// Floors: no list is matched below these, whatever its policy allows.
     pub thresholds: Thresholds,
+    /// The lists' policies (absent from sets saved before policies existed: the floors alone apply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Policies>,
 }
 
 impl Default for WatchlistSet {
@@ -219,6 +268,7 @@ impl Default for WatchlistSet {
             version: 0,
             entries: Vec::new(),
             thresholds: Thresholds::default(),
+            policies: None,
         }
     }
 }
@@ -227,7 +277,15 @@ impl WatchlistSet {
     /// Validates thresholds and every entry (normalising templates) and refuses duplicate ids.
     pub fn validate(&mut self) -> Result<(), SyncError> {
         self.thresholds.validate()?;
+        if let Some(p) = &self.policies {
+            p.validate()?;
+        }
         validate_entries(&mut self.entries)
+    }
+
+    /// Entries on `list`.
+    pub fn count(&self, list: ListKind) -> usize {
+        self.entries.iter().filter(|e| e.list == list).count()
     }
 }
 
@@ -254,7 +312,11 @@ pub enum SyncMessage {
     Full {
         version: u64,
         entries: Vec<WatchlistEntry>,
+        /// Floors per list (the operating point the hub computed for the site's list sizes).
         thresholds: Thresholds,
+        /// The lists' policies; absent from hubs that predate them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policies: Option<Policies>,
     },
     /// Changes from `base_version` to `version`. `add` inserts or replaces by id; `remove` (withdrawn
     /// entries) and `expire` (entries past their term) delete by id, and ids the agent does not hold are
@@ -268,6 +330,12 @@ pub enum SyncMessage {
         remove: Vec<String>,
         #[serde(default)]
         expire: Vec<String>,
+        /// New floors and policies, when the administrator changed them or the list's size moved its
+        /// operating point; absent: the held ones stay.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thresholds: Option<Thresholds>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policies: Option<Policies>,
     },
 }
 
@@ -285,9 +353,13 @@ impl SyncMessage {
             SyncMessage::Full {
                 entries,
                 thresholds,
+                policies,
                 ..
             } => {
                 thresholds.validate()?;
+                if let Some(p) = policies {
+                    p.validate()?;
+                }
                 validate_entries(entries)
             }
             SyncMessage::Delta {
@@ -296,7 +368,15 @@ impl SyncMessage {
                 add,
                 remove,
                 expire,
+                thresholds,
+                policies,
             } => {
+                if let Some(t) = thresholds {
+                    t.validate()?;
+                }
+                if let Some(p) = policies {
+                    p.validate()?;
+                }
                 if *version <= *base_version {
                     return Err(SyncError::VersionNotIncreasing {
                         base: *base_version,
@@ -439,6 +519,7 @@ mod tests {
                 version,
                 entries: entries.to_vec(),
                 thresholds: Thresholds::default(),
+                policies: None,
             })
             .unwrap()
         }
@@ -472,6 +553,8 @@ mod tests {
                     add: vec![],
                     remove: vec!["a".into()],
                     expire: vec![],
+                    policies: None,
+                    thresholds: None,
                 }
             );
         }
@@ -482,6 +565,7 @@ mod tests {
                 version: 1,
                 entries: vec![entry("a", ListKind::Missing, 1)],
                 thresholds: Thresholds::default(),
+                policies: None,
             })
             .unwrap();
             let spoilt = |f: &dyn Fn(&mut serde_json::Value)| {
@@ -562,6 +646,8 @@ mod tests {
                 add: vec![entry("a", ListKind::Wanted, 1)],
                 remove: vec![],
                 expire: vec!["a".into()],
+                policies: None,
+                thresholds: None,
             };
             assert!(matches!(
                 conflict.validate(),

@@ -70,7 +70,7 @@ pub fn enrol_image(
         return Err(EnrolError::NotFrontal(front));
     }
     let embedding = emb
-        .embed(img, &face.landmarks)
+        .embed_fused(img, &face.landmarks)
         .map_err(|e| EnrolError::Model(e.to_string()))?;
     Ok(Enrolled {
         embedding,

@@ -21,6 +21,12 @@ pub struct ModelEntry {
     pub url: String,
     pub input: String,
     pub output: String,
+    /// Embedding models: width of the embedding.
+    #[serde(default)]
+    pub embedding_dim: Option<usize>,
+    /// Embedding models: the measured score curves that turn a list policy into a threshold.
+    #[serde(default)]
+    pub calibration: Option<checkpoint_openset::Calibration>,
 }
 
 #[derive(serde::Deserialize)]
@@ -126,6 +132,17 @@ mod tests {
         for e in super::entries() {
             assert_eq!(e.sha256.len(), 64, "{}", e.name);
         }
+    }
+
+    #[test]
+    fn the_embedding_model_carries_a_valid_calibration_of_its_own_width() {
+        let sface = super::entry("sface").expect("sface");
+        assert_eq!(sface.embedding_dim, Some(crate::EMBEDDING_DIM));
+        let cal = sface.calibration.expect("sface calibration");
+        cal.validate().expect("valid curve");
+        assert!(cal.score.contains("flip-fused"), "{}", cal.score);
+        // The curve must be no looser than the per-comparison points the agent's calibration test measures.
+        assert!(cal.fmr(0.43) < 1e-4 && cal.fmr(0.37) < 1e-3);
     }
 
     #[test]

@@ -82,6 +82,45 @@ impl FaceEmbedder {
         Ok(out)
     }
 
+    /// Embeds aligned crops flip-fused: each crop and its mirror image in one batch, summed and normalised.
+    /// This is the score the watchlist calibration is measured on (`models/manifest.toml`): on LFW it misses
+    /// fewer listed people at the same false-alert rate than the crop alone, for twice the model time.
+    pub fn embed_aligned_fused(
+        &mut self,
+        faces: &[BgrImage],
+    ) -> Result<Vec<Embedding>, VisionError> {
+        let mut both = Vec::with_capacity(faces.len() * 2);
+        for f in faces {
+            both.push(f.clone());
+            both.push(mirror(f));
+        }
+        let embs = self.embed_aligned(&both)?;
+        Ok(embs
+            .chunks(2)
+            .map(|pair| {
+                let sum: Vec<f32> = pair[0]
+                    .0
+                    .iter()
+                    .zip(&pair[1].0)
+                    .map(|(a, b)| a + b)
+                    .collect();
+                Embedding::from_raw(&sum)
+            })
+            .collect())
+    }
+
+    /// Aligns one face of `img` and embeds it flip-fused (see [`Self::embed_aligned_fused`]).
+    pub fn embed_fused(
+        &mut self,
+        img: &BgrImage,
+        landmarks: &[[f32; 2]; 5],
+    ) -> Result<Embedding, VisionError> {
+        let crop = align_face(img, landmarks);
+        self.embed_aligned_fused(std::slice::from_ref(&crop))?
+            .pop()
+            .ok_or_else(|| VisionError::Inference("SFace returned no embedding".into()))
+    }
+
     /// Aligns and embeds one face of `img`.
     pub fn embed(
         &mut self,
@@ -130,5 +169,35 @@ impl FaceEmbedder {
             .chunks_exact(EMBEDDING_DIM)
             .map(Embedding::from_raw)
             .collect())
+    }
+}
+
+/// The image mirrored left to right.
+pub fn mirror(img: &BgrImage) -> BgrImage {
+    let w = img.width as usize;
+    let mut data = Vec::with_capacity(img.data.len());
+    for row in img.data.chunks_exact(w * 3) {
+        for px in row.chunks_exact(3).rev() {
+            data.extend_from_slice(px);
+        }
+    }
+    BgrImage {
+        width: img.width,
+        height: img.height,
+        data,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirror_swaps_columns_and_keeps_pixels_whole() {
+        let img = BgrImage::new(3, 2, (0..18).collect()).unwrap();
+        let m = mirror(&img);
+        assert_eq!(&m.data[0..3], &img.data[6..9]);
+        assert_eq!(&m.data[9..12], &img.data[15..18]);
+        assert_eq!(mirror(&m), img);
     }
 }

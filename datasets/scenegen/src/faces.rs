@@ -49,6 +49,12 @@ fn table() -> &'static HashMap<&'static str, Entry> {
     })
 }
 
+/// Whether the generator uses this photo (`Person/Person_000N.jpg`): photos in which YuNet also finds a
+/// second face are refused, so the truth has one face per actor.
+pub fn usable_photo(rel_path: &str) -> bool {
+    !matches!(table().get(rel_path), Some(Entry::Reject))
+}
+
 /// One usable photo.
 #[derive(Clone, Debug)]
 pub(crate) struct Photo {

@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use decode::{decode_frames, probe_video, snapshot, VideoProbe};
+pub use faces::usable_photo;
 pub use truth::{box_centre, Direction, Totals, Truth, TruthActor, TruthLine, TRUTH_VERSION};
 
 use plan::{Cast, Draw, Geom, Role};

@@ -68,6 +68,16 @@ pub struct Candidate {
     pub faces_used: u32,
     /// Watchlist version matched against.
     pub watchlist_version: u64,
+    /// Mean quality of the faces that went into the decision.
+    pub face_quality: f32,
+    /// The next most similar entry proposed for this track (whatever its score), for the reviewers.
+    pub second: Option<(String, f32)>,
+    /// Entries on the matched list.
+    pub list_entries: usize,
+    /// The list's calibrated operating point, when it has a policy.
+    pub operating: Option<checkpoint_openset::OperatingPoint>,
+    /// Chance that one comparison with a stranger scores at least `similarity` (model calibration).
+    pub score_fmr: Option<f64>,
 }
 
 struct TrackState {
@@ -112,7 +122,7 @@ impl TrackMatcher {
             return Vec::new();
         }
         let need = self.config.min_faces.max(1);
-        let faces = usable_faces(faces);
+        let (faces, face_quality) = usable_faces(faces);
         if faces.len() < need {
             return Vec::new();
         }
@@ -159,6 +169,7 @@ impl TrackMatcher {
                 votes = hit.votes,
                 "watchlist candidate"
             );
+            let operating = snap.operating(entry.list);
             out.push(Candidate {
                 track_id,
                 entry_id: entry.id.clone(),
@@ -170,6 +181,11 @@ impl TrackMatcher {
                 votes: hit.votes as u32,
                 faces_used: faces.len() as u32,
                 watchlist_version: snap.version(),
+                face_quality,
+                second: hit.second.map(|(e, s)| (snap.entries()[e].id.clone(), s)),
+                list_entries: snap.set().count(entry.list),
+                operating: operating.point,
+                score_fmr: snap.calibration().map(|c| c.fmr(hit.similarity)),
             });
         }
         out
@@ -210,15 +226,24 @@ impl TrackMatcher {
             }
         }
         let thresholds = snap.thresholds();
-        let mut hits: Vec<Hit> = proposed
+        let scored: Vec<(usize, f32)> = proposed
             .into_iter()
-            .filter_map(|ei| {
+            .filter(|&ei| !snap.entries()[ei].is_expired(now))
+            .map(|ei| (ei, best_cosine(&snap.entries()[ei], mean)))
+            .collect();
+        // For each entry, the best other proposed entry: the look-alike a reviewer should weigh it against.
+        let runner_up = |ei: usize| {
+            scored
+                .iter()
+                .filter(|(e, _)| *e != ei)
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .copied()
+        };
+        let mut hits: Vec<Hit> = scored
+            .iter()
+            .filter_map(|&(ei, similarity)| {
                 let entry = &snap.entries()[ei];
-                if entry.is_expired(now) {
-                    return None;
-                }
                 let threshold = thresholds.for_list(entry.list);
-                let similarity = best_cosine(entry, mean);
                 if similarity < threshold {
                     return None;
                 }
@@ -231,6 +256,7 @@ impl TrackMatcher {
                     similarity,
                     threshold,
                     votes,
+                    second: runner_up(ei),
                 })
             })
             .collect();
@@ -264,11 +290,12 @@ struct Hit {
     similarity: f32,
     threshold: f32,
     votes: usize,
+    second: Option<(usize, f32)>,
 }
 
-/// The best faces by quality, as unit vectors; faces of the wrong size or with non-finite values are
-/// left out rather than trusted.
-fn usable_faces<'e>(faces: impl IntoIterator<Item = (f32, &'e Embedding)>) -> Vec<Vec<f32>> {
+/// The best faces by quality, as unit vectors, and their mean quality; faces of the wrong size or with
+/// non-finite values are left out rather than trusted.
+fn usable_faces<'e>(faces: impl IntoIterator<Item = (f32, &'e Embedding)>) -> (Vec<Vec<f32>>, f32) {
     let mut ranked: Vec<(f32, Vec<f32>)> = faces
         .into_iter()
         .filter_map(|(q, e)| {
@@ -278,7 +305,12 @@ fn usable_faces<'e>(faces: impl IntoIterator<Item = (f32, &'e Embedding)>) -> Ve
         .collect();
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
     ranked.truncate(MAX_FACES_PER_DECISION);
-    ranked.into_iter().map(|(_, v)| v).collect()
+    let quality = if ranked.is_empty() {
+        0.0
+    } else {
+        ranked.iter().map(|(q, _)| q.max(0.0)).sum::<f32>() / ranked.len() as f32
+    };
+    (ranked.into_iter().map(|(_, v)| v).collect(), quality)
 }
 
 fn unit(v: &[f32]) -> Option<Vec<f32>> {
@@ -362,6 +394,7 @@ mod tests {
                 wanted: 0.50,
                 missing: 0.40,
             },
+            policies: None,
         };
         TrackMatcher::new(WatchlistHandle::from_set(set).unwrap(), config)
     }
@@ -590,6 +623,7 @@ mod tests {
                     version: 1,
                     entries: vec![listed("ivy", ListKind::Missing, &ivy)],
                     thresholds: Thresholds::default(),
+                    policies: None,
                 },
                 NOW,
             )
@@ -604,6 +638,8 @@ mod tests {
                     add: vec![],
                     remove: vec!["ivy".into()],
                     expire: vec![],
+                    policies: None,
+                    thresholds: None,
                 },
                 NOW,
             )

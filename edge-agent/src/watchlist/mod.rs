@@ -19,6 +19,7 @@ mod index;
 mod matcher;
 mod service;
 mod snapshot;
+pub mod stills;
 mod store;
 #[cfg(test)]
 pub(crate) mod testutil;
@@ -26,7 +27,7 @@ pub(crate) mod testutil;
 use std::path::PathBuf;
 
 pub use checkpoint_protocol::watchlist::{
-    parse_sync, SyncError, SyncMessage, Thresholds, WatchlistEntry, WatchlistSet,
+    parse_sync, Policies, SyncError, SyncMessage, Thresholds, WatchlistEntry, WatchlistSet,
     DEFAULT_MAX_SYNC_BYTES, DEFAULT_MISSING_THRESHOLD, DEFAULT_WANTED_THRESHOLD,
     MAX_TEMPLATES_PER_ENTRY, MIN_THRESHOLD, TEMPLATE_DIM,
 };
@@ -35,7 +36,7 @@ pub use index::{ExactIndex, FaissIndex, IndexBuilder, TemplateIndex};
 pub use matcher::{Candidate, MatchConfig, TrackMatcher};
 pub use service::{list_name, SyncInbox, WatchlistService};
 pub use snapshot::{face_snapshot, SnapshotError};
-pub use store::{ApplyOutcome, WatchlistHandle, WatchlistSnapshot, WatchlistStore};
+pub use store::{ApplyOutcome, Operating, WatchlistHandle, WatchlistSnapshot, WatchlistStore};
 
 // Templates are what the embedder produces.
 const _: () = assert!(TEMPLATE_DIM == checkpoint_vision::EMBEDDING_DIM);

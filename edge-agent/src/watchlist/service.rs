@@ -343,6 +343,7 @@ mod tests {
                 entry("m1", ListKind::Missing, 9),
             ],
             thresholds: Thresholds::default(),
+            policies: None,
         };
         h.inbox.handle(
             "checkpoint/s/a/watchlist/sync",
@@ -383,6 +384,8 @@ mod tests {
             add: vec![],
             remove: vec!["w1".into()],
             expire: vec![],
+            policies: None,
+            thresholds: None,
         };
         h.inbox.handle(
             "checkpoint/s/a/watchlist/sync",

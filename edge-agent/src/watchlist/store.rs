@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -18,7 +18,8 @@ use tracing::{error, info, warn};
 use super::index::{ExactIndex, IndexBuilder, TemplateIndex};
 use super::SyncMessage;
 use super::WatchlistError;
-use super::{Thresholds, WatchlistEntry, WatchlistSet};
+use super::{ListKind, Thresholds, WatchlistEntry, WatchlistSet};
+use checkpoint_openset::{Calibration, OperatingPoint};
 
 const FILE_NAME: &str = "watchlist.json";
 const TMP_NAME: &str = "watchlist.json.tmp";
@@ -39,9 +40,49 @@ struct PersistedFileRef<'a> {
     set: &'a WatchlistSet,
 }
 
+/// How one list is matched.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Operating {
+    pub threshold: f32,
+    /// The calibrated point of the list's policy at its size; `None` without a policy (a hub that predates
+    /// policies) or without a calibration for the embedding model.
+    pub point: Option<OperatingPoint>,
+}
+
+impl Operating {
+    fn of(set: &WatchlistSet, list: ListKind) -> Self {
+        let floor = set.thresholds.for_list(list);
+        let point = set.policies.as_ref().and_then(|p| {
+            let cal = sface_calibration()?;
+            Some(
+                p.for_list(list)
+                    .operating_point(cal, set.count(list), floor),
+            )
+        });
+        Self {
+            threshold: point.map_or(floor, |p| p.threshold.max(floor)),
+            point,
+        }
+    }
+}
+
+/// The embedding model's calibration from the compiled-in manifest, parsed once.
+fn sface_calibration() -> Option<&'static Calibration> {
+    static CAL: OnceLock<Option<Calibration>> = OnceLock::new();
+    CAL.get_or_init(|| {
+        checkpoint_vision::manifest::entry("sface")
+            .and_then(|m| m.calibration)
+            .filter(|c| c.validate().is_ok())
+    })
+    .as_ref()
+}
+
 /// A set together with its search index. Immutable: a change builds a new snapshot.
 pub struct WatchlistSnapshot {
     set: WatchlistSet,
+    /// Per list, the threshold applied: the set's floor, raised to the operating point of the list's policy
+    /// for the entries held (wanted, missing).
+    operating: [Operating; 2],
     index: Box<dyn TemplateIndex>,
     /// Entry (position in `set.entries`) of each template row of `index`.
     row_entry: Vec<usize>,
@@ -76,12 +117,24 @@ impl WatchlistSnapshot {
             .map(|e| e.templates.len())
             .max()
             .unwrap_or(0);
+        let operating = [ListKind::Wanted, ListKind::Missing].map(|l| Operating::of(&set, l));
         Self {
             index: builder(&rows),
             set,
+            operating,
             row_entry,
             max_templates,
         }
+    }
+
+    /// The embedding model's calibration, when the manifest has one.
+    pub fn calibration(&self) -> Option<&'static Calibration> {
+        sface_calibration()
+    }
+
+    /// The threshold each list is matched at, and the operating point behind it.
+    pub fn operating(&self, list: ListKind) -> &Operating {
+        &self.operating[usize::from(list == ListKind::Missing)]
     }
 
     pub fn version(&self) -> u64 {
@@ -92,8 +145,12 @@ impl WatchlistSnapshot {
         &self.set.entries
     }
 
+    /// The thresholds applied (floors raised by the lists' policies for their sizes).
     pub fn thresholds(&self) -> Thresholds {
-        self.set.thresholds
+        Thresholds {
+            wanted: self.operating(ListKind::Wanted).threshold,
+            missing: self.operating(ListKind::Missing).threshold,
+        }
     }
 
     pub fn set(&self) -> &WatchlistSet {
@@ -256,6 +313,19 @@ impl WatchlistStore {
         })
     }
 
+    /// The set persisted in `dir`, read without taking the store's lock: the file is only ever replaced
+    /// whole (written aside, then renamed), so a running agent's list is read as of its last change. For
+    /// read-only tools such as `watchlist match`.
+    pub fn read_only(dir: impl AsRef<Path>) -> Result<WatchlistHandle, WatchlistError> {
+        let path = dir.as_ref().join(FILE_NAME);
+        let bytes = fs::read(&path).map_err(|source| WatchlistError::Io {
+            op: "read",
+            path: path.clone(),
+            source,
+        })?;
+        WatchlistHandle::from_set(load(&path, &bytes)?)
+    }
+
     /// Replaces the index implementation (e.g. faiss for large lists) and rebuilds the current index with it.
     /// Handles taken before this call see the new index too.
     pub fn with_index_builder(mut self, builder: IndexBuilder) -> Self {
@@ -349,6 +419,7 @@ impl WatchlistStore {
             version: self.current.set.version,
             entries: kept.into_iter().cloned().collect(),
             thresholds: self.current.set.thresholds,
+            policies: self.current.set.policies,
         };
         let snap = Arc::new(WatchlistSnapshot::build(set, &self.builder));
         if let Err(e) = self.persist(&snap.set) {
@@ -476,6 +547,7 @@ fn plan(
             version,
             entries,
             thresholds,
+            policies,
         } => {
             out.full = true;
             let offered: HashSet<&str> = entries.iter().map(|e| e.id.as_str()).collect();
@@ -502,6 +574,7 @@ fn plan(
                 version,
                 entries: kept,
                 thresholds,
+                policies,
             }
         }
         SyncMessage::Delta {
@@ -509,6 +582,8 @@ fn plan(
             add,
             remove,
             expire,
+            thresholds,
+            policies,
             ..
         } => {
             let remove: HashSet<&str> = remove.iter().map(String::as_str).collect();
@@ -553,7 +628,8 @@ fn plan(
             WatchlistSet {
                 version,
                 entries,
-                thresholds: current.thresholds,
+                thresholds: thresholds.unwrap_or(current.thresholds),
+                policies: policies.or(current.policies),
             }
         }
     };
@@ -609,11 +685,51 @@ mod tests {
 
     const NOW: OffsetDateTime = datetime!(2026-06-01 12:00 UTC);
 
+    #[test]
+    fn a_policy_raises_the_threshold_as_the_list_grows_and_never_below_the_floor() {
+        let set = |n: usize, policies: Option<crate::watchlist::Policies>| {
+            let entries = (0..n)
+                .map(|i| entry(&format!("w{i}"), ListKind::Wanted, i))
+                .collect();
+            WatchlistSnapshot::build(
+                WatchlistSet {
+                    version: 1,
+                    entries,
+                    thresholds: Thresholds::default(),
+                    policies,
+                },
+                &(Box::new(|rows: &[Vec<f32>]| {
+                    Box::new(ExactIndex::new(rows)) as Box<dyn TemplateIndex>
+                }) as IndexBuilder),
+            )
+        };
+        let floor = Thresholds::default();
+        // Without a policy (an older hub), the floors alone apply.
+        assert_eq!(set(1000, None).thresholds(), floor);
+        let policies = Some(crate::watchlist::Policies::default());
+        // A handful of entries: the floor is stricter than the target needs.
+        let small = set(3, policies);
+        assert_eq!(small.thresholds().wanted, floor.wanted);
+        let p = small.operating(ListKind::Wanted).point.expect("calibrated");
+        assert!(p.floored && p.expected_fpir < 1e-3, "{p:?}");
+        // 1,000 and 10,000 entries: stricter and stricter, each holding one false candidate per 1,000.
+        let (k, tk) = (set(1_000, policies), set(10_000, policies));
+        let (tw1, tw10) = (k.thresholds().wanted, tk.thresholds().wanted);
+        assert!(tw1 > floor.wanted + 0.05 && tw10 > tw1, "{tw1} {tw10}");
+        for s in [&k, &tk] {
+            let p = s.operating(ListKind::Wanted).point.unwrap();
+            assert!((p.expected_fpir - 1e-3).abs() < 1e-5, "{p:?}");
+        }
+        // The missing list is empty here: its floor applies.
+        assert_eq!(k.thresholds().missing, floor.missing);
+    }
+
     fn full(version: u64, entries: Vec<WatchlistEntry>) -> SyncMessage {
         SyncMessage::Full {
             version,
             entries,
             thresholds: Thresholds::default(),
+            policies: None,
         }
     }
 
@@ -624,6 +740,8 @@ mod tests {
             add,
             remove: remove.iter().map(|s| s.to_string()).collect(),
             expire: vec![],
+            policies: None,
+            thresholds: None,
         }
     }
 
@@ -681,6 +799,8 @@ mod tests {
                     add: vec![],
                     remove: vec![],
                     expire: vec!["c".into()],
+                    policies: None,
+                    thresholds: None,
                 },
                 NOW,
             )
@@ -833,6 +953,7 @@ mod tests {
                 version: 1,
                 entries: vec![e],
                 thresholds: Thresholds::default(),
+                policies: None,
             },
         };
         fs::write(
@@ -882,6 +1003,8 @@ mod tests {
                     add: vec![],
                     remove: vec![],
                     expire: vec!["soon".into()],
+                    policies: None,
+                    thresholds: None,
                 },
                 later,
             )

@@ -1,0 +1,66 @@
+//! The DET plot: FNIR against FPIR (log axis), one curve per list size and rule.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Result};
+use plotters::prelude::*;
+use plotters::style::{register_font, FontStyle};
+
+pub struct Curve {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+    pub colour: RGBColor,
+    pub dashed: bool,
+}
+
+const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+
+pub fn det(path: &Path, title: &str, curves: &[Curve]) -> Result<()> {
+    let font =
+        std::fs::read(FONT).map_err(|e| anyhow!("{FONT}: {e} (apt install fonts-dejavu-core)"))?;
+    // plotters keeps the font for the process; registering it twice is harmless.
+    let font: &'static [u8] = Box::leak(font.into_boxed_slice());
+    register_font("sans-serif", FontStyle::Normal, font)
+        .map_err(|_| anyhow!("{FONT}: not a font"))?;
+    let root = BitMapBackend::new(path, (960, 640)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(64)
+        .build_cartesian_2d((1e-4f64..1.0f64).log_scale(), 0.0f64..0.6f64)?;
+    chart
+        .configure_mesh()
+        .x_desc("FPIR (share of strangers raising a candidate)")
+        .y_desc("FNIR (share of listed people missed)")
+        .x_label_formatter(&|x| format!("{x:.0e}"))
+        .y_label_formatter(&|y| format!("{:.0}%", y * 100.0))
+        .draw()?;
+    for c in curves {
+        let pts: Vec<(f64, f64)> = c
+            .points
+            .iter()
+            .copied()
+            .filter(|(x, _)| *x >= 1e-4)
+            .collect();
+        let style = ShapeStyle::from(&c.colour).stroke_width(2);
+        let series = if c.dashed {
+            chart.draw_series(DashedLineSeries::new(pts, 6, 4, style))?
+        } else {
+            chart.draw_series(LineSeries::new(pts, style))?
+        };
+        let colour = c.colour;
+        series
+            .label(c.label.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
