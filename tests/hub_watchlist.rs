@@ -228,7 +228,7 @@ fn enrolled_at_the_hub_seen_at_the_edge_confirmed_by_two_people() {
     assert!(wanted["false_per_1000"].as_f64().unwrap() <= 1.0, "{body}");
     assert_eq!(wanted["over_target"], false);
     assert!(wanted["capacity"].as_u64().unwrap() > 100, "{body}");
-    let change = r#"{"target_fpir":0.0001,"max_fnir":0.2}"#;
+    let change = r#"{"target_fpir":0.000001,"max_fnir":0.2}"#;
     let (st, _) = hub.request(
         "PUT",
         "/api/watchlists/policies/wanted",
@@ -251,7 +251,7 @@ fn enrolled_at_the_hub_seen_at_the_edge_confirmed_by_two_people() {
     );
     assert_eq!(st, 200, "{body}");
     let lists: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(lists[0]["target_fpir"], 0.0001);
+    assert_eq!(lists[0]["target_fpir"], 0.000001);
     assert!(lists[0]["threshold"].as_f64().unwrap() > 0.43, "{body}");
     let (_, body) = hub.get("/api/watchlists/status", Some(&sup));
     assert!(
@@ -259,7 +259,7 @@ fn enrolled_at_the_hub_seen_at_the_edge_confirmed_by_two_people() {
         "the policy is a new version: {body}"
     );
     let (_, body) = hub.get("/api/audit?action=watchlist.policy", Some(&sup));
-    assert!(body.contains("target_fpir=0.0001"), "{body}");
+    assert!(body.contains("target_fpir=0.000001"), "{body}");
 
     // Withdrawing the entry reaches the agent too (its next status shows the new version).
     let (st, _) = hub.request(

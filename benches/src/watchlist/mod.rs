@@ -76,6 +76,7 @@ pub fn run(rt: &Runtime, shared: &Path, out: &Path, splits: usize) -> Result<()>
     let product = manifest::entry("sface").and_then(|m| m.calibration);
     let stills = stills_tables(&setup, product.as_ref());
     synthetic_check(&setup);
+    templates_table(&setup);
     let curves = stills
         .iter()
         .map(|(n, feature, scores)| plot::Curve {
@@ -139,14 +140,7 @@ pub fn run(rt: &Runtime, shared: &Path, out: &Path, splits: usize) -> Result<()>
 /// Per-track DET table and policies, before and after; returns the plot's curves.
 fn tracks_tables(s: &pertrack::TrackSetup, product: Option<&Calibration>) -> Vec<plot::Curve> {
     println!();
-    print!("| entries | fillers real + synthetic | rule | stranger tracks | listed tracks |");
-    for p in DET_POINTS {
-        print!(" FNIR @ FPIR {} |", pct(p));
-    }
-    println!(
-        "\n|---:|---|---|---:|---:|{}",
-        "---:|".repeat(DET_POINTS.len())
-    );
+    det_header("stranger tracks", "listed tracks");
     let mut curves = Vec::new();
     let mut rows = Vec::new();
     for n in SIZES {
@@ -162,10 +156,7 @@ fn tracks_tables(s: &pertrack::TrackSetup, product: Option<&Calibration>) -> Vec
                 run.scores.nonmated.len(),
                 run.scores.mated.len()
             );
-            for p in DET_POINTS {
-                print!(" {} |", pct(run.scores.fnir_at_fpir(p).1));
-            }
-            println!();
+            det_cells(&run.scores);
             curves.push(plot::Curve {
                 label: format!("{n} entries, {name}"),
                 points: run.scores.curve(),
@@ -230,6 +221,26 @@ fn upper95(k: usize, n: usize) -> f64 {
     }
     let p = (k + 0.5) / n;
     (p + 1.645 * (p * (1.0 - p) / n).sqrt()).min(1.0)
+}
+
+/// The head of a DET table: one FNIR column per operating point.
+fn det_header(nonmated: &str, mated: &str) {
+    print!("| entries | fillers real + synthetic | rule | {nonmated} | {mated} |");
+    for p in DET_POINTS {
+        print!(" FNIR @ FPIR {} |", pct(p));
+    }
+    println!(
+        "\n|---:|---|---|---:|---:|{}",
+        "---:|".repeat(DET_POINTS.len())
+    );
+}
+
+/// A DET row's FNIR cells, ending the line.
+fn det_cells(scores: &Scores) {
+    for p in DET_POINTS {
+        print!(" {} |", pct(scores.fnir_at_fpir(p).1));
+    }
+    println!();
 }
 
 fn colour(n: usize) -> RGBColor {
@@ -302,14 +313,7 @@ fn stills_tables(s: &Setup, product: Option<&Calibration>) -> Vec<(usize, Featur
         "\n### Per face on stills: FNIR at fixed FPIR ({} random galleries per size)\n",
         s.splits
     );
-    print!("| entries | fillers real + synthetic | rule | non-mated probes | mated probes |");
-    for p in DET_POINTS {
-        print!(" FNIR @ FPIR {} |", pct(p));
-    }
-    println!(
-        "\n|---:|---|---|---:|---:|{}",
-        "---:|".repeat(DET_POINTS.len())
-    );
+    det_header("non-mated probes", "mated probes");
     let mut curves = Vec::new();
     let mut policy_rows = Vec::new();
     for n in SIZES {
@@ -326,10 +330,7 @@ fn stills_tables(s: &Setup, product: Option<&Calibration>) -> Vec<(usize, Featur
                 run.scores.nonmated.len(),
                 run.scores.mated.len()
             );
-            for p in DET_POINTS {
-                print!(" {} |", pct(run.scores.fnir_at_fpir(p).1));
-            }
-            println!();
+            det_cells(&run.scores);
             if norm == Norm::None {
                 policy_rows.push((n, feature, run.scores.clone()));
                 curves.push((n, feature, run.scores));
@@ -376,6 +377,26 @@ fn stills_tables(s: &Setup, product: Option<&Calibration>) -> Vec<(usize, Featur
         }
     }
     curves
+}
+
+/// One enrolment photo per entry against two.
+fn templates_table(s: &Setup) {
+    println!(
+        "\n### Per face on stills: one or two enrolment photos per entry (flip-fused; the 80 mated people with \
+         three or more photos, probed with their third and later photos)\n"
+    );
+    det_header("non-mated probes", "mated probes");
+    for n in [100, 1_000] {
+        for k in [1, 2] {
+            let scores = stills::evaluate_templates(s, n, k);
+            print!(
+                "| {n} | real | {k} photo(s) per entry | {} | {} |",
+                scores.nonmated.len(),
+                scores.mated.len()
+            );
+            det_cells(&scores);
+        }
+    }
 }
 
 /// Synthetic fillers against real ones at 1,000 entries, same strangers: FPIR at a few thresholds.

@@ -102,6 +102,9 @@ pub fn track_scores(faces: &[(f32, Vec<f32>)], gallery: &[Vec<f32>]) -> Option<(
         .map(|(g, s)| (g, *s))
 }
 
+/// A track's faces in the order kept: (quality, unit embedding).
+type QualityFaces = Vec<(f32, Vec<f32>)>;
+
 /// The agent's defaults: `[watchlist.match] min_faces` and the analyser's `faces_per_track`.
 pub const MIN_FACES: usize = 2;
 pub const FACES_PER_TRACK: usize = 3;
@@ -146,7 +149,7 @@ pub fn evaluate(s: &TrackSetup, n: usize, feature: Feature) -> TrackRun {
         .map(|&o| embed(&s.photos[s.roles.others[o][0]]))
         .collect();
     let model = FillerModel::fit(&pool_vecs).expect("covariance of real templates");
-    let track_faces: Vec<Option<(Option<usize>, Vec<(f32, Vec<f32>)>)>> = s
+    let track_faces: Vec<Option<(Option<usize>, QualityFaces)>> = s
         .tracks
         .iter()
         .map(|t| {

@@ -215,3 +215,60 @@ pub fn pairs(photos: &[Photo], roles: &Roles, feature: Feature) -> (Vec<f32>, Ve
     }
     (impostor, genuine)
 }
+
+/// Several photos per entry: mated people with at least three photos, enrolled from their first `k` (1 or 2),
+/// probed with the photos after the second, so both settings see the same probes. An entry scores by its
+/// best template, as the agent scores it. Fillers and strangers as in [`evaluate`], flip-fused.
+pub fn evaluate_templates(s: &Setup, n: usize, k: usize) -> Scores {
+    let vecs: Vec<Vec<f32>> = s.photos.iter().map(fused).collect();
+    let people: Vec<&Vec<usize>> = s.roles.mated.iter().filter(|v| v.len() >= 3).collect();
+    let mut rng = Rng(0x7E3F_0000 + n as u64);
+    let mut out = Scores::default();
+    for _ in 0..s.splits {
+        let mut others: Vec<usize> = (0..s.roles.others.len()).collect();
+        rng.shuffle(&mut others);
+        let rest = &others[COHORT.min(others.len())..];
+        let mut mated: Vec<usize> = (0..people.len()).collect();
+        rng.shuffle(&mut mated);
+        mated.truncate((n / 2).min(mated.len()));
+        let split = (n - mated.len()).min(rest.len().saturating_sub(MIN_STRANGERS));
+        let (fillers, strangers) = rest.split_at(split);
+        let mut entries: Vec<Vec<&[f32]>> = mated
+            .iter()
+            .map(|&m| people[m][..k].iter().map(|&i| vecs[i].as_slice()).collect())
+            .collect();
+        entries.extend(
+            fillers
+                .iter()
+                .map(|&o| vec![vecs[s.roles.others[o][0]].as_slice()]),
+        );
+        let best = |probe: &[f32]| {
+            entries
+                .iter()
+                .enumerate()
+                .map(|(e, ts)| {
+                    (
+                        e,
+                        ts.iter()
+                            .map(|t| dot(probe, t))
+                            .fold(f32::NEG_INFINITY, f32::max),
+                    )
+                })
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .unwrap_or((0, f32::NEG_INFINITY))
+        };
+        for &o in strangers {
+            for &p in &s.roles.others[o] {
+                out.nonmated.push(best(&vecs[p]).1);
+            }
+        }
+        for (pos, &m) in mated.iter().enumerate() {
+            for &p in &people[m][2..] {
+                let (at, score) = best(&vecs[p]);
+                out.mated
+                    .push(if at == pos { score } else { f32::NEG_INFINITY });
+            }
+        }
+    }
+    out
+}

@@ -514,6 +514,55 @@ mod tests {
     mod sync {
         use super::*;
 
+        #[test]
+        fn policies_travel_with_full_and_delta_and_bad_ones_are_refused() {
+            let p = Policies::default();
+            let full = SyncMessage::Full {
+                version: 3,
+                entries: vec![entry("a", ListKind::Wanted, 1)],
+                thresholds: Thresholds::default(),
+                policies: Some(p),
+            };
+            let bytes = serde_json::to_vec(&full).unwrap();
+            assert_eq!(parse_sync(&bytes, DEFAULT_MAX_SYNC_BYTES).unwrap(), full);
+            // A 1.0 hub's message (no policies) still parses.
+            let old = full_json(3, &[entry("a", ListKind::Wanted, 1)]);
+            assert!(!String::from_utf8_lossy(&old).contains("policies"));
+            assert!(parse_sync(&old, DEFAULT_MAX_SYNC_BYTES).is_ok());
+            let delta = br#"{"type":"delta","base_version":3,"version":4,
+                "policies":{"wanted":{"target_fpir":0.0001,"max_fnir":0.2},"missing":{"target_fpir":0.01,"max_fnir":0.05}}}"#;
+            match parse_sync(delta, DEFAULT_MAX_SYNC_BYTES).unwrap() {
+                SyncMessage::Delta {
+                    policies,
+                    thresholds,
+                    ..
+                } => {
+                    assert_eq!(policies.unwrap().wanted.target_fpir, 0.0001);
+                    assert!(thresholds.is_none());
+                }
+                other => panic!("{other:?}"),
+            }
+            for bad in [
+                r#""wanted":{"target_fpir":1.0,"max_fnir":0.1}"#,
+                r#""wanted":{"target_fpir":0.0,"max_fnir":0.1}"#,
+                r#""wanted":{"target_fpir":0.001,"max_fnir":1.5}"#,
+                r#""wanted":{"target_fpir":0.001,"max_fnir":0.1,"extra":1}"#,
+            ] {
+                let msg = format!(
+                    r#"{{"type":"delta","base_version":3,"version":4,"policies":{{{bad},"missing":{{"target_fpir":0.01,"max_fnir":0.05}}}}}}"#
+                );
+                assert!(
+                    parse_sync(msg.as_bytes(), DEFAULT_MAX_SYNC_BYTES).is_err(),
+                    "{msg}"
+                );
+            }
+            let bad_floor = br#"{"type":"delta","base_version":3,"version":4,"thresholds":{"wanted":0.1,"missing":0.4}}"#;
+            assert!(matches!(
+                parse_sync(bad_floor, DEFAULT_MAX_SYNC_BYTES),
+                Err(SyncError::InvalidThresholds(_))
+            ));
+        }
+
         fn full_json(version: u64, entries: &[WatchlistEntry]) -> Vec<u8> {
             serde_json::to_vec(&SyncMessage::Full {
                 version,
