@@ -36,6 +36,8 @@ pub struct ListOverview {
     pub list: String,
     /// Active entries (not withdrawn, not expired), over every site.
     pub entries: u64,
+    /// Their templates: the comparisons each passer-by makes with the list, which the threshold scales with.
+    pub templates: u64,
     pub target_fpir: f64,
     pub max_fnir: f64,
     /// Who set the policy last and when (none: the hub.toml default holds).
@@ -132,6 +134,25 @@ pub async fn set(db: &Db, list: &str, change: PolicyChange, by: &str) -> Result<
     Ok(())
 }
 
+const ACTIVE_ENTRIES: &str = "SELECT COUNT(*) AS n FROM watchlist_entries WHERE list = $1 \
+     AND withdrawn_ms IS NULL AND expires_ms > $2";
+const ACTIVE_PHOTOS: &str =
+    "SELECT COUNT(*) AS n FROM watchlist_photos p JOIN watchlist_entries e \
+     ON e.id = p.entry_id WHERE e.list = $1 AND e.withdrawn_ms IS NULL AND e.expires_ms > $2";
+const ACTIVE_RECORD_TEMPLATES: &str = "SELECT COUNT(*) AS n FROM person_templates t \
+     JOIN watchlist_entries e ON e.person_cccd = t.cccd \
+     WHERE e.list = $1 AND e.withdrawn_ms IS NULL AND e.expires_ms > $2";
+
+async fn count(db: &Db, sql: &'static str, list: &str, now: i64) -> Result<u64, PolicyError> {
+    let n: i64 = sqlx::query(sql)
+        .bind(list)
+        .bind(now)
+        .fetch_one(&db.pool)
+        .await?
+        .try_get("n")?;
+    Ok(n.max(0) as u64)
+}
+
 /// Each list with its size, policy and what the policy costs at that size.
 pub async fn overview(
     db: &Db,
@@ -144,15 +165,11 @@ pub async fn overview(
     let mut out = Vec::new();
     for list in [ListKind::Wanted, ListKind::Missing] {
         let name = list_name(list);
-        let entries: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM watchlist_entries WHERE list = $1 AND withdrawn_ms IS NULL \
-             AND expires_ms > $2",
-        )
-        .bind(name)
-        .bind(now)
-        .fetch_one(&db.pool)
-        .await?
-        .try_get("n")?;
+        let entries = count(db, ACTIVE_ENTRIES, name, now).await?;
+        // The threshold scales with comparisons: an entry is compared by each of its templates (its own
+        // photos and, when linked, its identity record's).
+        let templates = count(db, ACTIVE_PHOTOS, name, now).await?
+            + count(db, ACTIVE_RECORD_TEMPLATES, name, now).await?;
         let set_by =
             sqlx::query("SELECT updated_by, updated_ms FROM watchlist_policies WHERE list = $1")
                 .bind(name)
@@ -160,16 +177,10 @@ pub async fn overview(
                 .await?;
         let policy = *policies.for_list(list);
         let floor = floors.for_list(list);
-        let point = cal.map(|c| policy.operating_point(c, entries.max(0) as usize, floor));
-        out.push(overview_of(
-            name,
-            entries.max(0) as u64,
-            policy,
-            floor,
-            point,
-            cal,
-            set_by.as_ref(),
-        ));
+        let point = cal.map(|c| policy.operating_point(c, templates as usize, floor));
+        let mut o = overview_of(name, entries, policy, floor, point, cal, set_by.as_ref());
+        o.templates = templates;
+        out.push(o);
     }
     Ok(out)
 }
@@ -187,6 +198,7 @@ fn overview_of(
     ListOverview {
         list: list.to_string(),
         entries,
+        templates: entries,
         target_fpir: policy.target_fpir,
         max_fnir: policy.max_fnir,
         updated_by: set_by.and_then(|r| r.try_get("updated_by").ok()),

@@ -70,8 +70,9 @@ pub fn run(rt: &Runtime, shared: &Path, out: &Path, splits: usize) -> Result<()>
         roles: &roles,
         splits,
     };
-    let (walkers, role, walking_strangers) = pertrack::walkers(&c.photos, &roles, shared);
-    let tracks = tracks::collect(rt, out, &walkers, 2026)?;
+    let w = pertrack::walkers(&c.photos, &roles, shared);
+    let (walkers, role, walking_strangers) = (&w.walkers, &w.role, &w.strangers);
+    let tracks = tracks::collect(rt, out, walkers, 2026)?;
     calibration_table(&c.photos, &roles);
     let product = manifest::entry("sface").and_then(|m| m.calibration);
     let stills = stills_tables(&setup, product.as_ref());
@@ -106,8 +107,9 @@ pub fn run(rt: &Runtime, shared: &Path, out: &Path, splits: usize) -> Result<()>
         photos: &c.photos,
         roles: &roles,
         tracks: &tracks,
-        role: &role,
-        walking_strangers: &walking_strangers,
+        role,
+        walking_strangers,
+        walk_photo: &w.walk_photo,
         splits,
     };
     let untied = tracks.iter().filter(|t| t.identity.is_none()).count();
@@ -124,6 +126,7 @@ pub fn run(rt: &Runtime, shared: &Path, out: &Path, splits: usize) -> Result<()>
         untied
     );
     let curves = tracks_tables(&ts, product.as_ref());
+    track_templates_table(&ts, product.as_ref());
     let png = out.join("det_tracks.png");
     plot::det(
         &png,
@@ -148,7 +151,7 @@ fn tracks_tables(s: &pertrack::TrackSetup, product: Option<&Calibration>) -> Vec
             (Feature::Plain, "plain (before)"),
             (Feature::Fused, "flip-fused (after)"),
         ] {
-            let run = pertrack::evaluate(s, n, feature);
+            let run = pertrack::evaluate(s, n, feature, pertrack::ONE_PHOTO);
             print!(
                 "| {n} | {} + {} | {name} | {} | {} |",
                 run.real_fillers,
@@ -207,6 +210,56 @@ fn tracks_tables(s: &pertrack::TrackSetup, product: Option<&Calibration>) -> Vec
         }
     }
     curves
+}
+
+/// Per track, one enrolment photo per entry against two, for the listed people who have a spare photo.
+fn track_templates_table(s: &pertrack::TrackSetup, product: Option<&Calibration>) {
+    println!(
+        "\n### Per track: one or two enrolment photos per entry (flip-fused; listed walkers with a photo other \
+         than the enrolled and the walking one)\n"
+    );
+    det_header("stranger tracks", "listed tracks");
+    let mut rows = Vec::new();
+    for n in SIZES {
+        for photos in [1, 2] {
+            let enrol = pertrack::Enrolment {
+                photos,
+                only_with_extra: true,
+            };
+            let run = pertrack::evaluate(s, n, Feature::Fused, enrol);
+            print!(
+                "| {n} | {} + {} | {photos} photo(s) per entry | {} | {} |",
+                run.real_fillers,
+                run.synthetic_fillers,
+                run.scores.nonmated.len(),
+                run.scores.mated.len()
+            );
+            det_cells(&run.scores);
+            rows.push((n, photos, run.templates, run.scores));
+        }
+    }
+    let Some(cal) = product else { return };
+    println!("\nAt the wanted list's calibrated threshold (target FPIR 0.1%):\n");
+    println!(
+        "| entries | photos per entry | templates | threshold | FPIR measured | FNIR measured |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for (n, photos, templates, scores) in &rows {
+        // The agent counts comparisons: every template of every entry.
+        let t = POLICIES[0]
+            .1
+            .operating_point(
+                cal,
+                *templates,
+                checkpoint_protocol::watchlist::MIN_THRESHOLD,
+            )
+            .threshold;
+        println!(
+            "| {n} | {photos} | {templates} | {t:.3} | {} | {} |",
+            pct(scores.fpir(t)),
+            pct(scores.fnir(t))
+        );
+    }
 }
 
 /// One-sided 95% upper bound of a rate from `k` events in `n` trials (exact for k = 0, normal approximation

@@ -15,11 +15,7 @@ pub const STRANGER_WALKERS: usize = 440;
 /// Who walks: every mated person with their *second* photo (the first is enrolled), and a fixed draw of
 /// non-mated identities with their first photo. Returns the walkers and, per identity, its role: `Some(m)`
 /// for mated person `m`, `None` for a stranger.
-pub fn walkers(
-    photos: &[Photo],
-    roles: &Roles,
-    shared: &Path,
-) -> (Vec<Walker>, HashMap<String, Option<usize>>, Vec<usize>) {
+pub fn walkers(photos: &[Photo], roles: &Roles, shared: &Path) -> Walkers {
     let path = |i: usize| {
         let p = &photos[i];
         shared
@@ -34,6 +30,7 @@ pub fn walkers(
     };
     let mut out = Vec::new();
     let mut role = HashMap::new();
+    let mut walk_photo = HashMap::new();
     for (m, v) in roles.mated.iter().enumerate() {
         // Any photo but the enrolled one that the scene generator can render alone.
         let Some(&walk) = v[1..].iter().find(|&&i| usable(i)) else {
@@ -44,6 +41,7 @@ pub fn walkers(
             photo: path(walk),
         });
         role.insert(photos[walk].person.clone(), Some(m));
+        walk_photo.insert(m, walk);
     }
     let mut others: Vec<usize> = (0..roles.others.len()).collect();
     Rng(0x57A6_6E25).shuffle(&mut others);
@@ -60,8 +58,37 @@ pub fn walkers(
         });
         role.insert(photos[first].person.clone(), None);
     }
-    (out, role, strangers)
+    Walkers {
+        walkers: out,
+        role,
+        strangers,
+        walk_photo,
+    }
 }
+
+pub struct Walkers {
+    pub walkers: Vec<Walker>,
+    /// Per identity: `Some(m)` for mated person `m`, `None` for a stranger.
+    pub role: HashMap<String, Option<usize>>,
+    /// The non-mated identities that walk.
+    pub strangers: Vec<usize>,
+    /// Per mated person, the photo they walk with.
+    pub walk_photo: HashMap<usize, usize>,
+}
+
+/// How listed people are enrolled in a gallery.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Enrolment {
+    /// Photos per entry: the first, and with 2 also another that is not the one they walk with.
+    pub photos: usize,
+    /// Only people who have such another photo are listed (so one and two photos compare like for like).
+    pub only_with_extra: bool,
+}
+
+pub const ONE_PHOTO: Enrolment = Enrolment {
+    photos: 1,
+    only_with_extra: false,
+};
 
 /// Per-track decision scores against one gallery, by the agent's rule: after each face the analyser keeps,
 /// its best three faces (by quality) are fused into a mean; an entry is a candidate at threshold `t` when the
@@ -69,16 +96,28 @@ pub fn walkers(
 /// the best, over its life, of min(mean similarity, the `MIN_FACES`-th best face similarity), and the track
 /// alerts at `t` exactly when that score reaches `t`.
 pub fn track_scores(faces: &[(f32, Vec<f32>)], gallery: &[Vec<f32>]) -> Option<(usize, f32)> {
+    let owner: Vec<usize> = (0..gallery.len()).collect();
+    track_scores_multi(faces, gallery, &owner, gallery.len())
+}
+
+/// [`track_scores`] for entries with several templates: `rows[r]` belongs to entry `owner[r]`, and an entry
+/// scores by its best template, for the mean and for each face, as the agent's matcher does.
+pub fn track_scores_multi(
+    faces: &[(f32, Vec<f32>)],
+    rows: &[Vec<f32>],
+    owner: &[usize],
+    entries: usize,
+) -> Option<(usize, f32)> {
     if faces.len() < MIN_FACES {
         return None;
     }
-    // Per face, its similarity to every entry: the mean's similarity follows from these and the norm of the
-    // sum, so each face is compared with the gallery once.
+    // Per face, its similarity to every template: the mean's similarity follows from these and the norm of
+    // the sum, so each face is compared with the gallery once.
     let dots: Vec<Vec<f32>> = faces
         .iter()
-        .map(|(_, f)| gallery.iter().map(|g| dot(f, g)).collect())
+        .map(|(_, f)| rows.iter().map(|g| dot(f, g)).collect())
         .collect();
-    let mut best = vec![f32::NEG_INFINITY; gallery.len()];
+    let mut best = vec![f32::NEG_INFINITY; entries];
     for step in MIN_FACES..=faces.len() {
         let mut kept: Vec<usize> = (0..step).collect();
         kept.sort_by(|&a, &b| faces[b].0.total_cmp(&faces[a].0));
@@ -88,12 +127,19 @@ pub fn track_scores(faces: &[(f32, Vec<f32>)], gallery: &[Vec<f32>]) -> Option<(
             sum.iter_mut().zip(&faces[k].1).for_each(|(s, x)| *s += x);
         }
         let norm = dot(&sum, &sum).sqrt().max(1e-12);
-        for (g, b) in best.iter_mut().enumerate() {
-            let mean = kept.iter().map(|&k| dots[k][g]).sum::<f32>() / norm;
-            let mut each: Vec<f32> = kept.iter().map(|&k| dots[k][g]).collect();
-            each.sort_by(|a, b| b.total_cmp(a));
-            let vote = each[MIN_FACES - 1];
-            *b = b.max(mean.min(vote));
+        let mut mean = vec![f32::NEG_INFINITY; entries];
+        let mut each = vec![vec![f32::NEG_INFINITY; entries]; kept.len()];
+        for (r, &e) in owner.iter().enumerate() {
+            let m = kept.iter().map(|&k| dots[k][r]).sum::<f32>() / norm;
+            mean[e] = mean[e].max(m);
+            for (i, &k) in kept.iter().enumerate() {
+                each[i][e] = each[i][e].max(dots[k][r]);
+            }
+        }
+        for (e, b) in best.iter_mut().enumerate() {
+            let mut faces_e: Vec<f32> = each.iter().map(|f| f[e]).collect();
+            faces_e.sort_by(|a, b| b.total_cmp(a));
+            *b = b.max(mean[e].min(faces_e[MIN_FACES - 1]));
         }
     }
     best.iter()
@@ -118,6 +164,8 @@ use crate::watchlist::tracks::TrackFaces;
 
 pub struct TrackRun {
     pub scores: Scores,
+    /// Templates per gallery (entries plus second photos): the comparisons a face makes.
+    pub templates: usize,
     pub real_fillers: usize,
     pub synthetic_fillers: usize,
 }
@@ -129,13 +177,14 @@ pub struct TrackSetup<'a> {
     pub role: &'a HashMap<String, Option<usize>>,
     /// Non-mated identities that walk: never fillers.
     pub walking_strangers: &'a [usize],
+    pub walk_photo: &'a HashMap<usize, usize>,
     pub splits: usize,
 }
 
 /// Random galleries of `n` entries (mated people enrolled from their first photo, at most half the
 /// gallery; fillers from non-mated identities that do not walk, synthetic beyond those), every track
 /// decided against each.
-pub fn evaluate(s: &TrackSetup, n: usize, feature: Feature) -> TrackRun {
+pub fn evaluate(s: &TrackSetup, n: usize, feature: Feature, enrol: Enrolment) -> TrackRun {
     let embed = |p: &Photo| match feature {
         Feature::Plain => plain(p),
         Feature::Fused => fused(p),
@@ -172,27 +221,51 @@ pub fn evaluate(s: &TrackSetup, n: usize, feature: Feature) -> TrackRun {
     let mut synth_rng = Rng(0x7AC5_F111 + n as u64);
     let mut out = Scores::default();
     let (mut real_used, mut synth_used) = (0, 0);
+    // Another photo than the enrolled first one and the one the person walks with.
+    let extra = |m: usize| {
+        let walk = s.walk_photo.get(&m).copied();
+        s.roles.mated[m][1..]
+            .iter()
+            .copied()
+            .find(|&i| Some(i) != walk)
+    };
+    let mut templates = 0;
     for _ in 0..s.splits {
-        let mut mated: Vec<usize> = (0..s.roles.mated.len()).collect();
+        let mut mated: Vec<usize> = (0..s.roles.mated.len())
+            .filter(|&m| !enrol.only_with_extra || extra(m).is_some())
+            .collect();
         rng.shuffle(&mut mated);
         mated.truncate((n / 2).min(mated.len()));
         let mut order: Vec<usize> = (0..pool.len()).collect();
         rng.shuffle(&mut order);
-        let mut gallery: Vec<Vec<f32>> = mated
-            .iter()
-            .map(|&m| embed(&s.photos[s.roles.mated[m][0]]))
-            .collect();
-        let real = (n - gallery.len()).min(pool.len());
-        gallery.extend(order[..real].iter().map(|&k| pool_vecs[k].clone()));
+        let (mut gallery, mut owner) = (Vec::new(), Vec::new());
+        for (e, &m) in mated.iter().enumerate() {
+            gallery.push(embed(&s.photos[s.roles.mated[m][0]]));
+            owner.push(e);
+            if let Some(x) = extra(m).filter(|_| enrol.photos >= 2) {
+                gallery.push(embed(&s.photos[x]));
+                owner.push(e);
+            }
+        }
+        let mut entries = mated.len();
+        let real = (n - entries).min(pool.len());
+        for &k in &order[..real] {
+            gallery.push(pool_vecs[k].clone());
+            owner.push(entries);
+            entries += 1;
+        }
         real_used += real;
-        while gallery.len() < n {
+        templates = gallery.len() + (n - entries);
+        while entries < n {
             gallery.push(model.sample(&mut synth_rng));
+            owner.push(entries);
+            entries += 1;
             synth_used += 1;
         }
         let position: HashMap<usize, usize> =
             mated.iter().enumerate().map(|(p, &m)| (m, p)).collect();
         for (who, faces) in track_faces.iter().flatten() {
-            let Some((at, score)) = track_scores(faces, &gallery) else {
+            let Some((at, score)) = track_scores_multi(faces, &gallery, &owner, entries) else {
                 // Too few faces for any decision: a stranger raises nothing, a listed person is missed.
                 match who.and_then(|m| position.get(&m)) {
                     Some(_) => out.mated.push(f32::NEG_INFINITY),
@@ -210,6 +283,7 @@ pub fn evaluate(s: &TrackSetup, n: usize, feature: Feature) -> TrackRun {
     }
     TrackRun {
         scores: out,
+        templates,
         real_fillers: real_used / s.splits.max(1),
         synthetic_fillers: synth_used / s.splits.max(1),
     }

@@ -90,6 +90,7 @@ pub struct OperatingPoint {
 }
 
 impl OperatingPoint {
+    /// `entries` counts comparisons: templates, when an entry has several (it matches by its best one).
     pub fn compute(cal: &Calibration, policy: &ListPolicy, entries: usize, floor: f32) -> Self {
         let n = entries.max(1) as f64;
         // Per-comparison FMR whose n-fold union is the target: 1 - (1 - f)^n = target.

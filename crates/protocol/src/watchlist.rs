@@ -287,6 +287,16 @@ impl WatchlistSet {
     pub fn count(&self, list: ListKind) -> usize {
         self.entries.iter().filter(|e| e.list == list).count()
     }
+
+    /// Templates on `list`: the comparisons a face makes with it, which is what a false-alert rate per
+    /// passer-by scales with (an entry matches by its best template).
+    pub fn templates(&self, list: ListKind) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| e.list == list)
+            .map(|e| e.templates.len())
+            .sum()
+    }
 }
 
 /// Validates a batch of entries and refuses duplicate ids within it.

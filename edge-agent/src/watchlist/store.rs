@@ -54,9 +54,10 @@ impl Operating {
         let floor = set.thresholds.for_list(list);
         let point = set.policies.as_ref().and_then(|p| {
             let cal = sface_calibration()?;
+            // Per comparison: an entry with two templates gives a stranger two chances.
             Some(
                 p.for_list(list)
-                    .operating_point(cal, set.count(list), floor),
+                    .operating_point(cal, set.templates(list), floor),
             )
         });
         Self {
