@@ -280,8 +280,13 @@ function render(root, ctx) {
     addFact(t('alerts.site'), a.site);
     addFact(t('alerts.time'), h('span', null, dateTime(a.ts_ms, true), ' ', h('span', { class: 'muted' }, `(${ago(a.ts_ms)})`)));
     if (a.source !== 'lodging') addFact(t('alerts.votes'), t('alerts.votes_value', { votes: num(a.votes), faces: num(a.faces_used) }));
-    if (a.evidence) for (const [k, v] of evidenceFacts(a)) addFact(k, v);
     const entryFacts = h('dl', { class: 'facts' });
+    // The evidence gets the full width: its values are sentences, not numbers.
+    const evidence = a.evidence
+      ? h('section', { class: 'evidence', 'data-testid': 'alert-evidence' },
+        h('h3', null, t('alerts.evidence')),
+        h('dl', { class: 'facts' }, evidenceFacts(a).map(([k, v]) => [h('dt', null, k), h('dd', null, v)])))
+      : null;
     const history = h('div', { class: 'history' }, loading());
     const reviewBox = h('div', { class: 'review' });
 
@@ -290,6 +295,7 @@ function render(root, ctx) {
       h('div', { class: 'detail-head' }, heading, a.outsideFilter ? h('p', { class: 'muted' }, t('alerts.outside_filter')) : null),
       faces,
       h('div', { class: 'detail-cols' }, facts, entryFacts),
+      evidence,
       reviewBox,
       h('h3', null, t('alerts.history')),
       history,

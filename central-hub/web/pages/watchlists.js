@@ -69,15 +69,14 @@ function render(root, ctx) {
         rowProps: (l) => ({ 'data-testid': 'policy-row', 'data-list': l.list }),
         columns: [
           { label: t('watchlists.pol_list'), cell: (l) => h('span', null, tv('list', l.list), h('br'), h('span', { class: 'muted small' }, l.updated_by ? t('watchlists.pol_by', { who: l.updated_by, when: dateTime(l.updated_ms) }) : t('watchlists.pol_default'))) },
-          { label: t('watchlists.pol_entries'), cell: (l) => h('span', { 'data-testid': 'policy-entries' }, num(l.entries)) },
-          { label: t('watchlists.pol_target'), cell: (l) => num(l.target_fpir * 1000, 2) },
-          { label: t('watchlists.pol_expected'), cell: (l) => h('span', { 'data-testid': 'policy-expected' }, num(l.false_per_1000, 2)) },
-          { label: t('watchlists.pol_miss'), cell: (l) => h('span', { 'data-testid': 'policy-miss', class: l.over_target ? 'warn-text' : null }, `${num(l.expected_fnir * 100, 1)}%`) },
-          { label: t('watchlists.pol_max_miss'), cell: (l) => `${num(l.max_fnir * 100, 1)}%` },
+          { label: t('watchlists.pol_col_size'), cell: (l) => h('span', { 'data-testid': 'policy-entries' }, t('watchlists.pol_size_value', { n: num(l.entries), templates: num(l.templates) })) },
+          { label: t('watchlists.pol_col_false'), cell: (l) => h('span', null, h('span', { 'data-testid': 'policy-expected' }, num(l.false_per_1000, 2)), h('span', { class: 'muted small' }, ` / ${num(l.target_fpir * 1000, 2)}`)) },
+          { label: t('watchlists.pol_col_miss'), cell: (l) => h('span', { 'data-testid': 'policy-miss', class: l.over_target ? 'warn-text' : null }, `${num(l.expected_fnir * 100, 1)}%`, h('span', { class: 'muted small' }, ` / ${num(l.max_fnir * 100, 1)}%`)) },
           { label: t('watchlists.pol_threshold'), cell: (l) => h('span', { 'data-testid': 'policy-threshold' }, num(l.threshold, 3), l.threshold <= l.floor ? h('span', { class: 'muted small' }, ` (${t('watchlists.pol_floor')})`) : null, l.extrapolated ? h('span', { class: 'muted small' }, ` (${t('watchlists.pol_extrapolated')})`) : null) },
           { label: t('watchlists.pol_capacity'), cell: (l) => (l.capacity == null ? t('watchlists.pol_unlimited') : num(l.capacity)) },
         ],
       }),
+      h('p', { class: 'muted small' }, t('watchlists.pol_note')),
       ctx.can(['admin']) ? lists.map(policyForm) : null,
     ];
   }
@@ -86,7 +85,7 @@ function render(root, ctx) {
     const target = h('input', { type: 'number', step: 'any', min: '0.001', max: '100', value: String(+(l.target_fpir * 1000).toPrecision(6)), 'data-testid': `policy-target-${l.list}`, id: `pol-target-${l.list}` });
     const miss = h('input', { type: 'number', step: 'any', min: '0.1', max: '99', value: String(+(l.max_fnir * 100).toPrecision(6)), 'data-testid': `policy-miss-${l.list}`, id: `pol-miss-${l.list}` });
     const msg = messageBox(`policy-msg-${l.list}`);
-    const button = h('button', { type: 'submit', 'data-testid': `policy-save-${l.list}` }, t('watchlists.pol_set'));
+    const button = h('button', { type: 'submit', class: 'btn btn-primary', 'data-testid': `policy-save-${l.list}` }, t('watchlists.pol_set'));
     const form = h(
       'form',
       { class: 'policy-form', 'aria-label': `${t('watchlists.pol_set')}: ${tv('list', l.list)}` },
