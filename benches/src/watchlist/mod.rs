@@ -152,14 +152,12 @@ fn tracks_tables(s: &pertrack::TrackSetup, product: Option<&Calibration>) -> Vec
             (Feature::Fused, "flip-fused (after)"),
         ] {
             let run = pertrack::evaluate(s, n, feature, pertrack::ONE_PHOTO);
-            print!(
-                "| {n} | {} + {} | {name} | {} | {} |",
-                run.real_fillers,
-                run.synthetic_fillers,
-                run.scores.nonmated.len(),
-                run.scores.mated.len()
+            det_row(
+                n,
+                (run.real_fillers, run.synthetic_fillers),
+                name,
+                &run.scores,
             );
-            det_cells(&run.scores);
             curves.push(plot::Curve {
                 label: format!("{n} entries, {name}"),
                 points: run.scores.curve(),
@@ -227,14 +225,12 @@ fn track_templates_table(s: &pertrack::TrackSetup, product: Option<&Calibration>
                 only_with_extra: true,
             };
             let run = pertrack::evaluate(s, n, Feature::Fused, enrol);
-            print!(
-                "| {n} | {} + {} | {photos} photo(s) per entry | {} | {} |",
-                run.real_fillers,
-                run.synthetic_fillers,
-                run.scores.nonmated.len(),
-                run.scores.mated.len()
+            det_row(
+                n,
+                (run.real_fillers, run.synthetic_fillers),
+                &format!("{photos} photo(s) per entry"),
+                &run.scores,
             );
-            det_cells(&run.scores);
             rows.push((n, photos, run.templates, run.scores));
         }
     }
@@ -288,8 +284,13 @@ fn det_header(nonmated: &str, mated: &str) {
     );
 }
 
-/// A DET row's FNIR cells, ending the line.
-fn det_cells(scores: &Scores) {
+/// A DET row: the gallery, the rule, the probe counts and one FNIR cell per operating point.
+fn det_row(n: usize, (real, synthetic): (usize, usize), rule: &str, scores: &Scores) {
+    print!(
+        "| {n} | {real} + {synthetic} | {rule} | {} | {} |",
+        scores.nonmated.len(),
+        scores.mated.len()
+    );
     for p in DET_POINTS {
         print!(" {} |", pct(scores.fnir_at_fpir(p).1));
     }
@@ -376,14 +377,12 @@ fn stills_tables(s: &Setup, product: Option<&Calibration>) -> Vec<(usize, Featur
             (Feature::Fused, Norm::TNorm, "flip-fused, T-norm (not kept)"),
         ] {
             let run = stills::evaluate(s, n, feature, norm, Fillers::RealThenSynthetic);
-            print!(
-                "| {n} | {} + {} | {name} | {} | {} |",
-                run.real_fillers,
-                run.synthetic_fillers,
-                run.scores.nonmated.len(),
-                run.scores.mated.len()
+            det_row(
+                n,
+                (run.real_fillers, run.synthetic_fillers),
+                name,
+                &run.scores,
             );
-            det_cells(&run.scores);
             if norm == Norm::None {
                 policy_rows.push((n, feature, run.scores.clone()));
                 curves.push((n, feature, run.scores));
@@ -441,13 +440,14 @@ fn templates_table(s: &Setup) {
     det_header("non-mated probes", "mated probes");
     for n in [100, 1_000] {
         for k in [1, 2] {
-            let scores = stills::evaluate_templates(s, n, k);
-            print!(
-                "| {n} | real | {k} photo(s) per entry | {} | {} |",
-                scores.nonmated.len(),
-                scores.mated.len()
+            let run = stills::evaluate_templates(s, n, k);
+            let rule = format!("{k} photo(s) per entry");
+            det_row(
+                n,
+                (run.real_fillers, run.synthetic_fillers),
+                &rule,
+                &run.scores,
             );
-            det_cells(&scores);
         }
     }
 }

@@ -219,11 +219,12 @@ pub fn pairs(photos: &[Photo], roles: &Roles, feature: Feature) -> (Vec<f32>, Ve
 /// Several photos per entry: mated people with at least three photos, enrolled from their first `k` (1 or 2),
 /// probed with the photos after the second, so both settings see the same probes. An entry scores by its
 /// best template, as the agent scores it. Fillers and strangers as in [`evaluate`], flip-fused.
-pub fn evaluate_templates(s: &Setup, n: usize, k: usize) -> Scores {
+pub fn evaluate_templates(s: &Setup, n: usize, k: usize) -> Run {
     let vecs: Vec<Vec<f32>> = s.photos.iter().map(fused).collect();
     let people: Vec<&Vec<usize>> = s.roles.mated.iter().filter(|v| v.len() >= 3).collect();
     let mut rng = Rng(0x7E3F_0000 + n as u64);
     let mut out = Scores::default();
+    let mut real = 0;
     for _ in 0..s.splits {
         let mut others: Vec<usize> = (0..s.roles.others.len()).collect();
         rng.shuffle(&mut others);
@@ -233,6 +234,7 @@ pub fn evaluate_templates(s: &Setup, n: usize, k: usize) -> Scores {
         mated.truncate((n / 2).min(mated.len()));
         let split = (n - mated.len()).min(rest.len().saturating_sub(MIN_STRANGERS));
         let (fillers, strangers) = rest.split_at(split);
+        real += fillers.len();
         let mut entries: Vec<Vec<&[f32]>> = mated
             .iter()
             .map(|&m| people[m][..k].iter().map(|&i| vecs[i].as_slice()).collect())
@@ -270,5 +272,9 @@ pub fn evaluate_templates(s: &Setup, n: usize, k: usize) -> Scores {
             }
         }
     }
-    out
+    Run {
+        scores: out,
+        real_fillers: real / s.splits.max(1),
+        synthetic_fillers: 0,
+    }
 }
