@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use checkpoint_protocol::{AgentState, CameraState, Envelope, EventKind, ListKind, TOPIC_ROOT};
+use checkpoint_protocol::{AgentState, CameraState, Envelope, EventKind, TOPIC_ROOT};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, Transport};
 use sqlx::{Any, Transaction};
 use tokio::sync::mpsc;
@@ -303,10 +303,7 @@ async fn apply(
             .await?;
         }
         EventKind::WatchlistMatch(m) => {
-            let list = match m.list {
-                ListKind::Wanted => "wanted",
-                ListKind::Missing => "missing",
-            };
+            let list = m.list.as_str();
             // A reviewer dismissed this entry for this very track: record it, but not as a new candidate.
             let dismissed = sqlx::query(
                 "SELECT created_ms FROM alert_negatives WHERE entry_id = $1 AND site = $2 AND agent = $3 \
@@ -599,7 +596,7 @@ pub async fn run(
 mod tests {
     use super::*;
     use crate::db::testing;
-    use checkpoint_protocol::{Count, WatchlistMatch};
+    use checkpoint_protocol::{Count, ListKind, WatchlistMatch};
     use time::macros::datetime;
 
     fn count_event(site: &str, entries: u64, start: time::OffsetDateTime) -> Envelope {

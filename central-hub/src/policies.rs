@@ -3,7 +3,7 @@
 //! the operating point for the list's current size (the same calibration the agents apply) and shows what it
 //! costs, so a list that outgrows the model is visible before it misses people.
 
-use checkpoint_openset::{Calibration, ListPolicy, OperatingPoint};
+use checkpoint_openset::ListPolicy;
 use checkpoint_protocol::watchlist::{Policies, Thresholds};
 use checkpoint_protocol::ListKind;
 use serde::{Deserialize, Serialize};
@@ -68,21 +68,6 @@ pub struct PolicyChange {
     pub max_fnir: f64,
 }
 
-pub fn list_kind(name: &str) -> Result<ListKind, PolicyError> {
-    match name {
-        "wanted" => Ok(ListKind::Wanted),
-        "missing" => Ok(ListKind::Missing),
-        other => Err(PolicyError::UnknownList(other.to_string())),
-    }
-}
-
-fn list_name(list: ListKind) -> &'static str {
-    match list {
-        ListKind::Wanted => "wanted",
-        ListKind::Missing => "missing",
-    }
-}
-
 /// The policies in force: the administrator's where set, `defaults` (hub.toml) otherwise.
 pub async fn current(db: &Db, defaults: Policies) -> Result<Policies, PolicyError> {
     let mut out = defaults;
@@ -105,7 +90,7 @@ pub async fn current(db: &Db, defaults: Policies) -> Result<Policies, PolicyErro
 
 /// Sets a list's policy.
 pub async fn set(db: &Db, list: &str, change: PolicyChange, by: &str) -> Result<(), PolicyError> {
-    let kind = list_kind(list)?;
+    let kind = ListKind::parse(list).ok_or_else(|| PolicyError::UnknownList(list.to_string()))?;
     let policy = ListPolicy {
         target_fpir: change.target_fpir,
         max_fnir: change.max_fnir,
@@ -113,14 +98,14 @@ pub async fn set(db: &Db, list: &str, change: PolicyChange, by: &str) -> Result<
     policy.validate()?;
     let mut tx = db.pool.begin().await?;
     sqlx::query("DELETE FROM watchlist_policies WHERE list = $1")
-        .bind(list_name(kind))
+        .bind(kind.as_str())
         .execute(&mut *tx)
         .await?;
     sqlx::query(
         "INSERT INTO watchlist_policies (list, target_fpir, max_fnir, updated_by, updated_ms) \
          VALUES ($1, $2, $3, $4, $5)",
     )
-    .bind(list_name(kind))
+    .bind(kind.as_str())
     .bind(policy.target_fpir)
     .bind(policy.max_fnir)
     .bind(by)
@@ -158,13 +143,13 @@ pub async fn overview(
     db: &Db,
     defaults: Policies,
     floors: Thresholds,
-    cal: Option<&Calibration>,
 ) -> Result<Vec<ListOverview>, PolicyError> {
+    let cal = checkpoint_vision::manifest::embedder_calibration();
     let policies = current(db, defaults).await?;
     let now = now_ms();
     let mut out = Vec::new();
     for list in [ListKind::Wanted, ListKind::Missing] {
-        let name = list_name(list);
+        let name = list.as_str();
         let entries = count(db, ACTIVE_ENTRIES, name, now).await?;
         // The threshold scales with comparisons: an entry is compared by each of its templates (its own
         // photos and, when linked, its identity record's).
@@ -178,46 +163,25 @@ pub async fn overview(
         let policy = *policies.for_list(list);
         let floor = floors.for_list(list);
         let point = cal.map(|c| policy.operating_point(c, templates as usize, floor));
-        let mut o = overview_of(name, entries, policy, floor, point, cal, set_by.as_ref());
-        o.templates = templates;
-        out.push(o);
+        let expected_fnir = point.map_or(f64::NAN, |p| p.expected_fnir);
+        out.push(ListOverview {
+            list: name.to_string(),
+            entries,
+            templates,
+            target_fpir: policy.target_fpir,
+            max_fnir: policy.max_fnir,
+            updated_by: set_by.as_ref().and_then(|r| r.try_get("updated_by").ok()),
+            updated_ms: set_by.as_ref().and_then(|r| r.try_get("updated_ms").ok()),
+            threshold: point.map_or(floor, |p| p.threshold),
+            floor,
+            false_per_1000: point.map_or(f64::NAN, |p| p.false_per_1000()),
+            expected_fnir,
+            capacity: cal
+                .and_then(|c| policy.capacity(c, floor))
+                .map(|n| n as u64),
+            extrapolated: point.is_some_and(|p| p.extrapolated),
+            over_target: expected_fnir > policy.max_fnir,
+        });
     }
     Ok(out)
-}
-
-fn overview_of(
-    list: &str,
-    entries: u64,
-    policy: ListPolicy,
-    floor: f32,
-    point: Option<OperatingPoint>,
-    cal: Option<&Calibration>,
-    set_by: Option<&sqlx::any::AnyRow>,
-) -> ListOverview {
-    let expected_fnir = point.map_or(f64::NAN, |p| p.expected_fnir);
-    ListOverview {
-        list: list.to_string(),
-        entries,
-        templates: entries,
-        target_fpir: policy.target_fpir,
-        max_fnir: policy.max_fnir,
-        updated_by: set_by.and_then(|r| r.try_get("updated_by").ok()),
-        updated_ms: set_by.and_then(|r| r.try_get("updated_ms").ok()),
-        threshold: point.map_or(floor, |p| p.threshold),
-        floor,
-        false_per_1000: point.map_or(f64::NAN, |p| p.false_per_1000()),
-        expected_fnir,
-        capacity: cal
-            .and_then(|c| policy.capacity(c, floor))
-            .map(|n| n as u64),
-        extrapolated: point.is_some_and(|p| p.extrapolated),
-        over_target: expected_fnir > policy.max_fnir,
-    }
-}
-
-/// The calibration of the embedding model the hub enrols with (the manifest's `sface` entry).
-pub fn calibration() -> Option<Calibration> {
-    checkpoint_vision::manifest::entry("sface")
-        .and_then(|m| m.calibration)
-        .filter(|c| c.validate().is_ok())
 }

@@ -84,14 +84,6 @@ pub struct Entry {
 
 const MAX_EXPIRY_MS: i64 = 2 * 366 * 86_400_000;
 
-fn list_kind(s: &str) -> Option<ListKind> {
-    match s {
-        "wanted" => Some(ListKind::Wanted),
-        "missing" => Some(ListKind::Missing),
-        _ => None,
-    }
-}
-
 fn text(field: &str, v: &str, max: usize) -> Result<String, WatchlistError> {
     let t = v.trim();
     if t.is_empty() || t.len() > max || t.chars().any(char::is_control) {
@@ -169,7 +161,7 @@ pub async fn create(
     created_by: &str,
 ) -> Result<(Entry, i64), WatchlistError> {
     let list = req.list.trim().to_string();
-    if list_kind(&list).is_none() {
+    if ListKind::parse(&list).is_none() {
         return Err(WatchlistError::Invalid(
             "list must be `wanted` or `missing`".into(),
         ));
@@ -448,7 +440,7 @@ pub async fn wire_entries(db: &Db, site: &str) -> Result<Vec<WatchlistEntry>, Wa
         let list: String = r.try_get("list")?;
         let expires_ms: i64 = r.try_get("expires_ms")?;
         out.push(WatchlistEntry {
-            list: list_kind(&list).unwrap_or(ListKind::Wanted),
+            list: ListKind::parse(&list).unwrap_or(ListKind::Wanted),
             label: r.try_get("label")?,
             case_ref: r.try_get("case_ref")?,
             legal_basis: r.try_get("legal_basis")?,

@@ -310,10 +310,8 @@ fn watchlist_cmd(action: WatchlistCmd) -> Result<std::process::ExitCode> {
             photos,
         } => {
             let (cfg, mut store) = open(&config)?;
-            let list = match list.as_str() {
-                "wanted" => ListKind::Wanted,
-                "missing" => ListKind::Missing,
-                other => anyhow::bail!("--list must be `wanted` or `missing`, not `{other}`"),
+            let Some(list) = ListKind::parse(&list) else {
+                anyhow::bail!("--list must be `wanted` or `missing`, not `{list}`")
             };
             let expires_at = match (expires, days) {
                 (Some(s), _) => {

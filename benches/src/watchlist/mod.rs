@@ -30,23 +30,11 @@ use stills::{Feature, Fillers, Norm, Setup};
 
 pub const SIZES: [usize; 3] = [100, 1_000, 10_000];
 const DET_POINTS: [f64; 4] = [0.001, 0.003, 0.01, 0.03];
-/// The product's default policies (see `central-hub` config): wanted, then missing.
-const POLICIES: [(&str, ListPolicy); 2] = [
-    (
-        "wanted",
-        ListPolicy {
-            target_fpir: 0.001,
-            max_fnir: 0.10,
-        },
-    ),
-    (
-        "missing",
-        ListPolicy {
-            target_fpir: 0.01,
-            max_fnir: 0.05,
-        },
-    ),
-];
+/// The product's default policies (the protocol's defaults, which the hub's config starts from).
+fn policies() -> [(&'static str, ListPolicy); 2] {
+    let p = checkpoint_protocol::watchlist::Policies::default();
+    [("wanted", p.wanted), ("missing", p.missing)]
+}
 const BEFORE: [(&str, f32); 2] = [("wanted", 0.43), ("missing", 0.37)];
 
 pub fn run(rt: &Runtime, shared: &Path, out: &Path, splits: usize) -> Result<()> {
@@ -74,8 +62,8 @@ pub fn run(rt: &Runtime, shared: &Path, out: &Path, splits: usize) -> Result<()>
     let (walkers, role, walking_strangers) = (&w.walkers, &w.role, &w.strangers);
     let tracks = tracks::collect(rt, out, walkers, 2026)?;
     calibration_table(&c.photos, &roles);
-    let product = manifest::entry("sface").and_then(|m| m.calibration);
-    let stills = stills_tables(&setup, product.as_ref());
+    let product = manifest::embedder_calibration();
+    let stills = stills_tables(&setup, product);
     synthetic_check(&setup);
     templates_table(&setup);
     let curves = stills
@@ -125,8 +113,8 @@ pub fn run(rt: &Runtime, shared: &Path, out: &Path, splits: usize) -> Result<()>
         tracks.len(),
         untied
     );
-    let curves = tracks_tables(&ts, product.as_ref());
-    track_templates_table(&ts, product.as_ref());
+    let curves = tracks_tables(&ts, product);
+    track_templates_table(&ts, product);
     let png = out.join("det_tracks.png");
     plot::det(
         &png,
@@ -134,7 +122,7 @@ pub fn run(rt: &Runtime, shared: &Path, out: &Path, splits: usize) -> Result<()>
         &curves,
     )?;
     println!("\nPlot: {}", png.display());
-    if let Some(cal) = product.as_ref() {
+    if let Some(cal) = product {
         pertrack::agent_agrees(&ts, cal)?;
     }
     Ok(())
@@ -172,7 +160,7 @@ fn tracks_tables(s: &pertrack::TrackSetup, product: Option<&Calibration>) -> Vec
     println!("| entries | list | rule | threshold | FPIR measured | FPIR 95% upper | FPIR expected | FNIR measured |");
     println!("|---:|---|---|---:|---:|---:|---:|---:|");
     for (n, feature, scores) in &rows {
-        for (i, (list, policy)) in POLICIES.iter().enumerate() {
+        for (i, (list, policy)) in policies().into_iter().enumerate() {
             let (name, t, expected) = match (feature, product) {
                 (Feature::Plain, _) => (
                     format!("fixed cosine {} (before)", BEFORE[i].1),
@@ -242,7 +230,7 @@ fn track_templates_table(s: &pertrack::TrackSetup, product: Option<&Calibration>
     println!("|---:|---:|---:|---:|---:|---:|");
     for (n, photos, templates, scores) in &rows {
         // The agent counts comparisons: every template of every entry.
-        let t = POLICIES[0]
+        let t = policies()[0]
             .1
             .operating_point(
                 cal,
@@ -393,7 +381,7 @@ fn stills_tables(s: &Setup, product: Option<&Calibration>) -> Vec<(usize, Featur
     println!("| entries | list | rule | threshold | FPIR measured | FPIR expected | FNIR measured | FNIR expected |");
     println!("|---:|---|---|---:|---:|---:|---:|---:|");
     for (n, feature, scores) in &policy_rows {
-        for (i, (list, policy)) in POLICIES.iter().enumerate() {
+        for (i, (list, policy)) in policies().into_iter().enumerate() {
             match feature {
                 Feature::Plain => {
                     let t = BEFORE[i].1;

@@ -373,6 +373,8 @@ async fn name_second_entries(
     db: &crate::db::Db,
     alerts: &mut [AlertSummary],
 ) -> Result<(), sqlx::Error> {
+    // A look-alike tends to come back across alerts: one query per distinct entry, not per alert.
+    let mut labels: std::collections::HashMap<String, Option<String>> = Default::default();
     for a in alerts.iter_mut() {
         let Some(ev) = a.evidence.as_mut() else {
             continue;
@@ -380,11 +382,15 @@ async fn name_second_entries(
         let Some(id) = ev.second_entry.clone() else {
             continue;
         };
-        ev.second_label = sqlx::query("SELECT label FROM watchlist_entries WHERE id = $1")
-            .bind(&id)
-            .fetch_optional(&db.pool)
-            .await?
-            .and_then(|r| r.try_get::<String, _>("label").ok());
+        if !labels.contains_key(&id) {
+            let label = sqlx::query("SELECT label FROM watchlist_entries WHERE id = $1")
+                .bind(&id)
+                .fetch_optional(&db.pool)
+                .await?
+                .and_then(|r| r.try_get::<String, _>("label").ok());
+            labels.insert(id.clone(), label);
+        }
+        ev.second_label = labels.get(&id).cloned().flatten();
     }
     Ok(())
 }

@@ -107,11 +107,7 @@ pub async fn list_policies(
     session: Session,
 ) -> ApiResult<Json<Vec<ListOverview>>> {
     session.require(WATCHERS)?;
-    let cal = policies::calibration();
-    let w = &s.cfg.watchlist;
-    Ok(Json(
-        policies::overview(&s.db, w.policies(), w.thresholds(), cal.as_ref()).await?,
-    ))
+    Ok(Json(policy_overview(&s).await?))
 }
 
 /// Sets a list's target false-alert rate and tolerated miss rate (admin). Audited as `watchlist.policy`;
@@ -140,11 +136,13 @@ pub async fn set_policy(
         )
         .await?;
     s.watchlist_push.notify_one();
-    let cal = policies::calibration();
+    Ok(Json(policy_overview(&s).await?))
+}
+
+/// The lists' overview with hub.toml's policies as defaults and its floors.
+async fn policy_overview(s: &AppState) -> Result<Vec<ListOverview>, PolicyError> {
     let w = &s.cfg.watchlist;
-    Ok(Json(
-        policies::overview(&s.db, w.policies(), w.thresholds(), cal.as_ref()).await?,
-    ))
+    policies::overview(&s.db, w.policies(), w.thresholds()).await
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

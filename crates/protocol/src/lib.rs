@@ -182,6 +182,25 @@ pub enum ListKind {
     Missing,
 }
 
+impl ListKind {
+    /// The name on the wire, in the database and in the API: `wanted` or `missing`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListKind::Wanted => "wanted",
+            ListKind::Missing => "missing",
+        }
+    }
+
+    /// The list named `name` (as [`Self::as_str`] writes it), if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "wanted" => Some(ListKind::Wanted),
+            "missing" => Some(ListKind::Missing),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WatchlistMatch {

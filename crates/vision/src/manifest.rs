@@ -42,6 +42,19 @@ pub fn entries() -> Vec<ModelEntry> {
         .unwrap_or_default()
 }
 
+/// The face embedder's (`sface`) score calibration, parsed and validated once; `None` when the manifest has
+/// none or it is invalid (then lists match at their floor thresholds only).
+pub fn embedder_calibration() -> Option<&'static checkpoint_openset::Calibration> {
+    static CAL: std::sync::OnceLock<Option<checkpoint_openset::Calibration>> =
+        std::sync::OnceLock::new();
+    CAL.get_or_init(|| {
+        entry("sface")
+            .and_then(|m| m.calibration)
+            .filter(|c| c.validate().is_ok())
+    })
+    .as_ref()
+}
+
 pub fn entry(name: &str) -> Option<ModelEntry> {
     entries().into_iter().find(|m| m.name == name)
 }

@@ -257,10 +257,7 @@ impl WatchlistService {
 }
 
 pub fn list_name(list: ListKind) -> &'static str {
-    match list {
-        ListKind::Wanted => "wanted",
-        ListKind::Missing => "missing",
-    }
+    list.as_str()
 }
 
 fn set_aside(path: &Path) -> Result<std::path::PathBuf, WatchlistError> {

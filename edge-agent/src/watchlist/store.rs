@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -53,7 +53,7 @@ impl Operating {
     fn of(set: &WatchlistSet, list: ListKind) -> Self {
         let floor = set.thresholds.for_list(list);
         let point = set.policies.as_ref().and_then(|p| {
-            let cal = sface_calibration()?;
+            let cal = checkpoint_vision::manifest::embedder_calibration()?;
             // Per comparison: an entry with two templates gives a stranger two chances.
             Some(
                 p.for_list(list)
@@ -61,21 +61,11 @@ impl Operating {
             )
         });
         Self {
-            threshold: point.map_or(floor, |p| p.threshold.max(floor)),
+            // The operating point already never goes below the floor.
+            threshold: point.map_or(floor, |p| p.threshold),
             point,
         }
     }
-}
-
-/// The embedding model's calibration from the compiled-in manifest, parsed once.
-fn sface_calibration() -> Option<&'static Calibration> {
-    static CAL: OnceLock<Option<Calibration>> = OnceLock::new();
-    CAL.get_or_init(|| {
-        checkpoint_vision::manifest::entry("sface")
-            .and_then(|m| m.calibration)
-            .filter(|c| c.validate().is_ok())
-    })
-    .as_ref()
 }
 
 /// A set together with its search index. Immutable: a change builds a new snapshot.
@@ -130,7 +120,7 @@ impl WatchlistSnapshot {
 
     /// The embedding model's calibration, when the manifest has one.
     pub fn calibration(&self) -> Option<&'static Calibration> {
-        sface_calibration()
+        checkpoint_vision::manifest::embedder_calibration()
     }
 
     /// The threshold each list is matched at, and the operating point behind it.
@@ -699,9 +689,7 @@ mod tests {
                     thresholds: Thresholds::default(),
                     policies,
                 },
-                &(Box::new(|rows: &[Vec<f32>]| {
-                    Box::new(ExactIndex::new(rows)) as Box<dyn TemplateIndex>
-                }) as IndexBuilder),
+                &ExactIndex::builder(),
             )
         };
         let floor = Thresholds::default();
