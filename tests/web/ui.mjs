@@ -424,6 +424,13 @@ async function run() {
     const after_t = Number((await admin.textContent('[data-list=wanted] [data-testid=policy-threshold]')).replace(',', '.').match(/[\d.]+/)[0]);
     if (!(after_t > before_t)) fail(`threshold did not rise: ${before_t} -> ${after_t}`);
     await shot(admin, '17b-watchlist-policy');
+    // On a phone the policy table scrolls inside its box; the page itself never scrolls sideways.
+    const phone = await newUser(browser, 'phone', 'admin', { viewport: { width: 390, height: 844 } });
+    await go(phone, 'watchlists', 'policy-table');
+    await need(phone, '[data-testid=policy-save-wanted]', 'policy form on a phone');
+    const sideways = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    if (sideways > 1) fail(`the watchlist page is ${sideways} px wider than a 390 px phone`);
+    await shot(phone, '17c-watchlist-policy-phone');
     // The admin sees only the pages an admin can use: no exam staff's or desk's work, every admin page.
     const nav = await admin.$$eval('.nav-link', (as) => as.map((a) => a.dataset.page));
     if (!nav.includes('users') || !nav.includes('audit')) fail(`admin navigation ${nav}`);
