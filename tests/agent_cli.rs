@@ -309,3 +309,92 @@ fn watchlist_match_decides_each_face_of_still_images_by_the_agents_rule() {
     );
     assert!(lines[3].get("faces").is_none());
 }
+
+/// A sync carried by hand (`central-hub watchlist export` writes it signed): `edge-agent watchlist import`
+/// checks the signature against the agent's hub keys, refuses a plain or foreign file, and takes a plain one
+/// only with `--unsigned` (and says so in its log). Issue 12, finding 2.
+#[test]
+fn watchlist_import_checks_the_hubs_signature() {
+    use checkpoint_protocol::watchlist::{SyncMessage, Thresholds};
+    let dir = tempfile::tempdir().unwrap();
+    let source = r#"{ kind = "test", pattern = "ball", width = 160, height = 120, fps = 10 }"#;
+    let cfg = checkpoint_e2e::gate_agent_config(dir.path(), "cli-site", 1, source, "", 10.0);
+    checkpoint_e2e::trust_hub_key(&cfg, &checkpoint_e2e::test_hub_signer().public_key());
+    let full = |version: u64| SyncMessage::Full {
+        version,
+        entries: vec![],
+        thresholds: Thresholds::default(),
+        policies: None,
+    };
+    let import = |bytes: Vec<u8>, extra: &[&str]| {
+        let file = dir.path().join("carried.json");
+        std::fs::write(&file, bytes).unwrap();
+        Command::new(workspace_bin("edge-agent"))
+            .args(["watchlist", "import", "--config"])
+            .arg(&cfg)
+            .args(extra)
+            .arg(&file)
+            .output()
+            .unwrap()
+    };
+    let signed = checkpoint_e2e::signed_sync("cli-site", "a1", &full(1_800_000_000_000));
+    let out = import(signed, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The forged message of the finding: unsigned, empty, version u64::MAX.
+    let forged = br#"{"type":"full","version":18446744073709551615,"entries":[],"thresholds":{"wanted":0.43,"missing":0.37}}"#;
+    let out = import(forged.to_vec(), &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not signed") && err.contains("--unsigned"),
+        "{err}"
+    );
+    // Signed by the hub, but for another agent.
+    let out = import(
+        checkpoint_e2e::signed_sync("cli-site", "a2", &full(1_800_000_000_001)),
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not for this agent"));
+    // Another key.
+    let stranger = checkpoint_protocol::signed::SyncSigner::from_secret(&[1; 32]);
+    let out = import(
+        stranger.sign(
+            "cli-site",
+            "a1",
+            serde_json::to_string(&full(1_800_000_000_002)).unwrap(),
+        ),
+        &[],
+    );
+    assert!(!out.status.success());
+    // Even with --unsigned, an impossible version is refused.
+    let out = import(forged.to_vec(), &["--unsigned"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("impossible"));
+    // A plain, sane file with --unsigned: applied, and logged as unsigned.
+    let out = import(
+        serde_json::to_vec(&full(1_800_000_000_003)).unwrap(),
+        &["--unsigned"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("UNSIGNED"));
+    let show = Command::new(workspace_bin("edge-agent"))
+        .args(["watchlist", "show", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&show.stdout).contains("1800000000003"),
+        "{}",
+        String::from_utf8_lossy(&show.stdout)
+    );
+}

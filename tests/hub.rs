@@ -1,4 +1,4 @@
-//! The central hub end to end: the real `central-hub` binary with its embedded broker (or Mosquitto) and SQLite
+//! The central hub end to end: the real `central-hub` binary with its own broker (or Mosquitto) and SQLite
 //! (or PostgreSQL on 127.0.0.1:5432), the real agent publishing to it, and the HTTP API checked as a client
 //! would: sign-in, roles, agents and counts, audit chain and tamper detection, malformed events refused.
 
@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use checkpoint_e2e::hub::{pg_schema, Hub};
-use checkpoint_e2e::mqtt::{free_port, publish_all, system_mosquitto, unique_site};
+use checkpoint_e2e::mqtt::{free_port, publish_all_as, system_mosquitto, unique_site};
 use checkpoint_e2e::{pattern_agent_config, wait_until, Agent, AgentExtra};
 
 fn scenario(mqtt_section: &str, mqtt_port: u16, database_url: &str) {
@@ -104,21 +104,21 @@ fn scenario(mqtt_section: &str, mqtt_port: u16, database_url: &str) {
         live.lock().unwrap()
     );
 
-    // An agent publishes to the hub's broker.
+    // An agent publishes to the hub's broker with its own login.
+    let login = hub.agent_login(&site, "a1");
     let adir = tempfile::tempdir().unwrap();
-    let mut agent = Agent::start(
-        &pattern_agent_config(
-            adir.path(),
-            &site,
-            "a1",
-            mqtt_port,
-            AgentExtra {
-                agent: "status_interval_s = 1",
-                ..Default::default()
-            },
-        ),
+    let config = pattern_agent_config(
         adir.path(),
+        &site,
+        "a1",
+        mqtt_port,
+        AgentExtra {
+            agent: "status_interval_s = 1",
+            ..Default::default()
+        },
     );
+    login.provision(&config);
+    let mut agent = Agent::start(&config, adir.path());
     let ok = wait_until(Duration::from_secs(60), || {
         let (_, body) = hub.get("/api/agents", Some(&op));
         body.contains(&site) && body.contains("\"state\":\"online\"")
@@ -172,8 +172,9 @@ fn scenario(mqtt_section: &str, mqtt_port: u16, database_url: &str) {
     assert_eq!(st, 400);
 
     // Malformed and oversized events are refused with a reason and do not stop ingest.
-    publish_all(
+    publish_all_as(
         mqtt_port,
+        login.creds(),
         &format!("checkpoint/{site}/a1/count"),
         vec![
             b"{not json".to_vec(),

@@ -1,8 +1,8 @@
 //! Agents' own broker credentials with an external Mosquitto: the hub creates each agent's account, writes
-//! Mosquitto's password and ACL files, and then an agent with its credentials reaches the hub, a wrong password
-//! is refused by the broker, and an agent that tries to publish as another agent is stopped by the broker's
-//! ACL before the hub ever sees it. With the embedded broker, logins are checked against the same agent
-//! accounts (topic ACLs need the external broker: rumqttd has no hook for them).
+//! Mosquitto's password and ACL files and the settings that make them hold (`broker-files`), and then an agent
+//! with its credentials reaches the hub, a wrong password is refused by the broker, and an agent that tries to
+//! publish as another agent is stopped by the broker's ACL before the hub ever sees it. The hub's own broker
+//! takes the same accounts, and nothing else.
 
 use std::time::Duration;
 
@@ -101,11 +101,7 @@ fn agents_use_their_own_credentials_and_publish_only_as_themselves() {
     let _broker = BrokerProcess::start_with(
         BrokerKind::Mosquitto,
         port,
-        &format!(
-            "allow_anonymous false\npassword_file {}\nacl_file {}",
-            files.join("passwd").display(),
-            files.join("acl").display()
-        ),
+        &format!("include_dir {}", files.display()),
     );
     let hub = Hub::start(dir.path(), &mqtt, &db);
     let admin = hub.bootstrap_admin();
@@ -126,6 +122,8 @@ fn agents_use_their_own_credentials_and_publish_only_as_themselves() {
         ..Default::default()
     };
     let cfg = pattern_agent_config(adir.path(), "pier", "a1", port, extra);
+    let key = central_hub_key(&cli(&["sync-key", "show"]));
+    checkpoint_e2e::trust_hub_key(&cfg, &key);
     let mut agent = Agent::start(&cfg, adir.path());
     let online = wait_until(Duration::from_secs(60), || {
         let (_, body) = hub.get("/api/agents", Some(&op));
@@ -170,6 +168,15 @@ fn agents_use_their_own_credentials_and_publish_only_as_themselves() {
     assert!(agent.wait(Duration::from_secs(30)).success());
 }
 
+fn central_hub_key(out: &std::process::Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("current "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no current key in: {text}"))
+        .to_string()
+}
+
 fn status_event(site: &str, agent: &str, version: &str) -> Vec<u8> {
     Envelope::new(
         site,
@@ -186,13 +193,13 @@ fn status_event(site: &str, agent: &str, version: &str) -> Vec<u8> {
 }
 
 #[test]
-fn embedded_broker_takes_only_agent_accounts_when_required() {
+fn the_hubs_broker_takes_only_agent_accounts() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let db = format!("sqlite://{}?mode=rwc", dir.path().join("hub.db").display());
     let hub = Hub::start(
         dir.path(),
-        &format!("[mqtt]\nlisten = \"127.0.0.1:{port}\"\nrequire_auth = true\nclient_id = \"hub-auth-test\""),
+        &format!("[mqtt]\nlisten = \"127.0.0.1:{port}\"\nclient_id = \"hub-auth-test\""),
         &db,
     );
     let admin = hub.bootstrap_admin();
@@ -230,9 +237,20 @@ fn embedded_broker_takes_only_agent_accounts_when_required() {
         .is_err(),
         "a web user's account is not a broker account"
     );
-    // The agent's own account gets through, and the hub's ingest (which logs in with its in-process
-    // password) stores the event.
-    publish_as(port, &user, &pw, topic, status_event("pier", "a1", "9.9.9")).unwrap();
+    // The agent's own account gets through (the hub's broker reloads its logins within seconds of `agent add`),
+    // and the hub's ingest (which logs in with a password made at its start) stores the event.
+    assert!(
+        wait_until(Duration::from_secs(15), || publish_as(
+            port,
+            &user,
+            &pw,
+            topic,
+            status_event("pier", "a1", "9.9.9")
+        )
+        .is_ok()),
+        "the new agent account logs in; hub log:\n{}",
+        hub.log_text()
+    );
     let seen = wait_until(Duration::from_secs(30), || {
         let (_, body) = hub.get("/api/agents", Some(&op));
         body.contains("\"agent\":\"a1\"") && body.contains("9.9.9")

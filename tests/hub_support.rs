@@ -318,3 +318,65 @@ pub fn faceless_png() -> Vec<u8> {
     }
     png
 }
+
+/// An agent's broker login and the hub key it trusts, as `central-hub agent add` prints them.
+#[derive(Clone, Debug)]
+pub struct AgentLogin {
+    pub username: String,
+    pub password: String,
+    pub hub_key: String,
+}
+
+impl AgentLogin {
+    /// Parses `central-hub agent add`'s standard output.
+    pub fn parse(stdout: &str) -> AgentLogin {
+        let field = |name: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_else(|| panic!("no {name} in: {stdout}"))
+        };
+        AgentLogin {
+            username: field("username "),
+            password: field("password "),
+            hub_key: field("hub_public_key "),
+        }
+    }
+
+    /// The credentials as the test MQTT clients take them.
+    pub fn creds(&self) -> Option<(&str, &str)> {
+        Some((&self.username, &self.password))
+    }
+
+    /// Adds the login (password in a 0600 file next to `config`) and the hub key to an agent's config.
+    pub fn provision(&self, config: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        let pw = config.with_file_name("mqtt-password");
+        std::fs::write(&pw, format!("{}\n", self.password)).unwrap();
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+        crate::edit_agent_config(
+            config,
+            "mqtt",
+            &format!(
+                "username = \"{}\"\npassword_file = \"{}\"",
+                self.username,
+                pw.display()
+            ),
+        );
+        crate::trust_hub_key(config, &self.hub_key);
+    }
+}
+
+impl Hub {
+    /// Creates (or renews) the broker account of `site`/`agent` with the hub's command line.
+    pub fn agent_login(&self, site: &str, agent: &str) -> AgentLogin {
+        let out = self.cli(&["agent", "add", "--site", site, "--agent", agent], "");
+        assert!(
+            out.status.success(),
+            "agent add: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        AgentLogin::parse(&String::from_utf8_lossy(&out.stdout))
+    }
+}

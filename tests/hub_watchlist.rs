@@ -6,12 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use checkpoint_e2e::hub::{b64, Hub};
+use checkpoint_e2e::hub::{b64, AgentLogin, Hub};
 use checkpoint_e2e::mqtt::{free_port, unique_site};
 use checkpoint_e2e::{shared_dir, wait_until, Agent};
 
-fn agent_config(dir: &Path, site: &str, port: u16, source: &str) -> PathBuf {
-    checkpoint_e2e::gate_agent_config(dir, site, port, source, "", 2.0)
+fn agent_config(dir: &Path, site: &str, port: u16, source: &str, login: &AgentLogin) -> PathBuf {
+    let cfg = checkpoint_e2e::gate_agent_config(dir, site, port, source, "", 2.0);
+    login.provision(&cfg);
+    cfg
 }
 
 #[test]
@@ -89,7 +91,8 @@ fn enrolled_at_the_hub_seen_at_the_edge_confirmed_by_two_people() {
     // The agent comes up with no list; the hub sends it one.
     let adir = tempfile::tempdir().unwrap();
     let pattern = r#"{ kind = "test", pattern = "ball", width = 160, height = 120, fps = 10 }"#;
-    let cfg = agent_config(adir.path(), &site, port, pattern);
+    let login = hub.agent_login(&site, "a1");
+    let cfg = agent_config(adir.path(), &site, port, pattern, &login);
     let text = std::fs::read_to_string(&cfg)
         .unwrap()
         .replace("exit_when_done = true", "exit_when_done = false");
@@ -118,7 +121,7 @@ fn enrolled_at_the_hub_seen_at_the_edge_confirmed_by_two_people() {
     // The person walks past the gate.
     let source = format!(r#"{{ kind = "file", path = "{}" }}"#, scene_video.display());
     let mut agent = Agent::start(
-        &agent_config(adir.path(), &site, port, &source),
+        &agent_config(adir.path(), &site, port, &source, &login),
         adir.path(),
     );
     assert!(

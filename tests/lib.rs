@@ -320,3 +320,43 @@ pub fn zico_gate_scene(dir: &Path) -> PathBuf {
     assert!(truth.actors.iter().any(|a| a.photo == "Zico/Zico_0002.jpg"));
     dir.join(&truth.video)
 }
+
+/// Adds `lines` at the top of `[section]` of an agent config (the section must exist, as it does in the
+/// configs made here).
+pub fn edit_agent_config(config: &Path, section: &str, lines: &str) {
+    let text = std::fs::read_to_string(config).expect("read agent config");
+    let header = format!("[{section}]\n");
+    assert!(
+        text.contains(&header),
+        "no [{section}] in {}",
+        config.display()
+    );
+    std::fs::write(
+        config,
+        text.replacen(&header, &format!("{header}{lines}\n"), 1),
+    )
+    .expect("write agent config");
+}
+
+/// Makes an agent config trust `public_key` for watchlist syncs (adds a `[watchlist]` section if none).
+pub fn trust_hub_key(config: &Path, public_key: &str) {
+    let text = std::fs::read_to_string(config).expect("read agent config");
+    if !text.contains("[watchlist]\n") {
+        std::fs::write(config, format!("{text}\n[watchlist]\n")).expect("write agent config");
+    }
+    edit_agent_config(
+        config,
+        "watchlist",
+        &format!("hub_public_keys = [\"{public_key}\"]"),
+    );
+}
+
+/// The key the tests sign watchlist syncs with when they play the hub themselves.
+pub fn test_hub_signer() -> checkpoint_protocol::signed::SyncSigner {
+    checkpoint_protocol::signed::SyncSigner::from_secret(&[42; 32])
+}
+
+/// `msg` signed by [`test_hub_signer`] for `site`/`agent`, as the hub publishes it.
+pub fn signed_sync(site: &str, agent: &str, msg: &impl serde::Serialize) -> Vec<u8> {
+    test_hub_signer().sign(site, agent, serde_json::to_string(msg).expect("sync JSON"))
+}

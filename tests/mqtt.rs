@@ -1,6 +1,6 @@
 //! Real MQTT brokers for the end-to-end tests, and a test-side client.
 //!
-//! - rumqttd (the broker the hub embeds) in this process on an ephemeral port, or as its own process
+//! - rumqttd (a second broker implementation for the agent's delivery tests) in this process on an ephemeral port, or as its own process
 //!   (`checkpoint-test-broker`) when a test must stop and restart it;
 //! - Mosquitto: the machine's own on 127.0.0.1:1883, or a private instance on an ephemeral port when a test
 //!   must stop it. Tests on the shared 1883 broker use a unique site id, so runs never see each other's topics.
@@ -35,7 +35,7 @@ pub fn unique_site(prefix: &str) -> String {
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
-/// The rumqttd configuration the hub's embedded broker and the tests use.
+/// The rumqttd configuration the tests use.
 pub fn rumqttd_config(port: u16) -> rumqttd::Config {
     let text = format!(
         r#"
@@ -258,8 +258,16 @@ impl Collector {
 
 /// Publishes `payloads` to `topic` at QoS 1 and returns once the broker acknowledged every one.
 pub fn publish_all(port: u16, topic: &str, payloads: Vec<Vec<u8>>) {
+    publish_all_as(port, None, topic, payloads)
+}
+
+/// As [`publish_all`], logged in as `login` (user, password).
+pub fn publish_all_as(port: u16, login: Option<(&str, &str)>, topic: &str, payloads: Vec<Vec<u8>>) {
     let total = payloads.len();
     let mut opts = rumqttc::MqttOptions::new(unique_site("publisher"), "127.0.0.1", port);
+    if let Some((user, password)) = login {
+        opts.set_credentials(user, password);
+    }
     opts.set_keep_alive(Duration::from_secs(5));
     opts.set_max_packet_size(32 << 20, 32 << 20);
     let (client, mut conn) = rumqttc::Client::new(opts, 1000);

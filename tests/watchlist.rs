@@ -16,7 +16,9 @@ use std::time::Duration;
 use checkpoint_e2e::mqtt::{
     publish_all, rumqttd_in_process, system_mosquitto, unique_site, Collector,
 };
-use checkpoint_e2e::{http_get, metric, read_events, shared_dir, wait_until, workspace_bin, Agent};
+use checkpoint_e2e::{
+    http_get, metric, read_events, shared_dir, signed_sync, wait_until, workspace_bin, Agent,
+};
 use checkpoint_protocol::watchlist::{SyncMessage, Thresholds, WatchlistEntry};
 use checkpoint_protocol::{watchlist_sync_topic, EventKind, ListKind, WatchlistStatus};
 use checkpoint_scenegen::{SceneSpec, Truth};
@@ -162,8 +164,11 @@ fn watchlist(truth: &Truth) -> (SyncMessage, BTreeMap<String, String>) {
     (msg, who)
 }
 
+/// The agent's config; it trusts the key the tests sign syncs with (they play the hub here).
 fn write_config(dir: &Path, site: &str, port: u16, source: &str) -> PathBuf {
-    checkpoint_e2e::gate_agent_config(dir, site, port, source, "127.0.0.1:0", 5.0)
+    let cfg = checkpoint_e2e::gate_agent_config(dir, site, port, source, "127.0.0.1:0", 5.0);
+    checkpoint_e2e::trust_hub_key(&cfg, &checkpoint_e2e::test_hub_signer().public_key());
+    cfg
 }
 
 const TEST_PATTERN: &str =
@@ -199,7 +204,7 @@ fn alerts_for_exactly_the_watchlisted(port: u16) {
     publish_all(
         port,
         &watchlist_sync_topic(&site, "a1"),
-        vec![serde_json::to_vec(&sync).unwrap()],
+        vec![signed_sync(&site, "a1", &sync)],
     );
     let n = who.len() as u64;
     assert!(
@@ -298,7 +303,9 @@ fn mosquitto_alerts_for_exactly_the_watchlisted_people() {
 }
 
 /// 10,000 payloads that must all be refused: garbage, wrong shapes, invalid entries, version games.
-fn malformed_payloads() -> Vec<Vec<u8>> {
+/// Garbage, and messages the hub's key signed whose content is wrong: the signature is no licence to skip
+/// validation.
+fn malformed_payloads(site: &str) -> Vec<Vec<u8>> {
     let good = entry("ok", ListKind::Wanted, "x", {
         let mut v = vec![0.0f32; 128];
         v[0] = 1.0;
@@ -362,6 +369,12 @@ fn malformed_payloads() -> Vec<Vec<u8>> {
                 .to_vec(),
             _ => "[".repeat(200 + i % 50).into_bytes(),
         };
+        // Half of the well-formed JSON goes out signed, as the hub would send it.
+        let p = if (1..=6).contains(&(i % 8)) && i % 16 < 8 {
+            checkpoint_e2e::test_hub_signer().sign(site, "a1", String::from_utf8_lossy(&p).into())
+        } else {
+            p
+        };
         out.push(p);
     }
     out
@@ -397,7 +410,7 @@ fn malformed_sync_is_counted_and_survived(port: u16) {
             .sum()
     };
     let mut sent = 0usize;
-    for chunk in malformed_payloads().chunks(500) {
+    for chunk in malformed_payloads(&site).chunks(500) {
         sent += chunk.len();
         publish_all(port, &topic, chunk.to_vec());
         assert!(
@@ -415,7 +428,7 @@ fn malformed_sync_is_counted_and_survived(port: u16) {
         thresholds: Thresholds::default(),
         policies: None,
     };
-    publish_all(port, &topic, vec![serde_json::to_vec(&valid).unwrap()]);
+    publish_all(port, &topic, vec![signed_sync(&site, "a1", &valid)]);
     let ok = wait_until(Duration::from_secs(60), || {
         statuses(&got.events())
             .iter()

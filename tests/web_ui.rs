@@ -231,7 +231,9 @@ fn operators_do_their_work_in_the_browser() {
     // The agent gets the watchlist first (as in hub_watchlist.rs), so the match can happen on the first pass.
     let adir = tempfile::tempdir().unwrap();
     let pattern = r#"{ kind = "test", pattern = "ball", width = 160, height = 120, fps = 10 }"#;
+    let login = hub.agent_login(&site, "a1");
     let cfg = checkpoint_e2e::gate_agent_config(adir.path(), &site, port, pattern, "", 2.0);
+    login.provision(&cfg);
     let text = std::fs::read_to_string(&cfg)
         .unwrap()
         .replace("exit_when_done = true", "exit_when_done = false");
@@ -337,6 +339,7 @@ fn operators_do_their_work_in_the_browser() {
                         "",
                         2.0,
                     );
+                    login.provision(&cfg);
                     scene_agent = Some(Agent::start(&cfg, adir.path()));
                 }
                 output.push(line);

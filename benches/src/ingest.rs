@@ -3,8 +3,9 @@
 //! Runs the hub's own path (validation through the protocol crate, the idempotent insert, the hourly and
 //! daily rollups, health updates) on a realistic mix: per-line `count` events, `line_crossing`s and some
 //! `camera_status`, from many sites and agents, in the hub's batch size. A second table runs the whole
-//! path: events published over MQTT (QoS 1) to the embedded broker, read by the hub's ingest task, stored
-//! and acknowledged, timed until the last one is in the database.
+//! path: events published over MQTT (QoS 1) by one agent's login to the hub's own broker (the Mosquitto it
+//! runs, with its ACL), read by the hub's ingest task, stored and acknowledged, timed until the last one is in
+//! the database.
 
 use std::time::Instant;
 
@@ -89,18 +90,37 @@ async fn run_one(name: &str, db: &Db, total: usize, batch: usize) -> Result<()> 
     Ok(())
 }
 
-/// Publishes `total` events to an embedded broker and times until the hub's ingest has stored them all.
+/// Publishes `total` events to the hub's own broker and times until the hub's ingest has stored them all.
 async fn run_mqtt(name: &str, db: &Db, total: usize) -> Result<()> {
     use std::time::Duration;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let cfg = central_hub::config::HubConfig::parse(&format!(
+    let mut cfg = central_hub::config::HubConfig::parse(&format!(
         "[mqtt]\nlisten = \"127.0.0.1:{port}\"\nclient_id = \"bench-ingest-{port}\"\n"
     ))
     .map_err(|(k, m)| anyhow::anyhow!("{k}: {m}"))?;
-    central_hub::serve::start_embedded_broker(&cfg.mqtt.listen, 1 << 22, None)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let broker_dir = tempfile::tempdir()?;
+    let broker = central_hub::broker::managed::start(
+        db.clone(),
+        central_hub::broker::managed::Settings {
+            bin: cfg.mqtt.broker_bin.clone(),
+            listen: cfg.mqtt.listen.parse()?,
+            dir: broker_dir.path().to_path_buf(),
+            max_packet_bytes: 1 << 22,
+            hub_user: cfg.mqtt.client_id.clone(),
+        },
+        std::sync::Arc::new(central_hub::metrics::Metrics::new()),
+        stop_rx.clone(),
+    )
+    .await?;
+    cfg.mqtt.username = Some(broker.hub_user.clone());
+    cfg.mqtt.password = Some(broker.password.clone());
+    // One agent's login publishes everything: the broker's ACL lets it publish only as itself.
+    let (agent_user, agent_password) =
+        central_hub::broker::add_agent(db, "bench", "agent-0").await?;
+    tokio::time::sleep(central_hub::broker::managed::RELOAD_EVERY * 2).await;
     let ingest = tokio::spawn(central_hub::ingest::run(
         cfg.clone(),
         db.clone(),
@@ -108,7 +128,14 @@ async fn run_mqtt(name: &str, db: &Db, total: usize) -> Result<()> {
         Default::default(),
         stop_rx,
     ));
-    let evs = envelopes(total, OffsetDateTime::now_utc());
+    let evs: Vec<Envelope> = envelopes(total, OffsetDateTime::now_utc())
+        .into_iter()
+        .map(|mut e| {
+            e.site = "bench".into();
+            e.agent = "agent-0".into();
+            e
+        })
+        .collect();
     let stored = || async {
         sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM events")
             .fetch_one(&db.pool)
@@ -118,6 +145,7 @@ async fn run_mqtt(name: &str, db: &Db, total: usize) -> Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut opts = rumqttc::MqttOptions::new(format!("bench-pub-{port}"), "127.0.0.1", port);
     opts.set_inflight(200);
+    opts.set_credentials(agent_user, agent_password);
     let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 1000);
     let poller = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
     let started = Instant::now();
@@ -143,6 +171,7 @@ async fn run_mqtt(name: &str, db: &Db, total: usize) -> Result<()> {
     println!("| {name} | {total} | {:.0} |", total as f64 / secs);
     let _ = stop_tx.send(true);
     let _ = ingest.await;
+    broker.stopped().await;
     poller.abort();
     Ok(())
 }

@@ -80,14 +80,18 @@ impl Default for HttpConfig {
     }
 }
 
-/// Where the hub's broker is: its own (rumqttd, embedded) or an external one (Mosquitto, EMQX).
+/// Where the hub's broker is: its own (a Mosquitto child process it configures and supervises, see
+/// `broker::managed`) or an external one (Mosquitto, EMQX). Either way anonymous logins are refused and
+/// every login is confined to its own topics.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttConfig {
-    /// Run the embedded broker on `listen`. When false, connect to `host`:`port`.
+    /// Run the hub's own broker on `listen`. When false, connect to `host`:`port`.
     pub embedded: bool,
-    /// The embedded broker's address.
+    /// The hub's own broker's address.
     pub listen: String,
+    /// The Mosquitto binary the hub runs as its own broker: a name looked up in PATH and /usr/sbin, or a path.
+    pub broker_bin: String,
     pub host: String,
     pub port: u16,
     pub username: Option<String>,
@@ -96,12 +100,13 @@ pub struct MqttConfig {
     pub tls: bool,
     pub ca_file: Option<PathBuf>,
     /// Client id of the hub's ingest session (persistent, so unacknowledged events survive a hub restart).
+    /// With the hub's own broker it is also the hub's login (client ids are bound to usernames there), so it
+    /// may not contain a dot (agent logins are `<site>.<agent>`).
     pub client_id: String,
     /// Largest event accepted, bytes (an alert with its snapshot is tens of kilobytes).
     pub max_event_bytes: usize,
-    /// Embedded broker only: refuse MQTT logins that are not an agent account (`central-hub agent add`).
-    /// Unset: required when `listen` is not a loopback address, so a broker reachable from the network never
-    /// takes anonymous clients.
+    /// Kept so configurations written before anonymous logins were refused everywhere still load: only
+    /// `true` (or leaving it out) is accepted.
     pub require_auth: Option<bool>,
 }
 
@@ -110,6 +115,7 @@ impl Default for MqttConfig {
         Self {
             embedded: true,
             listen: "127.0.0.1:1883".into(),
+            broker_bin: "mosquitto".into(),
             host: "127.0.0.1".into(),
             port: 1883,
             username: None,
@@ -334,14 +340,30 @@ impl HubConfig {
         if !self.mqtt.embedded && (self.mqtt.host.trim().is_empty() || self.mqtt.port == 0) {
             return err("mqtt.host", "an external broker needs host and port");
         }
-        if !self.mqtt.embedded && self.mqtt.require_auth.is_some() {
+        if self.mqtt.require_auth == Some(false) {
             return err(
                 "mqtt.require_auth",
-                "applies to the embedded broker only; an external broker enforces its own password and ACL files",
+                "anonymous MQTT clients are refused everywhere: remove the key, and give each agent its own \
+                 login with `central-hub agent add`",
             );
         }
-        if self.mqtt.client_id.trim().is_empty() {
-            return err("mqtt.client_id", "must not be empty");
+        if self.mqtt.embedded && self.mqtt.broker_bin.trim().is_empty() {
+            return err(
+                "mqtt.broker_bin",
+                "must name the Mosquitto binary, e.g. mosquitto",
+            );
+        }
+        let id = &self.mqtt.client_id;
+        if id.is_empty()
+            || id.len() > 64
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return err(
+                "mqtt.client_id",
+                "must be 1-64 characters of a-z, A-Z, 0-9, '-' and '_' (no dot: agent logins are <site>.<agent>)",
+            );
         }
         if self.mqtt.max_event_bytes < 1024 {
             return err("mqtt.max_event_bytes", "must be at least 1024");
@@ -411,17 +433,6 @@ impl HubConfig {
         }
     }
 
-    /// Whether the embedded broker checks logins against the agent accounts.
-    pub fn embedded_requires_auth(&self) -> bool {
-        self.mqtt.require_auth.unwrap_or_else(|| {
-            self.mqtt
-                .listen
-                .parse::<SocketAddr>()
-                .map(|a| !a.ip().is_loopback())
-                .unwrap_or(true)
-        })
-    }
-
     pub fn mqtt_password(&self) -> Result<Option<String>, std::io::Error> {
         match (&self.mqtt.password, &self.mqtt.password_file) {
             (Some(p), _) => Ok(Some(p.clone())),
@@ -443,21 +454,17 @@ mod tests {
         assert_eq!(c.mqtt.listen, "127.0.0.1:1883");
         assert!(c.database_url().starts_with("sqlite://data/hub.db"));
         assert_eq!(c.retention.snapshot_hours, 72);
-        assert!(
-            !c.embedded_requires_auth(),
-            "loopback broker: anonymous agents on this machine"
-        );
+        assert_eq!(c.mqtt.broker_bin, "mosquitto");
     }
 
     #[test]
-    fn a_broker_on_the_network_requires_logins() {
-        let c = HubConfig::parse("[mqtt]\nlisten = \"0.0.0.0:1883\"\n").unwrap();
-        assert!(c.embedded_requires_auth());
-        let c =
-            HubConfig::parse("[mqtt]\nlisten = \"0.0.0.0:1883\"\nrequire_auth = false\n").unwrap();
-        assert!(!c.embedded_requires_auth());
-        let c = HubConfig::parse("[mqtt]\nrequire_auth = true\n").unwrap();
-        assert!(c.embedded_requires_auth());
+    fn anonymous_brokers_and_ambiguous_hub_logins_are_refused() {
+        let (key, _) = HubConfig::parse("[mqtt]\nrequire_auth = false\n").unwrap_err();
+        assert_eq!(key, "mqtt.require_auth");
+        assert!(HubConfig::parse("[mqtt]\nrequire_auth = true\n").is_ok());
+        // A dot would let the hub's login collide with an agent's `<site>.<agent>`.
+        let (key, _) = HubConfig::parse("[mqtt]\nclient_id = \"pier.a1\"\n").unwrap_err();
+        assert_eq!(key, "mqtt.client_id");
     }
 
     #[test]
@@ -468,9 +475,11 @@ mod tests {
             ("[mqtt]\nembedded = false\nhost = \"\"\n", "mqtt.host"),
             ("[ingest]\nbatch_size = 0\n", "ingest.batch_size"),
             (
-                "[mqtt]\nembedded = false\nrequire_auth = true\n",
+                "[mqtt]\nembedded = false\nrequire_auth = false\n",
                 "mqtt.require_auth",
             ),
+            ("[mqtt]\nbroker_bin = \"\"\n", "mqtt.broker_bin"),
+            ("[watchlist]\nwanted_threshold = 0.9\n", "watchlist"),
             ("utc_offset_hours = 20\n", "utc_offset_hours"),
             (
                 "[watchlist]\nwanted_target_fpir = 0.5\n",

@@ -38,6 +38,12 @@ pub enum Reject {
     },
     #[error("alert snapshot is not valid base64 JPEG: {0}")]
     Snapshot(String),
+    #[error("{0}")]
+    OutOfRange(String),
+    #[error(
+        "{site}/{agent} is not a registered agent (no active account: `central-hub agent add`)"
+    )]
+    UnknownAgent { site: String, agent: String },
 }
 
 impl Reject {
@@ -48,6 +54,8 @@ impl Reject {
             Reject::Invalid(_) => "invalid",
             Reject::Mismatch { .. } => "mismatch",
             Reject::Snapshot(_) => "snapshot",
+            Reject::OutOfRange(_) => "out_of_range",
+            Reject::UnknownAgent { .. } => "unknown_agent",
         }
     }
 }
@@ -86,6 +94,9 @@ pub fn check(topic: &str, payload: &[u8], max_bytes: usize) -> Result<Checked, R
             topic: truncate(topic, 200),
         });
     }
+    env.event
+        .check_ranges()
+        .map_err(|e| Reject::OutOfRange(truncate(&e, 300)))?;
     let mut snapshot = None;
     if let EventKind::WatchlistMatch(m) = &mut env.event {
         if !m.snapshot_jpeg_b64.is_empty() {
@@ -463,6 +474,100 @@ impl Live {
     }
 }
 
+/// The agents allowed to send events: the active agent accounts, re-read every few seconds. With no agent
+/// account at all (an external broker that confines clients itself and no accounts made here), every agent
+/// the broker lets through is accepted, as before accounts existed.
+pub struct Registered {
+    agents: std::collections::HashSet<String>,
+    read: Option<std::time::Instant>,
+}
+
+const REGISTERED_FOR: Duration = Duration::from_secs(3);
+
+impl Registered {
+    pub fn new() -> Self {
+        Self {
+            agents: Default::default(),
+            read: None,
+        }
+    }
+
+    async fn refresh(&mut self, db: &Db) {
+        if self.read.is_some_and(|at| at.elapsed() < REGISTERED_FOR) {
+            return;
+        }
+        match sqlx::query("SELECT username FROM users WHERE role = 'agent' AND active = 1")
+            .fetch_all(&db.pool)
+            .await
+        {
+            Ok(rows) => {
+                self.agents = rows
+                    .iter()
+                    .filter_map(|r| sqlx::Row::try_get::<String, _>(r, "username").ok())
+                    .collect();
+                self.read = Some(std::time::Instant::now());
+            }
+            // Keep the last list: refusing every agent because of a database hiccup would lose nothing (the
+            // broker redelivers) but stall everything.
+            Err(e) => tracing::error!(error = %e, "reading the agent accounts for ingest"),
+        }
+    }
+
+    /// Whether `site`/`agent` may send events.
+    pub fn allows(&self, site: &str, agent: &str) -> bool {
+        self.agents.is_empty()
+            || self
+                .agents
+                .contains(&crate::broker::agent_username(site, agent))
+    }
+}
+
+impl Default for Registered {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Refused messages are logged and recorded in the database at most this many per minute; beyond that they
+/// are only counted (a hostile client could otherwise fill the disk with its own refusals).
+const REFUSALS_LOGGED_PER_MINUTE: u32 = 30;
+
+struct RefusalBudget {
+    window: std::time::Instant,
+    used: u32,
+    suppressed: u64,
+}
+
+impl RefusalBudget {
+    fn new() -> Self {
+        Self {
+            window: std::time::Instant::now(),
+            used: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// Whether this refusal gets a log line and a database row.
+    fn take(&mut self) -> bool {
+        if self.window.elapsed() >= Duration::from_secs(60) {
+            if self.suppressed > 0 {
+                tracing::warn!(
+                    refused = self.suppressed,
+                    "more messages were refused in the last minute than were logged (see checkpoint_hub_events_rejected_total)"
+                );
+            }
+            *self = Self::new();
+        }
+        if self.used < REFUSALS_LOGGED_PER_MINUTE {
+            self.used += 1;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
+}
+
 /// How long without a new message ends a batch before `batch_ms`.
 const QUIET_GAP: Duration = Duration::from_millis(5);
 
@@ -525,6 +630,8 @@ pub async fn run(
         batch_ms,
     } = cfg.ingest.clone();
     let max_bytes = cfg.mqtt.max_event_bytes;
+    let mut registered = Registered::new();
+    let mut budget = RefusalBudget::new();
     loop {
         let first = tokio::select! {
             p = rx.recv() => match p { Some(p) => p, None => break },
@@ -545,8 +652,16 @@ pub async fn run(
         let started = std::time::Instant::now();
         let mut good = Vec::with_capacity(batch.len());
         let mut bad = Vec::new();
+        registered.refresh(&db).await;
         for p in &batch {
             match check(&p.topic, &p.payload, max_bytes) {
+                Ok(c) if !registered.allows(&c.env.site, &c.env.agent) => {
+                    let r = Reject::UnknownAgent {
+                        site: c.env.site,
+                        agent: c.env.agent,
+                    };
+                    bad.push((p.topic.clone(), r, p.payload.len()))
+                }
                 Ok(c) => good.push(c),
                 Err(r) => bad.push((p.topic.clone(), r, p.payload.len())),
             }
@@ -573,6 +688,9 @@ pub async fn run(
         }
         for (topic, reason, size) in &bad {
             metrics.rejected(reason.label());
+            if !budget.take() {
+                continue;
+            }
             tracing::warn!(topic = %truncate(topic, 200), %reason, bytes = size, "event refused");
             if let Err(e) = record_reject(&db, topic, reason, *size).await {
                 tracing::error!(error = %e, "recording a refused event");
@@ -647,11 +765,48 @@ mod tests {
                 ok.replace("\"v\":1", "\"v\":7").into_bytes(),
                 "invalid",
             ),
+            // Issue 12, finding 9: i64::MAX crossings overflowed the site's sums; u64::MAX was stored as -1.
+            (
+                "checkpoint/pier/a1/count",
+                ok.replace("\"entries\":3", "\"entries\":9223372036854775807")
+                    .into_bytes(),
+                "out_of_range",
+            ),
+            (
+                "checkpoint/pier/a1/count",
+                ok.replace("\"entries\":3", "\"entries\":18446744073709551615")
+                    .into_bytes(),
+                "out_of_range",
+            ),
         ];
         for (topic, payload, label) in cases {
             let r = check(topic, &payload, 1 << 20).err().expect(topic);
             assert_eq!(r.label(), label, "{topic}: {r}");
         }
+    }
+
+    #[tokio::test]
+    async fn once_agents_have_accounts_only_they_are_ingested() {
+        let (db, _d) = testing::sqlite().await;
+        let mut r = Registered::new();
+        r.refresh(&db).await;
+        assert!(r.allows("pier", "a1"), "no accounts: the broker decides");
+        crate::broker::add_agent(&db, "pier", "a1").await.unwrap();
+        let mut r = Registered::new();
+        r.refresh(&db).await;
+        assert!(r.allows("pier", "a1"));
+        assert!(!r.allows("pier", "a2"));
+        assert!(!r.allows("dock", "a1"));
+        sqlx::query("UPDATE users SET active = 0 WHERE username = 'pier.a1'")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        let mut r = Registered::new();
+        r.refresh(&db).await;
+        assert!(
+            r.allows("pier", "a1"),
+            "no active account left: as before accounts"
+        );
     }
 
     #[test]

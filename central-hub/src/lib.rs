@@ -3,7 +3,7 @@
 //!
 //! Modules follow the domain: `ingest` (broker to database, exactly once in effect), `auth` (users, roles,
 //! sessions), `audit` (hash-chained log), `api` (HTTP), `web` (the operators' UI, built in), `serve` (wiring,
-//! embedded broker, periodic jobs).
+//! periodic jobs), `broker` (agent accounts, the hub's own Mosquitto), `keys` (the watchlist-signing key).
 
 pub mod api;
 pub mod audit;
@@ -14,6 +14,7 @@ pub mod db;
 pub mod exams;
 pub mod faces;
 pub mod ingest;
+pub mod keys;
 pub mod lodging;
 pub mod metrics;
 pub mod policies;

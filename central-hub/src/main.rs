@@ -53,9 +53,45 @@ enum Command {
         #[command(subcommand)]
         action: PersonCmd,
     },
-    /// Write Mosquitto's password_file (`passwd`) and acl_file (`acl`) for the agents' accounts and the hub's
-    /// own ([mqtt] username/password in hub.toml) into a folder.
+    /// For an external Mosquitto: write its password_file (`passwd`), acl_file (`acl`) and the settings that
+    /// make them hold (`checkpoint.conf`, to include from mosquitto.conf) into a folder. Covers the agents'
+    /// accounts and the hub's two logins ([mqtt] username and `<username>-sync`, both with [mqtt] password).
     BrokerFiles {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The watchlist-signing key agents trust (`[watchlist] hub_public_keys`).
+    SyncKey {
+        #[command(subcommand)]
+        action: SyncKeyCmd,
+    },
+    /// Watchlist tools.
+    Watchlist {
+        #[command(subcommand)]
+        action: WatchlistCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum SyncKeyCmd {
+    /// Print the current public key (and the staged one, if any).
+    Show,
+    /// Make the next key and print its public half: add it to every agent's hub_public_keys, then `activate`.
+    Stage,
+    /// Sign with the staged key from now on (restart the hub). Old syncs stay valid for agents that list the old
+    /// key too; remove it from them once every agent is in sync.
+    Activate,
+}
+
+#[derive(Subcommand)]
+enum WatchlistCmd {
+    /// Write the signed full watchlist of one agent to a file, to carry to a site the hub cannot reach
+    /// (`edge-agent watchlist import` checks the signature).
+    Export {
+        #[arg(long)]
+        site: String,
+        #[arg(long)]
+        agent: String,
         #[arg(long)]
         out: PathBuf,
     },
@@ -63,8 +99,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AgentCmd {
-    /// Create an agent's broker account (username `<site>.<agent>`) or give it a new password. The password is
-    /// printed once: put it in the agent's `[mqtt] password_file`.
+    /// Create an agent's broker account (username `<site>.<agent>`) or give it a new password. Prints the
+    /// password once (put it in the agent's `[mqtt] password_file`) and the hub's public key (the agent's
+    /// `[watchlist] hub_public_keys`).
     Add {
         #[arg(long)]
         site: String,
@@ -212,10 +249,17 @@ async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
             AuditLog::new(db)
                 .append("cli", "agent.credentials", &user, "")
                 .await?;
+            let key = central_hub::keys::load_or_create(&cfg.data_dir)?;
             println!("username {user}");
             println!("password {password}");
+            println!("hub_public_key {}", key.public_key());
             eprintln!(
-                "(shown once; run `central-hub broker-files` again when the broker is Mosquitto)"
+                "The password is shown once. In the agent's site.toml:\n\n[mqtt]\nusername = \"{user}\"\n\
+                 password_file = \"/etc/checkpoint/mqtt-password\"  # a file holding only the password, mode 0600\n\n\
+                 [watchlist]\nhub_public_keys = [\"{}\"]\n\n\
+                 The hub's own broker takes the new login within seconds; for an external Mosquitto run \
+                 `central-hub broker-files` again and reload it.",
+                key.public_key()
             );
         }
         Command::Person {
@@ -274,16 +318,78 @@ async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
             let hub_password = cfg
                 .mqtt_password()?
                 .context("hub.toml needs [mqtt] password or password_file")?;
+            use central_hub::broker::mosquitto;
             let db = Db::open(&cfg.database_url(), 1).await?;
-            let (passwd, acl) =
-                central_hub::broker::mosquitto_files(&db, &hub_user, &hub_password).await?;
+            let agents = mosquitto::agent_accounts(&db).await?;
+            let sync_user = mosquitto::sync_username(&hub_user);
+            let hub = mosquitto::hub_logins(&hub_user, &sync_user, &hub_password);
             std::fs::create_dir_all(&out)?;
-            write_private(&out.join("passwd"), &passwd)?;
-            std::fs::write(out.join("acl"), acl)?;
+            let out = std::path::absolute(&out)?;
+            let (passwd, acl) = (out.join("passwd"), out.join("acl"));
+            write_private(&passwd, &mosquitto::password_file(&hub, &agents))?;
+            write_private(&acl, &mosquitto::acl_file(&hub_user, &sync_user, &agents))?;
+            write_private(
+                &out.join("checkpoint.conf"),
+                &mosquitto::required_settings(
+                    &passwd.display().to_string(),
+                    &acl.display().to_string(),
+                ),
+            )?;
             println!(
-                "wrote {} and {}; point Mosquitto's password_file and acl_file at them and reload it",
-                out.join("passwd").display(),
-                out.join("acl").display()
+                "wrote {}, {} and {}: include checkpoint.conf from mosquitto.conf (or copy its lines) and reload \
+                 Mosquitto (SIGHUP); rerun after adding or deactivating agents",
+                passwd.display(),
+                acl.display(),
+                out.join("checkpoint.conf").display()
+            );
+        }
+        Command::SyncKey { action } => {
+            let print = |label: &str, k: &checkpoint_protocol::signed::SyncSigner| {
+                println!("{label} {} (key id {})", k.public_key(), k.key_id())
+            };
+            match action {
+                SyncKeyCmd::Show => {
+                    print(
+                        "current",
+                        &central_hub::keys::load_or_create(&cfg.data_dir)?,
+                    );
+                    if let Some(k) = central_hub::keys::staged(&cfg.data_dir)? {
+                        print("staged", &k);
+                    }
+                }
+                SyncKeyCmd::Stage => print("staged", &central_hub::keys::stage(&cfg.data_dir)?),
+                SyncKeyCmd::Activate => {
+                    print("current", &central_hub::keys::activate(&cfg.data_dir)?);
+                    eprintln!("restart the hub to sign with it");
+                }
+            }
+        }
+        Command::Watchlist {
+            action: WatchlistCmd::Export { site, agent, out },
+        } => {
+            let db = Db::open(&cfg.database_url(), 1).await?;
+            let key = central_hub::keys::load_or_create(&cfg.data_dir)?;
+            let rules = central_hub::watchlists::SyncRules {
+                policies: central_hub::policies::current(&db, cfg.watchlist.policies()).await?,
+                ..cfg.watchlist.rules()
+            };
+            let msg = central_hub::watchlists::sync_message(&db, &site, 0, true, rules).await?;
+            let bytes = key.sign(&site, &agent, serde_json::to_string(&msg)?);
+            std::fs::write(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+            AuditLog::new(db)
+                .append(
+                    "cli",
+                    "watchlist.export",
+                    &format!("{site}/{agent}"),
+                    &msg.version().to_string(),
+                )
+                .await?;
+            println!(
+                "wrote {} (version {}, {} bytes), signed for {site}/{agent} with key {}",
+                out.display(),
+                msg.version(),
+                bytes.len(),
+                key.key_id()
             );
         }
         Command::Audit {

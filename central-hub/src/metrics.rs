@@ -36,6 +36,8 @@ pub struct Metrics {
     pub logins_refused: Counter,
     pub live_clients: Gauge,
     pub broker_logins_refused: Counter,
+    pub broker_up: Gauge,
+    pub broker_restarts: Counter,
 }
 
 impl Metrics {
@@ -52,6 +54,8 @@ impl Metrics {
             logins_refused: Counter::default(),
             live_clients: Gauge::default(),
             broker_logins_refused: Counter::default(),
+            broker_up: Gauge::default(),
+            broker_restarts: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -87,8 +91,18 @@ impl Metrics {
         );
         registry.register(
             "broker_logins_refused",
-            "MQTT logins the embedded broker refused",
+            "MQTT logins the hub's own broker refused",
             m.broker_logins_refused.clone(),
+        );
+        registry.register(
+            "broker_up",
+            "1 while the hub's own broker (Mosquitto, [mqtt] embedded) runs",
+            m.broker_up.clone(),
+        );
+        registry.register(
+            "broker_restarts",
+            "Times the hub restarted its own broker after it stopped",
+            m.broker_restarts.clone(),
         );
         registry.register(
             "http_requests",

@@ -1,12 +1,11 @@
-//! `central-hub serve`: the embedded broker (unless an external one is configured), the database, ingest,
+//! `central-hub serve`: the hub's own broker (unless an external one is configured), the database, ingest,
 //! the periodic jobs and the HTTP server, until Ctrl-C or SIGTERM.
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use sqlx::Row;
 
 use crate::api::{self, AppState};
@@ -17,78 +16,29 @@ use crate::db::{now_ms, Db};
 use crate::ingest::{self, IngestState};
 use crate::metrics::Metrics;
 
-/// rumqttd on `listen`, in this process. Fails (instead of running without a broker) when the address is
-/// taken, e.g. by a Mosquitto already on 1883: configure `[mqtt] embedded = false` to use that one.
-/// With `auth`, every login is checked by it (rumqttd 0.20 has no per-topic authorisation hook, so the
-/// per-agent topic ACL needs an external broker: see `central-hub broker-files`).
-pub fn start_embedded_broker(
-    listen: &str,
-    max_payload: usize,
-    auth: Option<Arc<crate::broker::BrokerAuth>>,
-) -> Result<()> {
-    let addr: SocketAddr = listen.parse().context("mqtt.listen")?;
-    std::net::TcpListener::bind(addr).with_context(|| {
-        format!(
-            "the embedded MQTT broker cannot listen on {addr} (another broker running?): free the port, \
-             set [mqtt] listen to another address, or use that broker with [mqtt] embedded = false"
-        )
-    })?;
-    let text = format!(
-        r#"
-id = 0
-[router]
-max_connections = 10010
-max_outgoing_packet_count = 200
-max_segment_size = 104857600
-max_segment_count = 10
-[v4.1]
-name = "v4-1"
-listen = "{addr}"
-next_connection_delay_ms = 1
-[v4.1.connections]
-connection_timeout_ms = 60000
-max_payload_size = {max_payload}
-max_inflight_count = 1000
-dynamic_filters = true
-"#
-    );
-    let mut config: rumqttd::Config = toml::from_str(&text).context("embedded broker config")?;
-    if let Some(auth) = auth {
-        // The broker runs its own runtime; the check runs on the hub's, where the database pool lives.
-        let hub_rt = tokio::runtime::Handle::try_current()
-            .context("the embedded broker's login check needs the hub's runtime")?;
-        let server = config
-            .v4
-            .as_mut()
-            .and_then(|v4| v4.get_mut("1"))
-            .context("embedded broker config has no v4 listener")?;
-        server.connections.set_auth_handler(
-            move |client_id: String, user: String, pass: String| {
-                let (auth, rt) = (auth.clone(), hub_rt.clone());
-                async move {
-                    rt.spawn(async move { auth.check(&client_id, &user, &pass).await })
-                        .await
-                        .unwrap_or(false)
-                }
-            },
-        );
+/// The hub's own broker: on `[mqtt] listen`, its files in `<data_dir>/broker`.
+fn broker_settings(cfg: &HubConfig) -> Result<crate::broker::managed::Settings> {
+    Ok(crate::broker::managed::Settings {
+        bin: cfg.mqtt.broker_bin.clone(),
+        listen: cfg.mqtt.listen.parse().context("mqtt.listen")?,
+        dir: std::path::absolute(cfg.data_dir.join("broker"))
+            .context("the data directory's absolute path")?,
+        // Room for the largest event, with its MQTT framing.
+        max_packet_bytes: cfg.mqtt.max_event_bytes * 4,
+        hub_user: cfg.mqtt.client_id.clone(),
+    })
+}
+
+/// The watchlist pusher's connection: the hub's login with `-sync` appended (allowed to publish only on the
+/// agents' sync topics), same password.
+fn sync_mqtt_options(cfg: &HubConfig) -> Result<rumqttc::MqttOptions> {
+    let mut o = ingest::mqtt_options(cfg)?;
+    if let Some(user) = &cfg.mqtt.username {
+        let sync_user = crate::broker::mosquitto::sync_username(user);
+        o.set_client_id(sync_user.clone());
+        o.set_credentials(sync_user, cfg.mqtt_password()?.unwrap_or_default());
     }
-    std::thread::Builder::new()
-        .name("mqtt-broker".into())
-        .spawn(move || {
-            let mut broker = rumqttd::Broker::new(config);
-            if let Err(e) = broker.start() {
-                tracing::error!(error = %e, "embedded MQTT broker stopped");
-            }
-        })?;
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(addr).is_ok() {
-            tracing::info!(%addr, "embedded MQTT broker listening");
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    bail!("the embedded MQTT broker did not start on {addr}")
+    Ok(o)
 }
 
 /// Marks agents that went silent and raises a health alert for each, once.
@@ -213,31 +163,25 @@ pub async fn serve(cfg: HubConfig) -> Result<()> {
         .await
         .context("opening the database")?;
     tracing::info!(database = %crate::db::redact(&url), backend = ?db.backend, "database ready");
-    if cfg.mqtt.embedded {
-        let auth = if cfg.embedded_requires_auth() {
-            // The hub's own session logs in with a password that lives only in this process.
-            let password = format!(
-                "{}{}",
-                uuid::Uuid::new_v4().simple(),
-                uuid::Uuid::new_v4().simple()
-            );
-            let user = format!("{}-internal", cfg.mqtt.client_id);
-            cfg.mqtt.username = Some(user.clone());
-            cfg.mqtt.password = Some(password.clone());
-            cfg.mqtt.password_file = None;
-            tracing::info!("embedded broker: logins checked against the agent accounts");
-            Some(Arc::new(
-                crate::broker::BrokerAuth::new(db.clone(), user, password)
-                    .counting_refusals(metrics.broker_logins_refused.clone()),
-            ))
-        } else {
-            tracing::info!(
-                "embedded broker on loopback takes anonymous clients (set [mqtt] require_auth = true to refuse them)"
-            );
-            None
-        };
-        start_embedded_broker(&cfg.mqtt.listen, cfg.mqtt.max_event_bytes * 4, auth)?;
-    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let broker = if cfg.mqtt.embedded {
+        let b = crate::broker::managed::start(
+            db.clone(),
+            broker_settings(&cfg)?,
+            metrics.clone(),
+            stop_rx.clone(),
+        )
+        .await?;
+        cfg.mqtt.username = Some(b.hub_user.clone());
+        cfg.mqtt.password = Some(b.password.clone());
+        cfg.mqtt.password_file = None;
+        Some(b)
+    } else {
+        None
+    };
+    let signer =
+        Arc::new(crate::keys::load_or_create(&cfg.data_dir).context("the watchlist signing key")?);
+    tracing::info!(key_id = signer.key_id(), public_key = %signer.public_key(), "watchlist syncs are signed with this key");
     let auth = Arc::new(Auth::new(
         db.clone(),
         cfg.http.session_hours,
@@ -250,7 +194,6 @@ pub async fn serve(cfg: HubConfig) -> Result<()> {
         );
     }
     let ingest_state = Arc::new(IngestState::default());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
     let ingest_task = tokio::spawn(ingest::run(
         cfg.clone(),
@@ -263,7 +206,8 @@ pub async fn serve(cfg: HubConfig) -> Result<()> {
     // Periodic jobs: stale agents and expired watchlist entries every 10 s, retention on its interval.
     let pusher = crate::watchlists::Pusher::start(
         db.clone(),
-        ingest::mqtt_options(&cfg)?,
+        sync_mqtt_options(&cfg)?,
+        signer,
         cfg.watchlist.rules(),
         stop_rx.clone(),
     );
@@ -352,6 +296,9 @@ pub async fn serve(cfg: HubConfig) -> Result<()> {
         Ok(Ok(Err(e))) => tracing::error!(error = %e, "ingest stopped with an error"),
         Err(_) => tracing::warn!("ingest did not stop within 10 s"),
         _ => {}
+    }
+    if let Some(b) = broker {
+        b.stopped().await;
     }
     db.pool.close().await;
     tracing::info!("hub stopped");
@@ -455,11 +402,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_taken_port_is_a_clear_error() {
+    #[tokio::test]
+    async fn a_taken_port_is_a_clear_error() {
+        let (db, d) = testing::sqlite().await;
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap().to_string();
-        let e = start_embedded_broker(&addr, 1 << 20, None).unwrap_err();
-        assert!(format!("{e:#}").contains("embedded = false"), "{e:#}");
+        let mut cfg = HubConfig::default();
+        cfg.mqtt.listen = l.local_addr().unwrap().to_string();
+        cfg.data_dir = d.path().to_path_buf();
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let e = crate::broker::managed::start(
+            db,
+            broker_settings(&cfg).unwrap(),
+            Arc::new(Metrics::new()),
+            rx,
+        )
+        .await
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("embedded = false"), "{e}");
     }
 }

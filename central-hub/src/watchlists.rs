@@ -10,7 +10,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use checkpoint_protocol::watchlist::{Policies, SyncMessage, Thresholds, WatchlistEntry};
+use checkpoint_protocol::signed::SyncSigner;
+use checkpoint_protocol::watchlist::{
+    Policies, SyncMessage, Thresholds, WatchlistEntry, MAX_VERSION,
+};
 use checkpoint_protocol::{watchlist_sync_topic, ListKind};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -94,9 +97,23 @@ fn text(field: &str, v: &str, max: usize) -> Result<String, WatchlistError> {
     Ok(t.to_string())
 }
 
-/// The next version after `last`: now in ms, or one above `last` if the clock is behind it.
+/// The next version after `last`: now in ms, or one above `last` if the clock is behind it. Saturates at
+/// [`MAX_VERSION`] rather than wrap (no version near it is ever accepted: see [`plausible_version`]).
 pub fn next_version(last: i64) -> i64 {
-    now_ms().max(last + 1)
+    now_ms().max(last.saturating_add(1)).min(MAX_VERSION as i64)
+}
+
+/// How far ahead of the hub's clock an agent's version may be and still be followed: a local enrolment on an
+/// agent whose clock runs a little fast.
+const VERSION_SLACK_MS: i64 = 86_400_000;
+
+/// Whether `version` could have been issued by now, by this hub or by an agent's local enrolment.
+pub fn plausible_version(version: i64) -> bool {
+    (0..=now_ms().saturating_add(VERSION_SLACK_MS)).contains(&version)
+}
+
+fn key_for(site: &str, agent: &str) -> (String, String) {
+    (site.to_string(), agent.to_string())
 }
 
 pub async fn current_version(db: &Db) -> Result<i64, WatchlistError> {
@@ -542,10 +559,12 @@ pub struct Pusher {
 }
 
 impl Pusher {
-    /// Starts the pushing task with its own MQTT client (`<client id>-sync`).
+    /// Starts the pushing task with its own MQTT client (see `serve::sync_mqtt_options`); every message is
+    /// signed with `signer`.
     pub fn start(
         db: Db,
         mut opts: rumqttc::MqttOptions,
+        signer: Arc<SyncSigner>,
         rules: SyncRules,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
@@ -553,8 +572,10 @@ impl Pusher {
         let w = wake.clone();
         opts.set_clean_session(true);
         opts.set_manual_acks(false);
-        let id = format!("{}-sync", opts.client_id());
-        opts.set_client_id(id);
+        if !opts.client_id().ends_with("-sync") {
+            let id = format!("{}-sync", opts.client_id());
+            opts.set_client_id(id);
+        }
         let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 100);
         tokio::spawn(async move {
             loop {
@@ -572,7 +593,7 @@ impl Pusher {
                     _ = tokio::time::sleep(Duration::from_secs(5)) => {}
                     _ = stop.changed() => return,
                 }
-                if let Err(e) = push_once(&db, &client, rules, &mut sent).await {
+                if let Err(e) = push_once(&db, &client, &signer, rules, &mut sent).await {
                     tracing::error!(error = %e, "watchlist push");
                 }
             }
@@ -584,6 +605,7 @@ impl Pusher {
 async fn push_once(
     db: &Db,
     client: &rumqttc::AsyncClient,
+    signer: &SyncSigner,
     rules: SyncRules,
     sent: &mut HashMap<(String, String), (i64, Instant)>,
 ) -> Result<(), WatchlistError> {
@@ -609,9 +631,21 @@ async fn push_once(
             sent.remove(&(site, agent));
             continue;
         }
-        // An agent ahead of the hub (it enrolled locally, or its clock ran ahead) would refuse our full set
-        // as stale: move the hub's numbering past it first.
+        // An agent ahead of the hub would refuse our full set as stale. A local enrolment numbers its version by
+        // the agent's clock, so the hub moves its numbering past such a version; a version the hub could not
+        // have issued by now (the agent's clock far ahead, or a status message made up to freeze every site's
+        // list at i64::MAX) is never followed: the agent stays out of sync, which the status API shows.
         let version = if held > version {
+            if !plausible_version(held) {
+                if sent
+                    .insert(key_for(&site, &agent), (held, Instant::now()))
+                    .is_none()
+                {
+                    tracing::warn!(%site, %agent, held, hub_version = version,
+                        "agent reports a watchlist version the hub could not have issued; not followed (clear the agent's watchlist directory to resync it)");
+                }
+                continue;
+            }
             let mut tx = db.pool.begin().await?;
             let v = revise_above(&mut tx, "", "resync", held).await?;
             tx.commit().await?;
@@ -627,7 +661,11 @@ async fn push_once(
             }
         }
         let msg = sync_message(db, &site, held, needs_full, rules).await?;
-        let payload = serde_json::to_vec(&msg).unwrap_or_default();
+        let payload = signer.sign(
+            &site,
+            &agent,
+            serde_json::to_string(&msg).unwrap_or_default(),
+        );
         let kind = match &msg {
             SyncMessage::Full { .. } => "full",
             SyncMessage::Delta { .. } => "delta",

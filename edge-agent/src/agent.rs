@@ -136,7 +136,11 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<
     if cfg.watchlist.active(cfg.detection.embed_faces) {
         let (svc, ib) = WatchlistService::open(
             &cfg.watchlist,
-            checkpoint_protocol::watchlist_sync_topic(&cfg.site.id, &cfg.agent.id),
+            crate::watchlist::SyncTrust {
+                keys: cfg.watchlist.hub_keys(),
+                site: cfg.site.id.clone(),
+                agent: cfg.agent.id.clone(),
+            },
             metrics.clone(),
         )
         .with_context(|| format!("opening the watchlist in {}", cfg.watchlist.dir.display()))?;

@@ -72,9 +72,21 @@ pub struct WatchlistSection {
     pub snapshot_quality: u8,
     #[serde(rename = "match")]
     pub matching: crate::watchlist::MatchConfig,
+    /// The hub's watchlist-signing public keys (base64), as `central-hub agent add` prints them. Syncs signed
+    /// by any other key, or not signed, are refused. Two keys while the hub rotates its key; empty: no sync
+    /// from the hub is accepted (lists enrolled locally still match).
+    pub hub_public_keys: Vec<String>,
 }
 
 impl WatchlistSection {
+    /// The hub keys, parsed (validated at start, so this cannot fail on a loaded config).
+    pub fn hub_keys(&self) -> Vec<checkpoint_protocol::signed::HubKey> {
+        self.hub_public_keys
+            .iter()
+            .filter_map(|k| checkpoint_protocol::signed::HubKey::parse(k).ok())
+            .collect()
+    }
+
     /// Whether tracks are matched, given whether faces are embedded.
     pub fn active(&self, embed_faces: bool) -> bool {
         self.enabled.unwrap_or(embed_faces) && embed_faces
@@ -99,6 +111,7 @@ impl Default for WatchlistSection {
             snapshot_max_side: 224,
             snapshot_quality: 85,
             matching: Default::default(),
+            hub_public_keys: Vec::new(),
         }
     }
 }
@@ -350,6 +363,16 @@ impl Config {
         let w = &self.watchlist;
         if w.max_sync_bytes < 1024 {
             return err("watchlist.max_sync_bytes".into(), "must be at least 1024");
+        }
+        for (i, k) in self.watchlist.hub_public_keys.iter().enumerate() {
+            if let Err(e) = checkpoint_protocol::signed::HubKey::parse(k) {
+                return err(
+                    format!("watchlist.hub_public_keys[{i}]"),
+                    &format!(
+                        "{e} (copy it from `central-hub agent add` or `central-hub sync-key show`)"
+                    ),
+                );
+            }
         }
         if !w.purge_interval_s.is_finite() || w.purge_interval_s <= 0.0 {
             return err(

@@ -115,10 +115,14 @@ enum WatchlistCmd {
         #[arg(required = true)]
         images: Vec<PathBuf>,
     },
-    /// Apply a sync message from a file (as the hub would send it), e.g. carried to an offline site.
+    /// Apply a sync message from a file, e.g. carried to an offline site: the signed message
+    /// `central-hub watchlist export` writes for this agent, checked against `[watchlist] hub_public_keys`.
     Import {
         #[arg(long, short)]
         config: PathBuf,
+        /// Accept a plain, unsigned sync message (logged as such): for sites without a hub.
+        #[arg(long)]
+        unsigned: bool,
         file: PathBuf,
     },
 }
@@ -390,11 +394,39 @@ fn watchlist_cmd(action: WatchlistCmd) -> Result<std::process::ExitCode> {
             )?;
             report(o);
         }
-        WatchlistCmd::Import { config, file } => {
+        WatchlistCmd::Import {
+            config,
+            unsigned,
+            file,
+        } => {
             let (cfg, mut store) = open(&config)?;
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let msg = parse_sync(&bytes, cfg.watchlist.max_sync_bytes)
+            if bytes.len() > cfg.watchlist.max_sync_bytes {
+                anyhow::bail!(
+                    "{}: {} bytes, over [watchlist] max_sync_bytes ({})",
+                    file.display(),
+                    bytes.len(),
+                    cfg.watchlist.max_sync_bytes
+                );
+            }
+            let inner = if unsigned {
+                tracing::warn!(file = %file.display(), "importing an UNSIGNED watchlist (--unsigned): its origin is not checked");
+                bytes
+            } else {
+                let trust = edge_agent::watchlist::SyncTrust {
+                    keys: cfg.watchlist.hub_keys(),
+                    site: cfg.site.id.clone(),
+                    agent: cfg.agent.id.clone(),
+                };
+                trust
+                    .open(&bytes)
+                    .map_err(|(_, why)| {
+                        anyhow::anyhow!("{}: {why} (a plain file needs --unsigned)", file.display())
+                    })?
+                    .into_bytes()
+            };
+            let msg = parse_sync(&inner, cfg.watchlist.max_sync_bytes)
                 .with_context(|| format!("{}", file.display()))?;
             report(store.apply(msg, now)?);
         }

@@ -41,7 +41,16 @@ pub enum SyncError {
     Conflict(String),
     #[error("delta goes from version {base} to {version}: the new version must be greater")]
     VersionNotIncreasing { base: u64, version: u64 },
+    #[error(
+        "version {0} is impossible: versions are milliseconds since 1970 and at most {MAX_VERSION}"
+    )]
+    ImpossibleVersion(u64),
 }
+
+/// The highest version any hub issues. Versions are milliseconds since the epoch (year 2026 is about 1.8e12);
+/// 2^53 is far beyond any clock, still exact as a JSON number in a browser, and below `i64::MAX`, so no
+/// arithmetic on a version at either end can wrap.
+pub const MAX_VERSION: u64 = 1 << 53;
 
 /// Templates are SFace embeddings: 128 values, L2-normalised. The vision crate asserts its model agrees.
 pub const TEMPLATE_DIM: usize = 128;
@@ -60,6 +69,11 @@ pub const DEFAULT_MISSING_THRESHOLD: f32 = 0.37;
 /// about one comparison in a hundred (8.6e-3 on LFW fold 1); lower, a checkpoint comparing every passer-by
 /// with every entry would bury its reviewers in false candidates.
 pub const MIN_THRESHOLD: f32 = 0.30;
+
+/// No list's floor may be set above this cosine. Beyond it SFace misses a large share of genuine pairs, so a
+/// floor of 0.9 or 1.0 (what a forged or broken sync would send to blind an agent) is refused, not applied.
+/// Stricter operating points come from the lists' policies, which the agent turns into thresholds itself.
+pub const MAX_THRESHOLD: f32 = 0.60;
 
 /// Templates per entry at most. A handful of photos per person is what the hub enrols; far more points to
 /// a hub defect, and every template costs matching time on every track.
@@ -96,9 +110,9 @@ impl Thresholds {
 
     pub fn validate(&self) -> Result<(), SyncError> {
         for (name, t) in [("wanted", self.wanted), ("missing", self.missing)] {
-            if !t.is_finite() || !(MIN_THRESHOLD..=1.0).contains(&t) {
+            if !t.is_finite() || !(MIN_THRESHOLD..=MAX_THRESHOLD).contains(&t) {
                 return Err(SyncError::InvalidThresholds(format!(
-                    "`{name}` = {t} must lie in [{MIN_THRESHOLD}, 1]"
+                    "`{name}` = {t} must lie in [{MIN_THRESHOLD}, {MAX_THRESHOLD}]"
                 )));
             }
         }
@@ -359,6 +373,17 @@ impl SyncMessage {
 
     /// Checks everything that needs no clock and no held state, normalising templates in place.
     pub fn validate(&mut self) -> Result<(), SyncError> {
+        let (base, version) = match self {
+            SyncMessage::Full { version, .. } => (0, *version),
+            SyncMessage::Delta {
+                base_version,
+                version,
+                ..
+            } => (*base_version, *version),
+        };
+        if let Some(v) = [base, version].into_iter().find(|v| *v > MAX_VERSION) {
+            return Err(SyncError::ImpossibleVersion(v));
+        }
         match self {
             SyncMessage::Full {
                 entries,
@@ -512,7 +537,15 @@ mod tests {
     #[test]
     fn thresholds_outside_the_allowed_range_are_refused() {
         assert!(Thresholds::default().validate().is_ok());
-        for (w, m) in [(0.1, 0.5), (0.5, f32::NAN), (1.5, 0.5), (0.5, -0.2)] {
+        // 1.0 is what a forged sync sent to blind an agent (issue 12, finding 2).
+        for (w, m) in [
+            (0.1, 0.5),
+            (0.5, f32::NAN),
+            (1.5, 0.5),
+            (0.5, -0.2),
+            (1.0, 1.0),
+            (0.61, 0.4),
+        ] {
             let t = Thresholds {
                 wanted: w,
                 missing: m,
@@ -523,6 +556,29 @@ mod tests {
 
     mod sync {
         use super::*;
+
+        #[test]
+        fn impossible_versions_are_refused_before_anything_else() {
+            // u64::MAX pinned an agent's list for good (issue 12, finding 2); i64::MAX froze the hub's (finding 3).
+            for v in [u64::MAX, i64::MAX as u64, MAX_VERSION + 1] {
+                let bytes = full_json(v, &[]);
+                assert!(
+                    matches!(parse_sync(&bytes, DEFAULT_MAX_SYNC_BYTES), Err(SyncError::ImpossibleVersion(x)) if x == v),
+                    "{v}"
+                );
+                let mut d = SyncMessage::Delta {
+                    base_version: v,
+                    version: v.saturating_add(1),
+                    add: vec![],
+                    remove: vec![],
+                    expire: vec![],
+                    thresholds: None,
+                    policies: None,
+                };
+                assert!(matches!(d.validate(), Err(SyncError::ImpossibleVersion(_))));
+            }
+            assert!(parse_sync(&full_json(MAX_VERSION, &[]), DEFAULT_MAX_SYNC_BYTES).is_ok());
+        }
 
         #[test]
         fn policies_travel_with_full_and_delta_and_bad_ones_are_refused() {

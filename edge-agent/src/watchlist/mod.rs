@@ -34,7 +34,7 @@ pub use checkpoint_protocol::watchlist::{
 pub use checkpoint_protocol::ListKind;
 pub use index::{ExactIndex, FaissIndex, IndexBuilder, TemplateIndex};
 pub use matcher::{Candidate, MatchConfig, TrackMatcher};
-pub use service::{list_name, SyncInbox, WatchlistService};
+pub use service::{list_name, SyncInbox, SyncTrust, WatchlistService};
 pub use snapshot::{face_snapshot, SnapshotError};
 pub use store::{ApplyOutcome, Operating, WatchlistHandle, WatchlistSnapshot, WatchlistStore};
 

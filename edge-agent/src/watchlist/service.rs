@@ -1,7 +1,8 @@
 //! The agent's side of watchlist sync: messages from the hub in, the held version reported back.
 //!
-//! The MQTT thread only parses ([`SyncInbox::handle`]): a flood of garbage costs a JSON parse per message
-//! and a counter, never a disk write, and never reaches the store. Valid messages queue for the agent's
+//! The MQTT thread only verifies and parses ([`SyncInbox::handle`]): a flood of garbage costs a signature
+//! check or a JSON parse per message and a counter, never a disk write, and never reaches the store. Only
+//! messages signed by one of the hub keys in the agent's configuration, for this agent, get past it. Valid messages queue for the agent's
 //! main loop ([`WatchlistService::tick`]), which applies them one at a time, purges expired entries, and
 //! emits a `watchlist_status` event after every change or refusal so the hub knows what each agent holds.
 
@@ -10,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use checkpoint_protocol::signed::{self, HubKey, SignatureError};
 use checkpoint_protocol::{EventKind, WatchlistStatus};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
@@ -44,12 +46,48 @@ pub fn reason(e: &WatchlistError) -> &'static str {
             SyncError::DuplicateId(_) => "duplicate_id",
             SyncError::Conflict(_) => "conflict",
             SyncError::VersionNotIncreasing { .. } => "version_not_increasing",
+            SyncError::ImpossibleVersion(_) => "impossible_version",
         },
         WatchlistError::VersionGap { .. } => "version_gap",
         WatchlistError::Stale { .. } => "stale",
         WatchlistError::Io { .. } => "io",
         WatchlistError::Corrupt { .. } => "corrupt",
         WatchlistError::Locked(_) => "locked",
+    }
+}
+
+/// Metric label of a refused signature.
+pub fn signature_reason(e: &SignatureError) -> &'static str {
+    match e {
+        SignatureError::Unsigned => "unsigned",
+        SignatureError::Malformed(_) => "malformed",
+        SignatureError::UnknownKey(_) => "unknown_key",
+        SignatureError::WrongDestination { .. } => "wrong_destination",
+        SignatureError::BadSignature => "bad_signature",
+        SignatureError::BadKey(_) => "bad_key",
+    }
+}
+
+/// Whose sync messages the agent applies: signed by one of `keys`, addressed to this `site`/`agent`.
+#[derive(Clone)]
+pub struct SyncTrust {
+    pub keys: Vec<HubKey>,
+    pub site: String,
+    pub agent: String,
+}
+
+impl SyncTrust {
+    /// The sync message inside a signed envelope, if it verifies.
+    pub fn open(&self, payload: &[u8]) -> Result<String, (&'static str, String)> {
+        if self.keys.is_empty() {
+            return Err((
+                "no_hub_key",
+                "no hub key is configured ([watchlist] hub_public_keys), so no sync is trusted"
+                    .into(),
+            ));
+        }
+        signed::verify(payload, &self.keys, &self.site, &self.agent)
+            .map_err(|e| (signature_reason(&e), e.to_string()))
     }
 }
 
@@ -80,6 +118,7 @@ impl Refusals {
 #[derive(Clone)]
 pub struct SyncInbox {
     sync_topic: String,
+    trust: Arc<SyncTrust>,
     max_bytes: usize,
     tx: Sender<SyncMessage>,
     refusals: Arc<Refusals>,
@@ -97,7 +136,23 @@ impl SyncInbox {
             );
             return;
         }
-        match parse_sync(payload, self.max_bytes) {
+        if payload.len() > self.max_bytes {
+            let e = WatchlistError::from(SyncError::TooLarge {
+                size: payload.len(),
+                max: self.max_bytes,
+            });
+            self.refusals
+                .record(&self.metrics, reason(&e), e.to_string());
+            return;
+        }
+        let inner = match self.trust.open(payload) {
+            Ok(inner) => inner,
+            Err((label, message)) => {
+                self.refusals.record(&self.metrics, label, message);
+                return;
+            }
+        };
+        match parse_sync(inner.as_bytes(), self.max_bytes) {
             Ok(msg) => {
                 if self.tx.send(msg).is_err() {
                     tracing::warn!(
@@ -130,9 +185,16 @@ impl WatchlistService {
     /// inspection, never deleted) and the agent starts empty and asks for a full sync.
     pub fn open(
         cfg: &WatchlistSection,
-        sync_topic: String,
+        trust: SyncTrust,
         metrics: Arc<Metrics>,
     ) -> Result<(Self, SyncInbox), WatchlistError> {
+        if trust.keys.is_empty() {
+            tracing::warn!(
+                "no hub key in [watchlist] hub_public_keys: syncs from the hub are refused; only lists enrolled \
+                 here match (add the key `central-hub agent add` printed)"
+            );
+        }
+        let sync_topic = checkpoint_protocol::watchlist_sync_topic(&trust.site, &trust.agent);
         let store = match WatchlistStore::open(&cfg.dir) {
             Ok(s) => s,
             Err(WatchlistError::Corrupt { path, reason }) => {
@@ -157,6 +219,7 @@ impl WatchlistService {
             .store(store.version() == 0, Ordering::Relaxed);
         let inbox = SyncInbox {
             sync_topic,
+            trust: Arc::new(trust),
             max_bytes: cfg.max_sync_bytes,
             tx,
             refusals: refusals.clone(),
@@ -284,6 +347,21 @@ mod tests {
         sink: EventSink,
     }
 
+    const TOPIC: &str = "checkpoint/s/a/watchlist/sync";
+
+    /// The hub's key in these tests.
+    fn hub() -> signed::SyncSigner {
+        signed::SyncSigner::from_secret(&[7; 32])
+    }
+
+    fn signed_for(site: &str, agent: &str, msg: &SyncMessage) -> Vec<u8> {
+        hub().sign(site, agent, serde_json::to_string(msg).unwrap())
+    }
+
+    fn sealed(msg: &SyncMessage) -> Vec<u8> {
+        signed_for("s", "a", msg)
+    }
+
     impl Harness {
         fn tick(&mut self) {
             self.svc.tick(OffsetDateTime::now_utc(), &self.sink);
@@ -298,12 +376,12 @@ mod tests {
             purge_interval_s: 3600.0,
             ..Default::default()
         };
-        let (svc, inbox) = WatchlistService::open(
-            &cfg,
-            "checkpoint/s/a/watchlist/sync".into(),
-            Arc::new(Metrics::new()),
-        )
-        .unwrap();
+        let trust = SyncTrust {
+            keys: vec![HubKey::parse(&hub().public_key()).unwrap()],
+            site: "s".into(),
+            agent: "a".into(),
+        };
+        let (svc, inbox) = WatchlistService::open(&cfg, trust, Arc::new(Metrics::new())).unwrap();
         Harness {
             svc,
             inbox,
@@ -342,10 +420,7 @@ mod tests {
             thresholds: Thresholds::default(),
             policies: None,
         };
-        h.inbox.handle(
-            "checkpoint/s/a/watchlist/sync",
-            &serde_json::to_vec(&full).unwrap(),
-        );
+        h.inbox.handle(TOPIC, &sealed(&full));
         // Parsed but not applied until the main loop runs.
         assert_eq!(h.svc.version(), 0);
         for i in 0..1000u32 {
@@ -384,10 +459,7 @@ mod tests {
             policies: None,
             thresholds: None,
         };
-        h.inbox.handle(
-            "checkpoint/s/a/watchlist/sync",
-            &serde_json::to_vec(&gap).unwrap(),
-        );
+        h.inbox.handle(TOPIC, &sealed(&gap));
         h.tick();
         let last = statuses(&h.events).pop().unwrap();
         assert!(last.needs_full_sync);
@@ -399,6 +471,115 @@ mod tests {
         let h = service(dir.path());
         assert_eq!(h.svc.version(), 5);
         assert_eq!(h.svc.handle().snapshot().len(), 2);
+    }
+
+    /// Issue 12, finding 2: a retained, unsigned `full` with no entries, thresholds 1.0 and version u64::MAX
+    /// was applied and saved, and every real sync was refused as stale from then on.
+    #[test]
+    fn only_syncs_the_hub_signed_for_this_agent_are_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = service(dir.path());
+        let real = SyncMessage::Full {
+            version: 1_800_000_000_000,
+            entries: vec![entry("w1", ListKind::Wanted, 1)],
+            thresholds: Thresholds::default(),
+            policies: None,
+        };
+        h.inbox.handle(TOPIC, &sealed(&real));
+        h.tick();
+        assert_eq!(h.svc.version(), 1_800_000_000_000);
+
+        let forged = br#"{"type":"full","version":18446744073709551615,"entries":[],"thresholds":{"wanted":1.0,"missing":1.0}}"#;
+        h.inbox.handle(TOPIC, forged);
+        // The same message signed by a key the agent does not trust.
+        let stranger = signed::SyncSigner::from_secret(&[9; 32]);
+        h.inbox.handle(
+            TOPIC,
+            &stranger.sign("s", "a", String::from_utf8_lossy(forged).into()),
+        );
+        // A genuine sync of the hub for another agent, replayed here.
+        let newer = SyncMessage::Full {
+            version: 1_800_000_000_500,
+            entries: vec![],
+            thresholds: Thresholds::default(),
+            policies: None,
+        };
+        h.inbox.handle(TOPIC, &signed_for("s", "other", &newer));
+        // Signed by the hub, but impossible: a version past MAX_VERSION, and blinding thresholds.
+        let mut bad = newer.clone();
+        if let SyncMessage::Full { version, .. } = &mut bad {
+            *version = u64::MAX;
+        }
+        h.inbox.handle(TOPIC, &sealed(&bad));
+        let mut blind = newer.clone();
+        if let SyncMessage::Full { thresholds, .. } = &mut blind {
+            *thresholds = Thresholds {
+                wanted: 1.0,
+                missing: 1.0,
+            };
+        }
+        h.inbox.handle(TOPIC, &sealed(&blind));
+        // An old signed full set, replayed: stale.
+        let old = SyncMessage::Full {
+            version: 1_700_000_000_000,
+            entries: vec![],
+            thresholds: Thresholds::default(),
+            policies: None,
+        };
+        h.inbox.handle(TOPIC, &sealed(&old));
+        h.tick();
+        assert_eq!(h.svc.version(), 1_800_000_000_000);
+        assert_eq!(
+            h.svc.handle().snapshot().len(),
+            1,
+            "the real list still holds"
+        );
+        let text = h.svc.metrics.encode();
+        for outcome in [
+            "unsigned",
+            "unknown_key",
+            "wrong_destination",
+            "impossible_version",
+            "invalid_thresholds",
+            "stale",
+        ] {
+            assert!(
+                text.contains(&format!("outcome=\"{outcome}\"}} 1")),
+                "{outcome}: {text}"
+            );
+        }
+        // The hub's next real sync still applies.
+        h.inbox.handle(TOPIC, &sealed(&newer));
+        h.tick();
+        assert_eq!(h.svc.version(), 1_800_000_000_500);
+    }
+
+    #[test]
+    fn without_a_hub_key_no_sync_is_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = WatchlistSection {
+            dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let trust = SyncTrust {
+            keys: vec![],
+            site: "s".into(),
+            agent: "a".into(),
+        };
+        let (mut svc, inbox) =
+            WatchlistService::open(&cfg, trust, Arc::new(Metrics::new())).unwrap();
+        let full = SyncMessage::Full {
+            version: 5,
+            entries: vec![entry("w1", ListKind::Wanted, 1)],
+            thresholds: Thresholds::default(),
+            policies: None,
+        };
+        inbox.handle(TOPIC, &sealed(&full));
+        let events = tempfile::NamedTempFile::new().unwrap();
+        let sink = EventSink::open("s", "a", &events.path().display().to_string()).unwrap();
+        svc.tick(OffsetDateTime::now_utc(), &sink);
+        assert_eq!(svc.version(), 0);
+        assert!(svc.metrics.encode().contains("outcome=\"no_hub_key\"} 1"));
     }
 
     #[test]
