@@ -54,7 +54,7 @@ enum Command {
         action: PersonCmd,
     },
     /// For an external Mosquitto: write its password_file (`passwd`), acl_file (`acl`) and the settings that
-    /// make them hold (`checkpoint.conf`, to include from mosquitto.conf) into a folder. Covers the agents'
+    /// make them hold (`checkpoint.conf`: its lines go into mosquitto.conf after the `listener` line). Covers the agents'
     /// accounts and the hub's two logins ([mqtt] username and `<username>-sync`, both with [mqtt] password).
     BrokerFiles {
         #[arg(long)]
@@ -336,8 +336,9 @@ async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
                 ),
             )?;
             println!(
-                "wrote {}, {} and {}: include checkpoint.conf from mosquitto.conf (or copy its lines) and reload \
-                 Mosquitto (SIGHUP); rerun after adding or deactivating agents",
+                "wrote {}, {} and {}: add checkpoint.conf's lines to mosquitto.conf after its `listener` line \
+                 (not with include_dir: Mosquitto reads those files before the listener and then opens a default \
+                 listener on 1883 too) and reload Mosquitto (SIGHUP); rerun after adding or deactivating agents",
                 passwd.display(),
                 acl.display(),
                 out.join("checkpoint.conf").display()
