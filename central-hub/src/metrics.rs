@@ -36,6 +36,9 @@ pub struct Metrics {
     pub logins_refused: Counter,
     pub live_clients: Gauge,
     pub broker_logins_refused: Counter,
+    pub audit_checkpoints: Counter,
+    pub audit_checkpoint_errors: Counter,
+    pub audit_checkpoint_seq: Gauge,
 }
 
 impl Metrics {
@@ -52,6 +55,9 @@ impl Metrics {
             logins_refused: Counter::default(),
             live_clients: Gauge::default(),
             broker_logins_refused: Counter::default(),
+            audit_checkpoints: Counter::default(),
+            audit_checkpoint_errors: Counter::default(),
+            audit_checkpoint_seq: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -99,6 +105,21 @@ impl Metrics {
             "logins_refused",
             "Logins refused (bad credentials or rate limit)",
             m.logins_refused.clone(),
+        );
+        registry.register(
+            "audit_checkpoints",
+            "Checkpoints of the audit chain's head written",
+            m.audit_checkpoints.clone(),
+        );
+        registry.register(
+            "audit_checkpoint_errors",
+            "Audit checkpoints that could not be written (file or database error)",
+            m.audit_checkpoint_errors.clone(),
+        );
+        registry.register(
+            "audit_checkpoint_seq",
+            "Last audit entry sealed by a checkpoint",
+            m.audit_checkpoint_seq.clone(),
         );
         Self { registry, ..m }
     }
