@@ -20,5 +20,6 @@ pub mod policies;
 pub mod records;
 pub mod review;
 pub mod serve;
+pub mod text;
 pub mod watchlists;
 pub mod web;
