@@ -148,7 +148,15 @@ fn scenario(database_url: &str) {
         404
     );
 
-    // Exam staff see the session.
+    // Exam staff see the session once a supervisor has assigned them to it.
+    let (st, staff) = call(
+        &hub,
+        "POST",
+        &format!("{base}/staff"),
+        Some(&sup),
+        &json!({"username": "gv1"}),
+    );
+    assert_eq!(st, 200, "{staff}");
     let (st, list) = call(&hub, "GET", "/api/exams/sessions", Some(&gv), &json!(null));
     assert_eq!(st, 200, "{list}");
     assert!(list
@@ -231,7 +239,8 @@ fn scenario(database_url: &str) {
             &json!({"cccd": A, "photo_jpeg_b64": lfw("Zico", 3)})
         )
         .0,
-        404
+        403,
+        "exam staff get one answer for a session that does not exist and one that is not theirs"
     );
 
     // B's sister explains, the head of the exam site checks the card and lets her in: a manual decision.

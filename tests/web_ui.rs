@@ -227,6 +227,15 @@ fn operators_do_their_work_in_the_browser() {
         ]}),
     );
     assert_eq!(reg["registered"].as_array().unwrap().len(), 3, "{reg}");
+    // Exam staff act only on the sessions they are assigned to.
+    let staff = call(
+        &hub,
+        "POST",
+        &format!("/api/exams/sessions/{session_id}/staff"),
+        sup,
+        &json!({"username": "gv1"}),
+    );
+    assert_eq!(staff, json!(["gv1"]), "{staff}");
 
     // The agent gets the watchlist first (as in hub_watchlist.rs), so the match can happen on the first pass.
     let adir = tempfile::tempdir().unwrap();

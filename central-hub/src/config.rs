@@ -33,6 +33,7 @@ pub struct HubConfig {
     pub retention: RetentionConfig,
     pub faces: FacesConfig,
     pub watchlist: WatchlistConfig,
+    pub audit: AuditConfig,
     /// Local time for day buckets, hours east of UTC (Vietnam: 7, no daylight saving).
     pub utc_offset_hours: i8,
     /// An agent that has sent nothing for this long is marked stale and raises a health alert.
@@ -50,6 +51,7 @@ impl Default for HubConfig {
             retention: RetentionConfig::default(),
             faces: FacesConfig::default(),
             watchlist: WatchlistConfig::default(),
+            audit: AuditConfig::default(),
             utc_offset_hours: 7,
             stale_agent_s: 120,
         }
@@ -263,7 +265,47 @@ impl Default for RetentionConfig {
     }
 }
 
+/// The keyed audit chain (see `src/audit.rs` and docs/security.md).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// The chain's secret key, kept apart from the database (made 0600 on first use). Default:
+    /// `<data_dir>/audit.key`. Keep it off any PostgreSQL server and back it up separately.
+    pub key_file: Option<PathBuf>,
+    /// Append-only JSON lines of sealed checkpoints of the chain's head. Default:
+    /// `<data_dir>/audit-checkpoints.jsonl`. Copy it off the machine to protect against a rewritten tail.
+    pub checkpoint_file: Option<PathBuf>,
+    /// Seconds between checkpoints (one more is written at shutdown; none while nothing changed).
+    pub checkpoint_interval_s: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            key_file: None,
+            checkpoint_file: None,
+            checkpoint_interval_s: 300,
+        }
+    }
+}
+
 impl HubConfig {
+    /// Where the audit key and checkpoints are.
+    pub fn audit_files(&self) -> crate::audit::AuditFiles {
+        crate::audit::AuditFiles {
+            key_file: self
+                .audit
+                .key_file
+                .clone()
+                .unwrap_or_else(|| self.data_dir.join("audit.key")),
+            checkpoint_file: self
+                .audit
+                .checkpoint_file
+                .clone()
+                .unwrap_or_else(|| self.data_dir.join("audit-checkpoints.jsonl")),
+        }
+    }
+
     /// Reads and validates `path`; `None` gives the defaults.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         let Some(path) = path else {
@@ -289,7 +331,14 @@ impl HubConfig {
         if cfg.data_dir.is_relative() && base != Path::new("") {
             cfg.data_dir = base.join(&cfg.data_dir);
         }
-        if let Some(d) = cfg.faces.models_dir.as_mut() {
+        for d in [
+            cfg.faces.models_dir.as_mut(),
+            cfg.audit.key_file.as_mut(),
+            cfg.audit.checkpoint_file.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
             if d.is_relative() && base != Path::new("") {
                 *d = base.join(&*d);
             }
@@ -416,6 +465,29 @@ impl HubConfig {
         }
         if self.stale_agent_s < 10 {
             return err("stale_agent_s", "must be at least 10 seconds");
+        }
+        if !(1..=86_400).contains(&self.audit.checkpoint_interval_s) {
+            return err(
+                "audit.checkpoint_interval_s",
+                "must be between 1 and 86400 seconds",
+            );
+        }
+        for (key, p) in [
+            ("audit.key_file", &self.audit.key_file),
+            ("audit.checkpoint_file", &self.audit.checkpoint_file),
+        ] {
+            if p.as_ref()
+                .is_some_and(|p| p.as_os_str().is_empty() || p.file_name().is_none())
+            {
+                return err(key, "must be a file path");
+            }
+        }
+        let files = self.audit_files();
+        if files.key_file == files.checkpoint_file {
+            return err(
+                "audit.checkpoint_file",
+                "must not be the audit key file (the checkpoints are not secret, the key is)",
+            );
         }
         Ok(())
     }

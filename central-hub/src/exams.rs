@@ -425,26 +425,108 @@ pub async fn get_session(
     row_session(&r, default_threshold)
 }
 
-/// Sessions starting in `[from_ms, to_ms)`, latest first, at most `limit`.
+/// Sessions starting in `[from_ms, to_ms)`, latest first, at most `limit`; with `run_by`, only the sessions
+/// that user runs (see [`runs_session`]).
 pub async fn list_sessions(
     db: &Db,
     from_ms: Option<i64>,
     to_ms: Option<i64>,
     limit: i64,
     default_threshold: f32,
+    run_by: Option<&str>,
 ) -> Result<Vec<ExamSession>, ExamError> {
     let rows = sqlx::query(concat!(
         session_select!(),
-        "WHERE s.starts_ms >= $1 AND s.starts_ms < $2 ORDER BY s.starts_ms DESC, s.id DESC LIMIT $3"
+        "WHERE s.starts_ms >= $1 AND s.starts_ms < $2 AND ($4 = '' OR s.created_by = $4 OR EXISTS \
+         (SELECT 1 FROM exam_session_staff x WHERE x.session_id = s.id AND x.username = $4)) \
+         ORDER BY s.starts_ms DESC, s.id DESC LIMIT $3"
     ))
     .bind(from_ms.unwrap_or(i64::MIN))
     .bind(to_ms.unwrap_or(i64::MAX))
     .bind(limit.clamp(1, 1000))
+    .bind(run_by.unwrap_or(""))
     .fetch_all(&db.pool)
     .await?;
     rows.iter()
         .map(|r| row_session(r, default_threshold))
         .collect()
+}
+
+/// Whether `username` runs the session: created it, or was assigned to it by an organiser. Exam staff act
+/// only on the sessions they run, so a door account cannot compare faces with arbitrary citizens.
+pub async fn runs_session(db: &Db, session_id: &str, username: &str) -> Result<bool, ExamError> {
+    let n: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM exam_sessions s WHERE s.id = $1 AND (s.created_by = $2 OR EXISTS \
+         (SELECT 1 FROM exam_session_staff x WHERE x.session_id = s.id AND x.username = $2))",
+    )
+    .bind(session_id)
+    .bind(username)
+    .fetch_one(&db.pool)
+    .await?
+    .try_get("n")?;
+    Ok(n > 0)
+}
+
+/// The exam staff assigned to a session, by username.
+pub async fn staff(db: &Db, session_id: &str) -> Result<Vec<String>, ExamError> {
+    get_session(db, session_id, 0.0).await?;
+    let rows = sqlx::query(
+        "SELECT username FROM exam_session_staff WHERE session_id = $1 ORDER BY username",
+    )
+    .bind(session_id)
+    .fetch_all(&db.pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get("username"))
+        .collect::<Result<_, _>>()?)
+}
+
+/// Assigns an active exam_staff user to a session (idempotent).
+pub async fn assign_staff(
+    db: &Db,
+    session_id: &str,
+    username: &str,
+    assigned_by: &str,
+) -> Result<Vec<String>, ExamError> {
+    get_session(db, session_id, 0.0).await?;
+    let role = sqlx::query("SELECT role FROM users WHERE username = $1 AND active = 1")
+        .bind(username)
+        .fetch_optional(&db.pool)
+        .await?
+        .map(|r| r.try_get::<String, _>("role"))
+        .transpose()?;
+    if role.as_deref() != Some("exam_staff") {
+        return Err(ExamError::Invalid(format!(
+            "{username:?} is not an active exam_staff user"
+        )));
+    }
+    sqlx::query(
+        "INSERT INTO exam_session_staff (session_id, username, assigned_by, assigned_ms) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (session_id, username) DO NOTHING",
+    )
+    .bind(session_id)
+    .bind(username)
+    .bind(assigned_by)
+    .bind(now_ms())
+    .execute(&db.pool)
+    .await?;
+    staff(db, session_id).await
+}
+
+/// Takes a user off a session (idempotent).
+pub async fn unassign_staff(
+    db: &Db,
+    session_id: &str,
+    username: &str,
+) -> Result<Vec<String>, ExamError> {
+    get_session(db, session_id, 0.0).await?;
+    sqlx::query("DELETE FROM exam_session_staff WHERE session_id = $1 AND username = $2")
+        .bind(session_id)
+        .bind(username)
+        .execute(&db.pool)
+        .await?;
+    staff(db, session_id).await
 }
 
 /// Registers candidates one by one: each item is registered or reported in `failed` with a status and the
@@ -725,7 +807,7 @@ pub async fn decide(
         ))
     })?;
     let reason = reason.trim();
-    if reason.is_empty() {
+    if !crate::text::has_visible_text(reason) {
         return Err(ExamError::Invalid(
             "a manual decision needs a reason (e.g. twin, injury, poor light)".into(),
         ));
@@ -1027,7 +1109,7 @@ mod tests {
             get_session(&db, "nope", HUB_DEFAULT).await,
             Err(ExamError::SessionNotFound(_))
         ));
-        let all = list_sessions(&db, None, None, 10, HUB_DEFAULT)
+        let all = list_sessions(&db, None, None, 10, HUB_DEFAULT, None)
             .await
             .unwrap();
         assert_eq!(
@@ -1035,7 +1117,7 @@ mod tests {
             [strict.id.as_str(), plain.id.as_str()],
             "latest start first"
         );
-        let early = list_sessions(&db, None, Some(strict.starts_ms), 10, HUB_DEFAULT)
+        let early = list_sessions(&db, None, Some(strict.starts_ms), 10, HUB_DEFAULT, None)
             .await
             .unwrap();
         assert_eq!(early.len(), 1);

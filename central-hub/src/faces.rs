@@ -37,7 +37,7 @@ impl FaceEngine {
     /// One template from one photo, on a blocking thread (inference takes tens of milliseconds).
     pub async fn enrol(self: &Arc<Self>, photo: Vec<u8>) -> Result<Enrolled, EnrolError> {
         if photo.len() > MAX_PHOTO_BYTES {
-            return Err(EnrolError::Unreadable(format!(
+            return Err(EnrolError::TooLarge(format!(
                 "the photo is {} bytes; at most {MAX_PHOTO_BYTES} are accepted",
                 photo.len()
             )));

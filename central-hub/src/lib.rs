@@ -21,5 +21,6 @@ pub mod policies;
 pub mod records;
 pub mod review;
 pub mod serve;
+pub mod text;
 pub mod watchlists;
 pub mod web;

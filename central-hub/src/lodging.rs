@@ -945,7 +945,9 @@ mod tests {
     }
 
     async fn scenario(db: Db) {
-        let audit = AuditLog::new(db.clone());
+        let audit = AuditLog::with_key(db.clone(), crate::audit::AuditKey::generate().unwrap())
+            .await
+            .unwrap();
         let hotel = create_establishment(
             &db,
             &audit,

@@ -143,8 +143,13 @@ enum UserCmd {
 
 #[derive(Subcommand)]
 enum AuditCmd {
-    /// Recompute the hash chain; exit status 1 when it is broken.
+    /// Recompute the keyed hash chain and compare it with every checkpoint; exit status 1 when it is
+    /// broken, edited, recomputed or shortened.
     Verify,
+    /// Seal the chain's current head in the checkpoint file now.
+    Checkpoint,
+    /// Retire the audit key and key the chain with a new one from the next entry (the hub must be stopped).
+    RotateKey,
 }
 
 fn init_logging(format: &str) {
@@ -234,7 +239,8 @@ async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
                     role,
                 )
                 .await?;
-            AuditLog::new(db)
+            AuditLog::open(db, &cfg.audit_files())
+                .await?
                 .append("cli", "user.create", &user.username, role.as_str())
                 .await?;
             println!("user {} ({}) created", user.username, role.as_str());
@@ -246,7 +252,8 @@ async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
             let (user, password) = central_hub::broker::add_agent(&db, &site, &agent)
                 .await
                 .context("--site and --agent must be the agent's ids (a-z, 0-9, '-', '_')")?;
-            AuditLog::new(db)
+            AuditLog::open(db, &cfg.audit_files())
+                .await?
                 .append("cli", "agent.credentials", &user, "")
                 .await?;
             let key = central_hub::keys::load_or_create(&cfg.data_dir)?;
@@ -283,7 +290,8 @@ async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
             if let Some(e) = &out.error {
                 bail!("{}: {e}", csv.display());
             }
-            AuditLog::new(db)
+            AuditLog::open(db, &cfg.audit_files())
+                .await?
                 .append(
                     "cli",
                     "person.import",
@@ -377,7 +385,8 @@ async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
             let msg = central_hub::watchlists::sync_message(&db, &site, 0, true, rules).await?;
             let bytes = key.sign(&site, &agent, serde_json::to_string(&msg)?);
             std::fs::write(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
-            AuditLog::new(db)
+            AuditLog::open(db, &cfg.audit_files())
+                .await?
                 .append(
                     "cli",
                     "watchlist.export",
@@ -397,21 +406,59 @@ async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
             action: AuditCmd::Verify,
         } => {
             let db = Db::open(&cfg.database_url(), 1).await?;
-            let check = AuditLog::new(db).verify().await?;
+            let check = AuditLog::for_verify(db, &cfg.audit_files())?
+                .verify()
+                .await?;
+            let sealed = match &check.last_checkpoint {
+                Some(c) => format!(
+                    "; {} checkpoints, the last sealing entry {}",
+                    check.checkpoints, c.seq
+                ),
+                None => "; no checkpoint yet".to_string(),
+            };
             if check.ok {
                 println!(
-                    "audit chain intact: {} entries, head {}",
-                    check.entries, check.head
+                    "audit chain intact: {} entries, head {}, keyed from entry {}{sealed}",
+                    check.entries,
+                    check.head,
+                    check
+                        .keyed_from_seq
+                        .map_or("(not keyed yet)".to_string(), |s| s.to_string()),
                 );
             } else {
                 println!(
-                    "audit chain BROKEN at entry {}: {} ({} entries verified before it)",
-                    check.first_bad_seq.unwrap_or(0),
+                    "audit chain BROKEN at entry {}: {} ({} entries verified before it{sealed})",
+                    check
+                        .first_bad_seq
+                        .map_or("-".to_string(), |s| s.to_string()),
                     check.problem.unwrap_or_default(),
                     check.entries
                 );
                 return Ok(std::process::ExitCode::from(1));
             }
+        }
+        Command::Audit {
+            action: AuditCmd::Checkpoint,
+        } => {
+            let db = Db::open(&cfg.database_url(), 1).await?;
+            match AuditLog::open(db, &cfg.audit_files())
+                .await?
+                .checkpoint()
+                .await?
+            {
+                Some(c) => println!("checkpoint written: entry {}, head {}", c.seq, c.head),
+                None => println!("nothing to seal"),
+            }
+        }
+        Command::Audit {
+            action: AuditCmd::RotateKey,
+        } => {
+            let db = Db::open(&cfg.database_url(), 1).await?;
+            let id = AuditLog::rotate_key(db, &cfg.audit_files()).await?;
+            println!(
+                "audit key rotated: new key {id}; the old one is kept beside it as {}.<id>.retired",
+                cfg.audit_files().key_file.display()
+            );
         }
     }
     Ok(std::process::ExitCode::SUCCESS)

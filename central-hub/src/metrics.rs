@@ -38,6 +38,9 @@ pub struct Metrics {
     pub broker_logins_refused: Counter,
     pub broker_up: Gauge,
     pub broker_restarts: Counter,
+    pub audit_checkpoints: Counter,
+    pub audit_checkpoint_errors: Counter,
+    pub audit_checkpoint_seq: Gauge,
 }
 
 impl Metrics {
@@ -56,6 +59,9 @@ impl Metrics {
             broker_logins_refused: Counter::default(),
             broker_up: Gauge::default(),
             broker_restarts: Counter::default(),
+            audit_checkpoints: Counter::default(),
+            audit_checkpoint_errors: Counter::default(),
+            audit_checkpoint_seq: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -113,6 +119,21 @@ impl Metrics {
             "logins_refused",
             "Logins refused (bad credentials or rate limit)",
             m.logins_refused.clone(),
+        );
+        registry.register(
+            "audit_checkpoints",
+            "Checkpoints of the audit chain's head written",
+            m.audit_checkpoints.clone(),
+        );
+        registry.register(
+            "audit_checkpoint_errors",
+            "Audit checkpoints that could not be written (file or database error)",
+            m.audit_checkpoint_errors.clone(),
+        );
+        registry.register(
+            "audit_checkpoint_seq",
+            "Last audit entry sealed by a checkpoint",
+            m.audit_checkpoint_seq.clone(),
         );
         Self { registry, ..m }
     }

@@ -1,7 +1,10 @@
 //! Two-person review of candidate alerts. A match is only a candidate until people confirm it: the first
-//! confirmation moves it to `confirmed_once`, and only a second, different person makes it `confirmed`. Any
-//! dismissal ends it as `dismissed`, and a dismissed camera alert puts its (entry, track) on the negative
-//! list so the same mistake is not raised again for that track.
+//! confirmation moves it to `confirmed_once`, and only a second, different person makes it `confirmed`. The
+//! person who enrolled the watchlist entry confirms none of its alerts: they are the one most likely to see
+//! what they expect. A dismissal ends it as `dismissed`, and a dismissed camera alert puts its (entry, track)
+//! on the negative list so the same mistake is not raised again for that track; a supervisor can reopen a
+//! dismissal (it goes back to `candidate` and the negative is lifted), so one person's dismissal is not
+//! beyond review. Notes and reasons must have visible text.
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -19,12 +22,54 @@ pub enum Decision {
     Dismiss,
 }
 
+/// A line of an alert's review history: a reviewer's decision, or a supervisor's reopening of a dismissal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewAction {
+    Confirm,
+    Dismiss,
+    Reopen,
+}
+
+impl ReviewAction {
+    fn as_str(self) -> &'static str {
+        match self {
+            ReviewAction::Confirm => "confirm",
+            ReviewAction::Dismiss => "dismiss",
+            ReviewAction::Reopen => "reopen",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "confirm" => ReviewAction::Confirm,
+            "reopen" => ReviewAction::Reopen,
+            _ => ReviewAction::Dismiss,
+        }
+    }
+}
+
+impl From<Decision> for ReviewAction {
+    fn from(d: Decision) -> Self {
+        match d {
+            Decision::Confirm => ReviewAction::Confirm,
+            Decision::Dismiss => ReviewAction::Dismiss,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
     #[error("no alert {0}")]
     NotFound(String),
     #[error("a note is required: say what you compared and why you decided")]
     NoNote,
+    #[error(
+        "you enrolled this watchlist entry: its alerts must be confirmed by people who did not"
+    )]
+    Enroller,
+    #[error("only a dismissed alert can be reopened (this one is {0})")]
+    NotDismissed(String),
     #[error("this alert is already final ({0})")]
     Final(String),
     #[error("you confirmed this alert already: a second, different person must confirm it")]
@@ -45,7 +90,7 @@ impl From<sqlx::Error> for ReviewError {
 pub struct Review {
     pub seq: i64,
     pub reviewer: String,
-    pub decision: Decision,
+    pub decision: ReviewAction,
     pub note: String,
     pub at_ms: i64,
 }
@@ -59,7 +104,7 @@ pub async fn review(
     note: &str,
 ) -> Result<String, ReviewError> {
     let note = note.trim();
-    if note.is_empty() {
+    if !crate::text::has_visible_text(note) {
         return Err(ReviewError::NoNote);
     }
     let mut tx = db.pool.begin().await?;
@@ -77,11 +122,22 @@ pub async fn review(
     .bind(alert_id)
     .fetch_all(&mut *tx)
     .await?;
+    if decision == Decision::Confirm {
+        let entry: String = row.try_get("entry_id")?;
+        if enrolled_by(&mut tx, &entry).await?.as_deref() == Some(reviewer) {
+            return Err(ReviewError::Enroller);
+        }
+    }
+    // Confirmations made before the last reopening belong to a closed round.
+    let round = prior
+        .iter()
+        .rposition(|r| r.try_get::<String, _>("decision").ok().as_deref() == Some("reopen"))
+        .map_or(&prior[..], |i| &prior[i + 1..]);
     let next = match (status.as_str(), decision) {
         ("confirmed" | "dismissed" | "suppressed", _) => return Err(ReviewError::Final(status)),
         ("candidate", Decision::Confirm) => "confirmed_once",
         ("confirmed_once", Decision::Confirm) => {
-            let confirmed_by_me = prior.iter().any(|r| {
+            let confirmed_by_me = round.iter().any(|r| {
                 r.try_get::<String, _>("reviewer").ok().as_deref() == Some(reviewer)
                     && r.try_get::<String, _>("decision").ok().as_deref() == Some("confirm")
             });
@@ -111,10 +167,7 @@ pub async fn review(
     .bind(alert_id)
     .bind(prior.len() as i64 + 1)
     .bind(reviewer)
-    .bind(match decision {
-        Decision::Confirm => "confirm",
-        Decision::Dismiss => "dismiss",
-    })
+    .bind(ReviewAction::from(decision).as_str())
     .bind(note)
     .bind(now)
     .execute(&mut *tx)
@@ -138,6 +191,88 @@ pub async fn review(
     Ok(next.to_string())
 }
 
+/// Who enrolled a watchlist entry (`None` for an entry no longer on file).
+async fn enrolled_by(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    entry_id: &str,
+) -> Result<Option<String>, ReviewError> {
+    Ok(
+        sqlx::query("SELECT created_by FROM watchlist_entries WHERE id = $1")
+            .bind(entry_id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(|r| r.try_get::<String, _>("created_by"))
+            .transpose()?,
+    )
+}
+
+/// A supervisor sends a dismissed alert back to review: status `candidate`, a new round of two-person
+/// review, and the dismissal's negative (entry, track) lifted. The reason is kept in the review history.
+pub async fn reopen(
+    db: &Db,
+    alert_id: &str,
+    supervisor: &str,
+    reason: &str,
+) -> Result<String, ReviewError> {
+    let reason = reason.trim();
+    if !crate::text::has_visible_text(reason) {
+        return Err(ReviewError::NoNote);
+    }
+    let mut tx = db.pool.begin().await?;
+    let row = sqlx::query(
+        "SELECT status, source, entry_id, site, agent, camera, track_id FROM alerts WHERE id = $1",
+    )
+    .bind(alert_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| ReviewError::NotFound(alert_id.into()))?;
+    let status: String = row.try_get("status")?;
+    if status != "dismissed" {
+        return Err(ReviewError::NotDismissed(status));
+    }
+    let moved = sqlx::query(
+        "UPDATE alerts SET status = 'candidate' WHERE id = $1 AND status = 'dismissed'",
+    )
+    .bind(alert_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if moved != 1 {
+        return Err(ReviewError::Conflict);
+    }
+    let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM alert_reviews WHERE alert_id = $1")
+        .bind(alert_id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+    sqlx::query(
+        "INSERT INTO alert_reviews (alert_id, seq, reviewer, decision, note, at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(alert_id)
+    .bind(n + 1)
+    .bind(supervisor)
+    .bind(ReviewAction::Reopen.as_str())
+    .bind(reason)
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await?;
+    if row.try_get::<String, _>("source")? == "camera" {
+        sqlx::query(
+            "DELETE FROM alert_negatives WHERE entry_id = $1 AND site = $2 AND agent = $3 AND camera = $4 \
+             AND track_id = $5",
+        )
+        .bind(row.try_get::<String, _>("entry_id")?)
+        .bind(row.try_get::<String, _>("site")?)
+        .bind(row.try_get::<String, _>("agent")?)
+        .bind(row.try_get::<String, _>("camera")?)
+        .bind(row.try_get::<i64, _>("track_id")?)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok("candidate".to_string())
+}
+
 pub async fn reviews(db: &Db, alert_id: &str) -> Result<Vec<Review>, ReviewError> {
     let rows = sqlx::query(
         "SELECT seq, reviewer, decision, note, at_ms FROM alert_reviews WHERE alert_id = $1 ORDER BY seq",
@@ -150,11 +285,7 @@ pub async fn reviews(db: &Db, alert_id: &str) -> Result<Vec<Review>, ReviewError
             Ok(Review {
                 seq: r.try_get("seq")?,
                 reviewer: r.try_get("reviewer")?,
-                decision: if r.try_get::<String, _>("decision")? == "confirm" {
-                    Decision::Confirm
-                } else {
-                    Decision::Dismiss
-                },
+                decision: ReviewAction::parse(&r.try_get::<String, _>("decision")?),
                 note: r.try_get("note")?,
                 at_ms: r.try_get("at_ms")?,
             })
@@ -233,6 +364,101 @@ mod tests {
             review(&db, "nope", "op1", Decision::Confirm, "x").await,
             Err(ReviewError::NotFound(_))
         ));
+    }
+
+    async fn entry(db: &Db, id: &str, created_by: &str) {
+        sqlx::query(
+            "INSERT INTO watchlist_entries (id, list, person_cccd, label, case_ref, legal_basis, issued_by, \
+             expires_ms, sites, case_retention_days, created_by, created_ms, withdrawn_ms) \
+             VALUES ($1, 'wanted', NULL, 'x', 'c', 'l', 'i', 4102444800000, '*', 365, $2, 0, NULL)",
+        )
+        .bind(id)
+        .bind(created_by)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+
+    /// Finding 15: the enroller confirms nothing, invisible notes are no notes, a dismissal can be reopened.
+    async fn enroller_invisible_notes_and_reopen(db: Db) {
+        entry(&db, "W1", "sup1").await;
+        alert(&db, "a", 1).await;
+        for note in [
+            "\u{200B}\u{200B}\u{200B}",
+            "\u{2060}\u{FEFF}",
+            "\u{00A0}\u{200D}\t",
+        ] {
+            assert!(
+                matches!(
+                    review(&db, "a", "op1", Decision::Confirm, note).await,
+                    Err(ReviewError::NoNote)
+                ),
+                "{note:?}"
+            );
+        }
+        assert!(matches!(
+            review(&db, "a", "sup1", Decision::Confirm, "it is him").await,
+            Err(ReviewError::Enroller)
+        ));
+        review(&db, "a", "op1", Decision::Confirm, "same scar")
+            .await
+            .unwrap();
+        assert!(matches!(
+            review(&db, "a", "sup1", Decision::Confirm, "agree").await,
+            Err(ReviewError::Enroller)
+        ));
+        assert_eq!(
+            review(&db, "a", "sup2", Decision::Confirm, "agree")
+                .await
+                .unwrap(),
+            "confirmed"
+        );
+
+        alert(&db, "b", 7).await;
+        review(&db, "b", "op1", Decision::Dismiss, "not him")
+            .await
+            .unwrap();
+        assert!(matches!(
+            reopen(&db, "b", "sup2", "\u{200B}").await,
+            Err(ReviewError::NoNote)
+        ));
+        assert!(matches!(
+            reopen(&db, "a", "sup2", "look again").await,
+            Err(ReviewError::NotDismissed(_))
+        ));
+        assert_eq!(
+            reopen(&db, "b", "sup2", "the ear shape matches; review again")
+                .await
+                .unwrap(),
+            "candidate"
+        );
+        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM alert_negatives WHERE track_id = 7")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+            .get("n");
+        assert_eq!(n, 0, "the dismissal's negative is lifted");
+        let h = reviews(&db, "b").await.unwrap();
+        assert_eq!(h.last().unwrap().decision, ReviewAction::Reopen);
+        assert_eq!(
+            review(&db, "b", "op1", Decision::Confirm, "yes, on a second look")
+                .await
+                .unwrap(),
+            "confirmed_once"
+        );
+    }
+
+    #[tokio::test]
+    async fn enroller_invisible_notes_and_reopen_on_sqlite() {
+        let (db, _d) = testing::sqlite().await;
+        enroller_invisible_notes_and_reopen(db).await;
+    }
+
+    #[tokio::test]
+    async fn enroller_invisible_notes_and_reopen_on_postgres() {
+        if let Some(db) = testing::postgres().await {
+            enroller_invisible_notes_and_reopen(db).await;
+        }
     }
 
     #[tokio::test]

@@ -187,13 +187,23 @@ pub async fn serve(cfg: HubConfig) -> Result<()> {
         cfg.http.session_hours,
         cfg.http.login_attempts,
     ));
-    let audit = Arc::new(AuditLog::new(db.clone()));
+    let audit = Arc::new(
+        AuditLog::open(db.clone(), &cfg.audit_files())
+            .await
+            .context("opening the audit log")?,
+    );
     if auth.user_count().await? == 0 {
         tracing::warn!(
             "no users yet: create the first admin with `central-hub user add --role admin --username NAME`"
         );
     }
     let ingest_state = Arc::new(IngestState::default());
+    let checkpoints = crate::audit::spawn_checkpoints(
+        audit.clone(),
+        Duration::from_secs(cfg.audit.checkpoint_interval_s),
+        metrics.clone(),
+        stop_rx.clone(),
+    );
 
     let ingest_task = tokio::spawn(ingest::run(
         cfg.clone(),
@@ -292,6 +302,7 @@ pub async fn serve(cfg: HubConfig) -> Result<()> {
         .await?;
     let _ = stop_tx.send(true);
     let _ = jobs.await;
+    let _ = checkpoints.await;
     match tokio::time::timeout(Duration::from_secs(10), ingest_task).await {
         Ok(Ok(Err(e))) => tracing::error!(error = %e, "ingest stopped with an error"),
         Err(_) => tracing::warn!("ingest did not stop within 10 s"),

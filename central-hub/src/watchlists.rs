@@ -31,6 +31,8 @@ pub enum WatchlistError {
     NotFound(String),
     #[error("photo {index}: {reason}")]
     Photo { index: usize, reason: String },
+    #[error("photo {index}: {reason}")]
+    PhotoTooLarge { index: usize, reason: String },
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -227,13 +229,15 @@ pub async fn create(
             index: i,
             reason: "face models are not loaded on this hub".into(),
         })?;
-        let enrolled = engine
-            .enrol(bytes.clone())
-            .await
-            .map_err(|e| WatchlistError::Photo {
+        let enrolled = engine.enrol(bytes.clone()).await.map_err(|e| match e {
+            checkpoint_vision::enrol::EnrolError::TooLarge(reason) => {
+                WatchlistError::PhotoTooLarge { index: i, reason }
+            }
+            e => WatchlistError::Photo {
                 index: i,
                 reason: e.to_string(),
-            })?;
+            },
+        })?;
         photos.push((bytes, enrolled.embedding.0));
     }
     if photos.is_empty() && person_templates.is_empty() {

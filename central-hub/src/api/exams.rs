@@ -2,9 +2,10 @@
 //! session report. Every check-in, manual decision, history read and report read is audited; the live photo
 //! taken at the door is never stored.
 //!
-//! Roles: supervisors and admins set sessions up (create, register candidates) and take manual decisions
-//! (an override of the camera is for the person in charge of the exam site); exam staff, supervisors and
-//! admins list and read sessions, check candidates in and read the report.
+//! Roles: supervisors and admins set sessions up (create, register candidates, assign exam staff);
+//! exam staff, supervisors and admins list and read sessions, check candidates in, take manual decisions and
+//! read the report. Exam staff do so only for the sessions they run (created or were assigned to): anything
+//! else is refused with 403 `exam_not_assigned`, the same answer whether the session exists or not.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -32,7 +33,10 @@ use crate::exams::{
         checkin,
         decision,
         history,
-        report
+        report,
+        list_staff,
+        assign_staff,
+        unassign_staff
     ),
     components(schemas(
         NewSession,
@@ -52,6 +56,7 @@ use crate::exams::{
         ExamReport,
         ReportLine,
         CandidateStatus,
+        StaffRequest,
         ErrorBody
     )),
     tags((name = "exams", description = "Exam sessions, candidates, check-in by face and the session report"))
@@ -79,12 +84,34 @@ pub fn routes() -> Router<AppState> {
             get(history),
         )
         .route("/api/exams/sessions/{id}/report", get(report))
+        .route(
+            "/api/exams/sessions/{id}/staff",
+            get(list_staff).post(assign_staff),
+        )
+        .route(
+            "/api/exams/sessions/{id}/staff/{username}",
+            axum::routing::delete(unassign_staff),
+        )
 }
 
 /// Who sets sessions up and takes manual decisions.
 const ORGANISERS: &[Role] = &[Role::Admin, Role::Supervisor];
 /// Who reads sessions, checks candidates in and reads reports.
 const EXAM_STAFF: &[Role] = &[Role::Admin, Role::Supervisor, Role::ExamStaff];
+
+/// Refuses exam staff who do not run session `id`. One answer for a session that does not exist and one they
+/// are not assigned to, so the route cannot be used to probe for sessions.
+pub async fn require_runs(s: &AppState, session: &Session, id: &str) -> ApiResult<()> {
+    if session.user.role != Role::ExamStaff
+        || exams::runs_session(&s.db, id, &session.user.username).await?
+    {
+        return Ok(());
+    }
+    Err(
+        ApiError::forbidden("you are not assigned to this exam session; ask its supervisor")
+            .with_code("exam_not_assigned"),
+    )
+}
 
 impl From<ExamError> for ApiError {
     fn from(e: ExamError) -> Self {
@@ -146,7 +173,7 @@ pub struct ListQuery {
     pub limit: Option<i64>,
 }
 
-/// Exam sessions, latest start first (exam staff, supervisor, admin).
+/// Exam sessions, latest start first (exam staff, supervisor, admin); exam staff see the sessions they run.
 #[utoipa::path(get, path = "/api/exams/sessions", tag = "exams", security(("bearer" = [])),
     params(ListQuery),
     responses((status = 200, body = [ExamSession]), (status = 401, body = ErrorBody),
@@ -164,6 +191,7 @@ pub async fn list_sessions(
             q.to_ms,
             q.limit.unwrap_or(100),
             s.cfg.faces.verify_threshold,
+            (session.user.role == Role::ExamStaff).then_some(session.user.username.as_str()),
         )
         .await?,
     ))
@@ -180,6 +208,7 @@ pub async fn get_session(
     Path(id): Path<String>,
 ) -> ApiResult<Json<ExamSession>> {
     session.require(EXAM_STAFF)?;
+    require_runs(&s, &session, &id).await?;
     Ok(Json(
         exams::get_session(&s.db, &id, s.cfg.faces.verify_threshold).await?,
     ))
@@ -263,6 +292,7 @@ pub async fn checkin(
     Json(req): Json<CheckinRequest>,
 ) -> ApiResult<Json<CheckinResponse>> {
     session.require(EXAM_STAFF)?;
+    require_runs(&s, &session, &id).await?;
     let exam = exams::get_session(&s.db, &id, s.cfg.faces.verify_threshold).await?;
     let cccd = exams::parse_cccd(&req.cccd)?;
     let (candidate_no, full_name) = exams::candidate(&s.db, &id, &cccd).await?;
@@ -327,6 +357,7 @@ pub async fn decision(
     Json(req): Json<DecisionRequest>,
 ) -> ApiResult<Json<ExamDecision>> {
     session.require(EXAM_STAFF)?;
+    require_runs(&s, &session, &id).await?;
     exams::get_session(&s.db, &id, s.cfg.faces.verify_threshold).await?;
     let cccd = exams::parse_cccd(&cccd)?;
     let d = exams::decide(
@@ -368,6 +399,7 @@ pub async fn history(
     Path((id, cccd)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<ExamDecision>>> {
     session.require(EXAM_STAFF)?;
+    require_runs(&s, &session, &id).await?;
     exams::get_session(&s.db, &id, s.cfg.faces.verify_threshold).await?;
     let cccd = exams::parse_cccd(&cccd)?;
     let h = exams::history(&s.db, &id, &cccd).await?;
@@ -395,6 +427,7 @@ pub async fn report(
     Path(id): Path<String>,
 ) -> ApiResult<Json<ExamReport>> {
     session.require(EXAM_STAFF)?;
+    require_runs(&s, &session, &id).await?;
     let rep = exams::report(&s.db, &id, s.cfg.faces.verify_threshold).await?;
     s.audit
         .append(
@@ -413,6 +446,77 @@ pub async fn report(
         )
         .await?;
     Ok(Json(rep))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct StaffRequest {
+    /// An active user with the exam_staff role.
+    pub username: String,
+}
+
+/// The exam staff assigned to a session (supervisor, admin).
+#[utoipa::path(get, path = "/api/exams/sessions/{id}/staff", tag = "exams", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Session id")),
+    responses((status = 200, body = [String]), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_staff(
+    State(s): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<String>>> {
+    session.require(ORGANISERS)?;
+    Ok(Json(exams::staff(&s.db, &id).await?))
+}
+
+/// Assigns an exam_staff user to a session (supervisor, admin): they may then read it, check its
+/// candidates in and decide for them. Returns the session's staff. Audited as `exam.staff_assign`.
+#[utoipa::path(post, path = "/api/exams/sessions/{id}/staff", tag = "exams", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Session id")), request_body = StaffRequest,
+    responses((status = 200, body = [String]), (status = 400, body = ErrorBody, description = "Not an active exam_staff user"),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+pub async fn assign_staff(
+    State(s): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Json(req): Json<StaffRequest>,
+) -> ApiResult<Json<Vec<String>>> {
+    session.require(ORGANISERS)?;
+    let username = req.username.trim();
+    let staff = exams::assign_staff(&s.db, &id, username, &session.user.username).await?;
+    s.audit
+        .append(
+            &session.user.username,
+            "exam.staff_assign",
+            &id,
+            &serde_json::json!({ "username": username }).to_string(),
+        )
+        .await?;
+    Ok(Json(staff))
+}
+
+/// Takes a user off a session (supervisor, admin). Returns the session's staff. Audited as
+/// `exam.staff_unassign`.
+#[utoipa::path(delete, path = "/api/exams/sessions/{id}/staff/{username}", tag = "exams", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Session id"), ("username" = String, Path)),
+    responses((status = 200, body = [String]), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn unassign_staff(
+    State(s): State<AppState>,
+    session: Session,
+    Path((id, username)): Path<(String, String)>,
+) -> ApiResult<Json<Vec<String>>> {
+    session.require(ORGANISERS)?;
+    let staff = exams::unassign_staff(&s.db, &id, &username).await?;
+    s.audit
+        .append(
+            &session.user.username,
+            "exam.staff_unassign",
+            &id,
+            &serde_json::json!({ "username": username }).to_string(),
+        )
+        .await?;
+    Ok(Json(staff))
 }
 
 #[cfg(test)]
@@ -436,6 +540,8 @@ mod tests {
                 &["get"],
             ),
             ("/api/exams/sessions/{id}/report", &["get"]),
+            ("/api/exams/sessions/{id}/staff", &["get", "post"]),
+            ("/api/exams/sessions/{id}/staff/{username}", &["delete"]),
         ];
         let v = serde_json::to_value(&doc).unwrap();
         assert_eq!(v["paths"].as_object().unwrap().len(), want.len());

@@ -55,16 +55,23 @@ impl AppState {
     }
 }
 
-/// An error as the API reports it: a status and a message a person can act on.
+/// An error as the API reports it: a status, a message a person can act on and, where a client must tell
+/// one refusal from another, a stable machine-readable code.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    pub code: Option<&'static str>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: String,
+    /// Stable code for refusals a client handles specially (`image_too_large`, `enroller_cannot_confirm`,
+    /// `note_required`, `alert_not_dismissed`, `exam_not_assigned`); absent otherwise. Messages may change,
+    /// codes do not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
 
 impl ApiError {
@@ -72,7 +79,16 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            code: None,
         }
+    }
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
+    /// 413 for an image whose header declares more pixels (or a file more bytes) than accepted.
+    pub fn image_too_large(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, m).with_code("image_too_large")
     }
     pub fn bad_request(m: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, m)
@@ -91,6 +107,7 @@ impl IntoResponse for ApiError {
             self.status,
             Json(ErrorBody {
                 error: self.message,
+                code: self.code.map(str::to_string),
             }),
         )
             .into_response()

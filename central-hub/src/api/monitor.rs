@@ -480,7 +480,8 @@ pub async fn audit(
     ))
 }
 
-/// Recomputes the whole hash chain and reports the first broken entry, if any.
+/// Recomputes the whole keyed hash chain, compares it with every checkpoint of its head, and reports the
+/// first problem: an edited or recomputed entry, a moved switch-over, or entries deleted from the tail.
 #[utoipa::path(get, path = "/api/audit/verify", tag = "audit", security(("bearer" = [])),
     responses((status = 200, body = ChainCheck), (status = 403, body = super::ErrorBody)))]
 pub async fn audit_verify(
@@ -488,7 +489,13 @@ pub async fn audit_verify(
     session: Session,
 ) -> ApiResult<Json<ChainCheck>> {
     session.require(AUDITORS)?;
-    let check = s.audit.verify().await?;
+    let check = s.audit.verify().await.map_err(|e| match e {
+        crate::audit::AuditError::Db(d) => ApiError::from(d),
+        other => ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            other.to_string(),
+        ),
+    })?;
     s.audit
         .append(
             &session.user.username,

@@ -13,6 +13,7 @@ use utoipa::OpenApi;
 use super::{ApiError, ApiResult, AppState, Session, WATCHERS};
 use crate::auth::Role;
 use crate::records::{self, NewPerson, Person, RecordError, Verification};
+use checkpoint_vision::enrol::EnrolError;
 
 #[derive(OpenApi)]
 #[openapi(paths(create, import_csv, parse_qr, search, one, photo, add_photo, verify))]
@@ -45,6 +46,7 @@ impl From<RecordError> for ApiError {
             RecordError::Invalid(_) => ApiError::bad_request(e.to_string()),
             RecordError::NotFound(_) => ApiError::not_found(e.to_string()),
             RecordError::Exists(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            RecordError::Photo(EnrolError::TooLarge(_)) => ApiError::image_too_large(e.to_string()),
             RecordError::Photo(_) | RecordError::NoTemplate(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
             }
@@ -314,13 +316,19 @@ pub async fn add_photo(
 pub struct VerifyRequest {
     /// The live photo, JPEG or PNG, base64.
     pub photo_jpeg_b64: String,
+    /// The exam session the comparison is for; required for exam staff, who may compare only candidates
+    /// registered in a session they run. With a session, its threshold applies.
+    pub exam_session_id: Option<String>,
 }
 
-/// 1:1: is the person in the live photo the record's person? (operator, supervisor, admin, exam staff).
-/// Audited as `person.verify` with the result. The live photo is not stored.
+/// 1:1: is the person in the live photo the record's person? (operator, supervisor, admin; exam staff only
+/// for a candidate of a session they run, named in `exam_session_id`: otherwise 403 `exam_not_assigned`, or
+/// 404 for a CCCD not registered in it, whether or not a record exists). Audited as `person.verify` with
+/// the result. The live photo is not stored.
 #[utoipa::path(post, path = "/api/persons/{cccd}/verify", tag = "records", security(("bearer" = [])),
     params(("cccd" = String, Path)), request_body = VerifyRequest,
-    responses((status = 200, body = Verification), (status = 404, body = super::ErrorBody),
+    responses((status = 200, body = Verification), (status = 403, body = super::ErrorBody),
+              (status = 404, body = super::ErrorBody), (status = 413, body = super::ErrorBody),
               (status = 422, body = super::ErrorBody), (status = 503, body = super::ErrorBody)))]
 pub async fn verify(
     State(s): State<AppState>,
@@ -329,22 +337,40 @@ pub async fn verify(
     Json(req): Json<VerifyRequest>,
 ) -> ApiResult<Json<Verification>> {
     session.require(VERIFIERS)?;
+    let threshold = match &req.exam_session_id {
+        Some(id) => exam_scope(&s, &session, id, &cccd).await?,
+        None if session.user.role == Role::ExamStaff => {
+            return Err(ApiError::forbidden(
+                "exam staff compare faces only for a candidate of their exam session: give exam_session_id",
+            )
+            .with_code("exam_not_assigned"))
+        }
+        None => s.cfg.faces.verify_threshold,
+    };
     let bytes = decode_photo(&req.photo_jpeg_b64)?;
-    let v = records::verify(
-        &s.db,
-        s.faces()?,
-        &cccd,
-        bytes,
-        s.cfg.faces.verify_threshold,
-    )
-    .await?;
+    let v = records::verify(&s.db, s.faces()?, &cccd, bytes, threshold).await?;
     s.audit
         .append(
             &session.user.username,
             "person.verify",
             &cccd,
-            &format!("matched={} similarity={:.3}", v.matched, v.similarity),
+            &format!(
+                "matched={} similarity={:.3} exam_session={}",
+                v.matched,
+                v.similarity,
+                req.exam_session_id.as_deref().unwrap_or("-")
+            ),
         )
         .await?;
     Ok(Json(v))
+}
+
+/// Checks that the caller may compare `cccd` within exam session `id` (a registered candidate of a session
+/// exam staff run); returns the session's threshold.
+async fn exam_scope(s: &AppState, session: &Session, id: &str, cccd: &str) -> ApiResult<f32> {
+    super::exams::require_runs(s, session, id).await?;
+    let exam = crate::exams::get_session(&s.db, id, s.cfg.faces.verify_threshold).await?;
+    let cccd = crate::exams::parse_cccd(cccd)?;
+    crate::exams::candidate(&s.db, id, &cccd).await?;
+    Ok(exam.threshold)
 }

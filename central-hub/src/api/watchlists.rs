@@ -28,6 +28,7 @@ use crate::watchlists::{self, Entry, NewEntry, WatchlistError};
     list_policies,
     set_policy,
     review_alert,
+    reopen_alert,
     alert_reviews
 ))]
 pub struct Doc;
@@ -51,6 +52,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/watchlists/policies", get(list_policies))
         .route("/api/watchlists/policies/{list}", put(set_policy))
         .route("/api/alerts/{id}/review", post(review_alert))
+        .route("/api/alerts/{id}/reopen", post(reopen_alert))
         .route("/api/alerts/{id}/reviews", get(alert_reviews))
 }
 
@@ -58,6 +60,8 @@ pub fn routes() -> Router<AppState> {
 const OWNERS: &[Role] = &[Role::Admin, Role::Supervisor];
 /// Who reviews alerts.
 const REVIEWERS: &[Role] = &[Role::Supervisor, Role::Operator];
+/// Who may send a dismissed alert back to review.
+const REOPENERS: &[Role] = &[Role::Supervisor];
 
 impl From<WatchlistError> for ApiError {
     fn from(e: WatchlistError) -> Self {
@@ -67,6 +71,7 @@ impl From<WatchlistError> for ApiError {
             WatchlistError::Photo { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
             }
+            WatchlistError::PhotoTooLarge { .. } => ApiError::image_too_large(e.to_string()),
             WatchlistError::Db(d) => d.into(),
         }
     }
@@ -89,7 +94,13 @@ impl From<ReviewError> for ApiError {
     fn from(e: ReviewError) -> Self {
         match e {
             ReviewError::NotFound(_) => ApiError::not_found(e.to_string()),
-            ReviewError::NoNote => ApiError::bad_request(e.to_string()),
+            ReviewError::NoNote => ApiError::bad_request(e.to_string()).with_code("note_required"),
+            ReviewError::Enroller => {
+                ApiError::forbidden(e.to_string()).with_code("enroller_cannot_confirm")
+            }
+            ReviewError::NotDismissed(_) => {
+                ApiError::new(StatusCode::CONFLICT, e.to_string()).with_code("alert_not_dismissed")
+            }
             ReviewError::Final(_) | ReviewError::SamePerson | ReviewError::Conflict => {
                 ApiError::new(StatusCode::CONFLICT, e.to_string())
             }
@@ -314,16 +325,20 @@ pub struct ReviewRequest {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ReviewResult {
-    /// `confirmed_once` (waiting for a second person), `confirmed` or `dismissed`.
+    /// `confirmed_once` (waiting for a second person), `confirmed`, `dismissed`, or `candidate` after a
+    /// reopening.
     pub status: String,
 }
 
 /// Confirms or dismisses a candidate alert (operator, supervisor). A confirmation becomes final only when a
-/// second, different person confirms too (409 for the same person); a dismissal is final and keeps the same
-/// track from raising this entry again. Audited as `alert.review`.
+/// second, different person confirms too (409 for the same person); the user who enrolled the watchlist
+/// entry cannot confirm its alerts (403, code `enroller_cannot_confirm`). The note must have visible text
+/// (400, code `note_required`: blanks and zero-width characters do not count). A dismissal keeps the same
+/// track from raising this entry again until a supervisor reopens it. Audited as `alert.review`.
 #[utoipa::path(post, path = "/api/alerts/{id}/review", tag = "alerts", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = ReviewRequest,
     responses((status = 200, body = ReviewResult), (status = 400, body = super::ErrorBody),
+              (status = 403, body = super::ErrorBody, description = "Not a reviewer, or the entry's enroller confirming (code `enroller_cannot_confirm`)"),
               (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
 pub async fn review_alert(
     State(s): State<AppState>,
@@ -342,20 +357,60 @@ pub async fn review_alert(
             &format!("{:?} -> {status}: {}", req.decision, req.note.trim()),
         )
         .await?;
+    live_review(&s, &id).await?;
+    Ok(Json(ReviewResult { status }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct ReopenRequest {
+    /// Required, with visible text: why the dismissal is being questioned.
+    pub reason: String,
+}
+
+/// Sends a dismissed alert back to review (supervisor): it becomes `candidate` again, needs two new
+/// confirmations to become final, and its track may raise the entry again. 409 (code `alert_not_dismissed`)
+/// for an alert that is not dismissed; 400 (code `note_required`) without a visible reason. Audited as
+/// `alert.reopen` with the reason.
+#[utoipa::path(post, path = "/api/alerts/{id}/reopen", tag = "alerts", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = ReopenRequest,
+    responses((status = 200, body = ReviewResult), (status = 400, body = super::ErrorBody),
+              (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody),
+              (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
+pub async fn reopen_alert(
+    State(s): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Json(req): Json<ReopenRequest>,
+) -> ApiResult<Json<ReviewResult>> {
+    session.require(REOPENERS)?;
+    let status = review::reopen(&s.db, &id, &session.user.username, &req.reason).await?;
+    s.audit
+        .append(
+            &session.user.username,
+            "alert.reopen",
+            &id,
+            &format!("dismissed -> {status}: {}", req.reason.trim()),
+        )
+        .await?;
+    live_review(&s, &id).await?;
+    Ok(Json(ReviewResult { status }))
+}
+
+/// Tells live clients that an alert's review changed.
+async fn live_review(s: &AppState, id: &str) -> ApiResult<()> {
     if let Some(r) = sqlx::query("SELECT site, agent FROM alerts WHERE id = $1")
-        .bind(&id)
+        .bind(id)
         .fetch_optional(&s.db.pool)
         .await?
     {
-        use sqlx::Row;
         let _ = s.ingest.live.send(crate::ingest::Live {
             kind: "review",
             site: r.try_get("site")?,
             agent: r.try_get("agent")?,
-            id: Some(id.clone()),
+            id: Some(id.to_string()),
         });
     }
-    Ok(Json(ReviewResult { status }))
+    Ok(())
 }
 
 /// The review history of an alert (operator, supervisor, admin).

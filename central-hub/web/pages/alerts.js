@@ -308,6 +308,11 @@ function render(root, ctx) {
     entry(a.entry_id).then((e) => {
       if (detailFor !== a.id || !e) return;
       heading.textContent = e.label;
+      // The hub refuses the enroller's confirmation (two-person rule): say so before they try.
+      if (e.created_by === ctx.user.username && reviewButtons.confirm) {
+        reviewButtons.confirm.disabled = true;
+        reviewMsg?.ok(t('alerts.you_enrolled'));
+      }
       const add = (k, v) => entryFacts.append(h('dt', null, k), h('dd', null, v));
       add(t('watchlists.list'), tv('list', e.list));
       add(t('watchlists.case_ref'), e.case_ref);
@@ -368,7 +373,8 @@ function render(root, ctx) {
       ? h('p', { class: 'msg msg-info', 'data-testid': 'awaiting-second' }, t('alerts.awaiting_second'))
       : null;
     if (!OPEN.includes(a.status)) {
-      replace(box, h('p', { class: `msg ${a.status === 'confirmed' ? 'msg-danger' : 'msg-info'}`, 'data-testid': 'review-final' }, tv('alert_final', a.status)));
+      const final = h('p', { class: `msg ${a.status === 'confirmed' ? 'msg-danger' : 'msg-info'}`, 'data-testid': 'review-final' }, tv('alert_final', a.status));
+      replace(box, final, a.status === 'dismissed' && ctx.role === 'supervisor' ? reopenForm(a) : null);
       return;
     }
     if (!REVIEWERS.includes(ctx.role)) {
@@ -400,6 +406,31 @@ function render(root, ctx) {
       h('div', { class: 'btn-row' }, confirmBtn, dismissBtn),
       reviewMsg.el,
     );
+  }
+
+  // A supervisor sends a dismissal back to review, with a reason (one person's dismissal is not final).
+  function reopenForm(a) {
+    const reason = h('textarea', { rows: '2', maxlength: '2000', 'data-testid': 'reopen-reason' });
+    const msg = messageBox('reopen-msg');
+    const btn = h('button', { type: 'button', class: 'btn', 'data-testid': 'reopen' }, t('alerts.reopen'));
+    btn.addEventListener('click', () =>
+      busy(btn, async () => {
+        if (!reason.value.trim()) {
+          msg.error(t('alerts.reopen_required'));
+          reason.focus();
+          return;
+        }
+        try {
+          const r = await post(`/api/alerts/${encodeURIComponent(a.id)}/reopen`, { reason: reason.value });
+          a.status = r.status;
+          ctx.announce(tv('alert_status_changed', r.status));
+          await reload();
+        } catch (e) {
+          msg.error(ctx.errorText(e));
+        }
+      }),
+    );
+    return h('div', { class: 'reopen' }, h('h3', null, t('alerts.reopen_title')), field(t('alerts.reopen_reason'), reason, t('alerts.reopen_hint')), h('div', { class: 'btn-row' }, btn), msg.el);
   }
 
   async function decide(decision) {

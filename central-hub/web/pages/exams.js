@@ -2,7 +2,7 @@
 // result; the desk overrides with a reason); candidate registration; the session report.
 // The live photo goes to the hub once, for the comparison, and is never stored there.
 
-import { get, post, qs } from '../api.js';
+import { api, get, post, qs } from '../api.js';
 import { h, replace, field, select, messageBox, busy, fileBase64, submitting } from '../dom.js';
 import { t, tv, num, dateTime, dateTimeInputMs, msDateTimeInput } from '../i18n.js';
 import { pageHead, section, table, badge, loadInto, photoError } from './common.js';
@@ -106,6 +106,7 @@ function desk(root, ctx, id) {
       panel,
     ),
     ctx.can(ORGANISERS) ? section(t('exams.register'), registerForm()) : null,
+    ctx.can(ORGANISERS) ? section(t('exams.staff'), staffForm()) : null,
   );
   replace(panel, h('p', { class: 'empty' }, t('exams.pick_first')));
 
@@ -323,6 +324,48 @@ function desk(root, ctx, id) {
         ],
       }),
       ctx.errorText,
+    );
+  }
+
+  // Exam staff act only on the sessions they are assigned to; organisers assign them here.
+  function staffForm() {
+    const list = h('ul', { class: 'staff-list', 'data-testid': 'staff-list' });
+    const user = h('input', { type: 'text', 'data-testid': 'staff-username', autocomplete: 'off' });
+    const msg = messageBox('staff-msg');
+    const submit = h('button', { type: 'submit', class: 'btn' }, t('exams.staff_add'));
+    const show = (names) =>
+      replace(
+        list,
+        names.length
+          ? names.map((u) => {
+              const rm = h('button', { type: 'button', class: 'btn btn-small', 'aria-label': t('exams.staff_remove', { u }) }, '×');
+              rm.addEventListener('click', () =>
+                busy(rm, async () => {
+                  try {
+                    show(await api(`/api/exams/sessions/${enc}/staff/${encodeURIComponent(u)}`, { method: 'DELETE' }));
+                  } catch (e) {
+                    msg.error(ctx.errorText(e));
+                  }
+                }),
+              );
+              return h('li', null, u, ' ', rm);
+            })
+          : h('li', { class: 'muted' }, t('exams.staff_none')),
+      );
+    get(`/api/exams/sessions/${enc}/staff`).then(show, (e) => msg.error(ctx.errorText(e)));
+    return h(
+      'form',
+      {
+        class: 'stack',
+        onsubmit: submitting(submit, msg, ctx.errorText, async () => {
+          show(await post(`/api/exams/sessions/${enc}/staff`, { username: user.value.trim() }));
+          user.value = '';
+        }),
+      },
+      list,
+      field(t('exams.staff_username'), user),
+      msg.el,
+      submit,
     );
   }
 

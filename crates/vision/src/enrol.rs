@@ -3,7 +3,7 @@
 //! the desk accepts is one the matcher can use.
 
 use crate::quality::frontalness;
-use crate::{BgrImage, Embedding, Face, FaceDetector, FaceEmbedder};
+use crate::{BgrImage, Embedding, Face, FaceDetector, FaceEmbedder, VisionError};
 
 /// Smallest face (the box's shorter side) a template is made from: below this SFace's input is upscaled
 /// blur, and a template from blur matches strangers.
@@ -19,6 +19,9 @@ pub const MIN_FRONTALNESS: f32 = 0.5;
 pub enum EnrolError {
     #[error("the image cannot be read: {0}")]
     Unreadable(String),
+    /// The image declares more pixels than any photo needs; refused before decoding.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("no face found: use a photo where the face is clearly visible")]
     NoFace,
     #[error("{0} faces of similar size found: use a photo of the one person")]
@@ -85,6 +88,9 @@ pub fn enrol_bytes(
     det: &mut FaceDetector,
     emb: &mut FaceEmbedder,
 ) -> Result<Enrolled, EnrolError> {
-    let img = BgrImage::decode(bytes).map_err(|e| EnrolError::Unreadable(e.to_string()))?;
+    let img = BgrImage::decode(bytes).map_err(|e| match e {
+        VisionError::TooLarge { .. } => EnrolError::TooLarge(e.to_string()),
+        other => EnrolError::Unreadable(other.to_string()),
+    })?;
     enrol_image(&img, det, emb)
 }

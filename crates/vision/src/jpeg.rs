@@ -64,9 +64,6 @@ impl Handle {
     }
 }
 
-/// Largest image we accept, so a hostile header cannot make us allocate gigabytes.
-const MAX_PIXELS: i64 = 100_000_000;
-
 pub fn decode_bgr(bytes: &[u8]) -> Result<BgrImage, VisionError> {
     // SAFETY: plain C calls on a buffer we own; sizes are checked before the output buffer is written.
     unsafe {
@@ -93,11 +90,8 @@ pub fn decode_bgr(bytes: &[u8]) -> Result<BgrImage, VisionError> {
                 handle.error()
             )));
         }
-        if w <= 0 || ht <= 0 || (w as i64) * (ht as i64) > MAX_PIXELS {
-            return Err(VisionError::BadImage(format!(
-                "JPEG of {w}x{ht} pixels refused"
-            )));
-        }
+        // The same cap as every other format, before the output buffer exists.
+        crate::image::check_dimensions(w.max(0) as u64, ht.max(0) as u64)?;
         let pitch = w as usize * 3;
         let mut data = vec![0u8; pitch * ht as usize];
         let rc = tjDecompress2(

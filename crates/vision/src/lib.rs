@@ -27,6 +27,13 @@ pub use crate::yunet::{Face, FaceDetector, FaceDetectorOptions};
 pub enum VisionError {
     #[error("bad image: {0}")]
     BadImage(String),
+    /// The header declares more pixels than [`image::MAX_IMAGE_PIXELS`]; refused before decoding.
+    #[error("image too large: {width}x{height}, at most {max_pixels} pixels")]
+    TooLarge {
+        width: u64,
+        height: u64,
+        max_pixels: u64,
+    },
     #[error("ONNX Runtime: {0}")]
     Runtime(String),
     #[error("model: {0}")]
