@@ -71,6 +71,14 @@ enum AgentCmd {
         #[arg(long)]
         agent: String,
     },
+    /// Turn an agent's broker account off (its `active` flag; the row stays, and `agent add` turns it on
+    /// again with a new password). Regenerate Mosquitto's files with `broker-files` afterwards.
+    Deactivate {
+        #[arg(long)]
+        site: String,
+        #[arg(long)]
+        agent: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -94,7 +102,7 @@ enum UserCmd {
     Add {
         #[arg(long)]
         username: String,
-        /// admin, supervisor, operator, lodging_staff, exam_staff or agent.
+        /// admin, supervisor, operator, lodging_staff or exam_staff (agents: `central-hub agent add`).
         #[arg(long)]
         role: String,
         #[arg(long)]
@@ -168,7 +176,9 @@ async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
                 },
         } => {
             let role = Role::parse(&role).with_context(|| {
-                format!("--role {role}: use admin, supervisor, operator, lodging_staff, exam_staff or agent")
+                format!(
+                    "--role {role}: use admin, supervisor, operator, lodging_staff or exam_staff"
+                )
             })?;
             let password = match (password_file, std::env::var("CHECKPOINT_PASSWORD")) {
                 (Some(f), _) => std::fs::read_to_string(&f)
@@ -217,6 +227,20 @@ async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
             eprintln!(
                 "(shown once; run `central-hub broker-files` again when the broker is Mosquitto)"
             );
+        }
+        Command::Agent {
+            action: AgentCmd::Deactivate { site, agent },
+        } => {
+            let db = Db::open(&cfg.database_url(), 1).await?;
+            let user = central_hub::broker::agent_username(&site, &agent);
+            if !central_hub::auth::set_agent_active(&db, &user, false).await? {
+                bail!("no agent account {user} (see `central-hub agent add`)");
+            }
+            AuditLog::new(db)
+                .append("cli", "agent.deactivate", &user, "")
+                .await?;
+            println!("agent account {user} deactivated");
+            eprintln!("(run `central-hub broker-files` again when the broker is Mosquitto)");
         }
         Command::Person {
             action: PersonCmd::Import { csv, photos },
