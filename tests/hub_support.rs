@@ -19,12 +19,42 @@ pub struct Hub {
 
 impl Hub {
     pub fn start(dir: &Path, mqtt: &str, database_url: &str) -> Hub {
+        Self::start_with_http(dir, mqtt, database_url, "")
+    }
+
+    /// As [`Hub::start`], with `http_extra` (lines of `key = value`) added to the `[http]` section.
+    pub fn start_with_http(dir: &Path, mqtt: &str, database_url: &str, http_extra: &str) -> Hub {
+        let mut hub = Self::spawn(dir, mqtt, database_url, http_extra);
+        // Its own log must say it listens: a port handed to two tests at once would otherwise let this one
+        // talk to the other's hub.
+        assert!(
+            wait_until(Duration::from_secs(60), || hub.listening()
+                && hub.get("/healthz", None).0 == 200),
+            "hub healthy; log:\n{}",
+            hub.log_text()
+        );
+        assert!(
+            matches!(hub.child.try_wait(), Ok(None)),
+            "hub still running; log:\n{}",
+            hub.log_text()
+        );
+        hub
+    }
+
+    /// Whether this hub's log says its HTTP listener is up.
+    pub fn listening(&self) -> bool {
+        self.log_text().contains("HTTP on ")
+    }
+
+    /// Writes the config and starts `central-hub serve` without waiting for it (e.g. when it speaks only
+    /// HTTPS, or is expected to refuse its config).
+    pub fn spawn(dir: &Path, mqtt: &str, database_url: &str, http_extra: &str) -> Hub {
         let http = format!("127.0.0.1:{}", free_port());
         let config = dir.join("hub.toml");
         std::fs::write(
             &config,
             format!(
-                "data_dir = \"{data}\"\nstale_agent_s = 10\n[http]\nlisten = \"{http}\"\n{mqtt}\n\
+                "data_dir = \"{data}\"\nstale_agent_s = 10\n[http]\nlisten = \"{http}\"\n{http_extra}\n{mqtt}\n\
                  [database]\nurl = \"{database_url}\"\n[ingest]\nbatch_ms = 20\n",
                 data = dir.join("data").display(),
             ),
@@ -39,19 +69,12 @@ impl Hub {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start central-hub");
-        let hub = Hub {
+        Hub {
             child,
             http,
             config,
             log,
-        };
-        assert!(
-            wait_until(Duration::from_secs(60), || hub.get("/healthz", None).0
-                == 200),
-            "hub healthy; log:\n{}",
-            hub.log_text()
-        );
-        hub
+        }
     }
 
     pub fn log_text(&self) -> String {

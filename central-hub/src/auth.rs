@@ -1,20 +1,22 @@
 //! Users, roles, passwords and sessions.
 //!
 //! Passwords are hashed with Argon2id (PHC strings, so parameters can be raised later without breaking old
-//! hashes). A session is a random bearer token; only its SHA-256 is stored. Failed logins are rate limited
-//! per username so a guessed name cannot be brute-forced from the browser.
+//! hashes). A session is a random bearer token; only its SHA-256 is stored. Guessing is slowed per account,
+//! per address and per pair ([`crate::login_limit`]); hashes run off the async workers, a bounded number at
+//! once ([`crate::hashing`]). Agent accounts hold broker credentials only: they never get a web session.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::net::IpAddr;
+use std::time::Instant;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::db::{now_ms, Db, DbError};
+use crate::hashing::Hasher;
+use crate::login_limit::{LoginLimiter, LoginLimits, Throttled};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -71,8 +73,16 @@ pub struct User {
 pub enum AuthError {
     #[error("wrong username or password")]
     BadCredentials,
-    #[error("too many failed logins for this user; try again in {0} s")]
-    RateLimited(u64),
+    #[error("too many failed logins; try again in {} s", .0.retry_after.as_secs().max(1))]
+    Throttled(Throttled),
+    #[error("{field} is longer than {max} bytes")]
+    TooLong { field: &'static str, max: usize },
+    #[error("agent accounts hold broker credentials only and cannot sign in to the web API")]
+    AgentAccount,
+    #[error("agent accounts are created with `central-hub agent add`, not as users")]
+    AgentRole,
+    #[error("too many sign-ins in progress; try again shortly")]
+    Busy,
     #[error("username must be 3-64 characters of a-z, 0-9, '.', '-' or '_'")]
     BadUsername,
     #[error("password must be at least {0} characters")]
@@ -91,8 +101,56 @@ impl From<sqlx::Error> for AuthError {
     }
 }
 
+impl AuthError {
+    /// The label of a refused login on metrics and in the audit log.
+    pub fn refusal_reason(&self) -> &'static str {
+        match self {
+            AuthError::BadCredentials => "bad_credentials",
+            AuthError::Throttled(_) => "throttled",
+            AuthError::TooLong { .. } => "too_long",
+            AuthError::AgentAccount => "agent_account",
+            AuthError::Busy => "busy",
+            _ => "error",
+        }
+    }
+}
+
 pub const MIN_PASSWORD: usize = 10;
-const WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Longest username accepted anywhere, bytes (longer ones are refused before any other work).
+pub const MAX_USERNAME: usize = 64;
+/// Longest password accepted, bytes: far beyond any passphrase, short enough that hashing it is cheap.
+pub const MAX_PASSWORD: usize = 1024;
+
+/// Refuses a password too short or too long to set.
+fn check_new_password(password: &str) -> Result<(), AuthError> {
+    if password.len() > MAX_PASSWORD {
+        return Err(AuthError::TooLong {
+            field: "password",
+            max: MAX_PASSWORD,
+        });
+    }
+    if password.chars().count() < MIN_PASSWORD {
+        return Err(AuthError::WeakPassword(MIN_PASSWORD));
+    }
+    Ok(())
+}
+
+/// Refuses login input longer than any account could have, before it is hashed or remembered.
+fn check_login_input(username: &str, password: &str) -> Result<(), AuthError> {
+    if username.len() > MAX_USERNAME {
+        return Err(AuthError::TooLong {
+            field: "username",
+            max: MAX_USERNAME,
+        });
+    }
+    if password.len() > MAX_PASSWORD {
+        return Err(AuthError::TooLong {
+            field: "password",
+            max: MAX_PASSWORD,
+        });
+    }
+    Ok(())
+}
 
 pub fn hash_password(password: &str) -> Result<String, AuthError> {
     let salt = SaltString::encode_b64(uuid::Uuid::new_v4().as_bytes())
@@ -118,7 +176,7 @@ fn token_hash(token: &str) -> String {
 }
 
 fn valid_username(u: &str) -> bool {
-    (3..=64).contains(&u.len())
+    (3..=MAX_USERNAME).contains(&u.len())
         && u.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
 }
@@ -126,17 +184,33 @@ fn valid_username(u: &str) -> bool {
 pub struct Auth {
     db: Db,
     session_ms: i64,
-    max_failures: usize,
-    failures: Mutex<HashMap<String, Vec<Instant>>>,
+    pub limiter: LoginLimiter,
+    pub hasher: Hasher,
 }
 
 impl Auth {
-    pub fn new(db: Db, session_hours: u64, max_failures: u32) -> Self {
+    /// Default limits with `login_attempts` free failures per account and address; hashing on
+    /// [`crate::hashing::default_permits`] threads.
+    pub fn new(db: Db, session_hours: u64, login_attempts: u32) -> Self {
+        let limits = LoginLimits {
+            per_account_address: login_attempts,
+            ..LoginLimits::default()
+        };
+        Self::with_limits(db, session_hours, limits, crate::hashing::default_permits())
+    }
+
+    /// `hash_permits`: password hashes run at once at most (see [`crate::hashing`]).
+    pub fn with_limits(
+        db: Db,
+        session_hours: u64,
+        limits: LoginLimits,
+        hash_permits: usize,
+    ) -> Self {
         Self {
             db,
             session_ms: session_hours as i64 * 3_600_000,
-            max_failures: max_failures as usize,
-            failures: Mutex::new(HashMap::new()),
+            limiter: LoginLimiter::new(limits),
+            hasher: Hasher::new(hash_permits),
         }
     }
 
@@ -150,10 +224,11 @@ impl Auth {
         if !valid_username(username) {
             return Err(AuthError::BadUsername);
         }
-        if password.chars().count() < MIN_PASSWORD {
-            return Err(AuthError::WeakPassword(MIN_PASSWORD));
+        if role == Role::Agent {
+            return Err(AuthError::AgentRole);
         }
-        let hash = hash_password(password)?;
+        check_new_password(password)?;
+        let hash = self.hasher.hash(password).await?;
         let id = uuid::Uuid::now_v7().to_string();
         let r = sqlx::query(
             "INSERT INTO users (id, username, display_name, password_hash, role, active, created_ms) \
@@ -216,12 +291,16 @@ impl Auth {
         password: Option<&str>,
         active: Option<bool>,
     ) -> Result<bool, AuthError> {
-        if let Some(p) = password {
-            if p.chars().count() < MIN_PASSWORD {
-                return Err(AuthError::WeakPassword(MIN_PASSWORD));
-            }
+        if role == Some(Role::Agent) {
+            return Err(AuthError::AgentRole);
         }
-        let hash = password.map(hash_password).transpose()?;
+        let hash = match password {
+            Some(p) => {
+                check_new_password(p)?;
+                Some(self.hasher.hash(p).await?)
+            }
+            None => None,
+        };
         let mut tx = self.db.pool.begin().await?;
         let changed = sqlx::query(
             "UPDATE users SET role = COALESCE($1, role), display_name = COALESCE($2, display_name), \
@@ -269,42 +348,41 @@ impl Auth {
             .try_get("n")?)
     }
 
-    /// Checks the password and opens a session: `(token, user, expires_ms)`.
+    /// Checks the password and opens a session: `(token, user, expires_ms)`. `from` is the client's
+    /// address, for the per-address limits. The attempt is counted before the password is checked, and an
+    /// unknown username costs a hash like a known one, so neither concurrency nor timing tells more.
     pub async fn login(
         &self,
         username: &str,
         password: &str,
+        from: IpAddr,
     ) -> Result<(String, User, i64), AuthError> {
+        check_login_input(username, password)?;
         let key = username.to_ascii_lowercase();
-        {
-            let mut f = self.failures.lock();
-            let list = f.entry(key.clone()).or_default();
-            list.retain(|t| t.elapsed() < WINDOW);
-            if list.len() >= self.max_failures {
-                let wait = WINDOW.saturating_sub(list[0].elapsed()).as_secs().max(1);
-                return Err(AuthError::RateLimited(wait));
-            }
-        }
+        self.limiter
+            .begin(&key, from, Instant::now())
+            .map_err(AuthError::Throttled)?;
         let row = sqlx::query(
             "SELECT id, username, display_name, role, active, password_hash FROM users WHERE username = $1",
         )
         .bind(&key)
         .fetch_optional(&self.db.pool)
         .await?;
-        let user = row.as_ref().and_then(|r| {
-            let phc: String = r.try_get("password_hash").ok()?;
-            let u = row_user(r)?;
-            (u.active && verify_password(password, &phc)).then_some(u)
-        });
-        let Some(user) = user else {
-            self.failures
-                .lock()
-                .entry(key)
-                .or_default()
-                .push(Instant::now());
-            return Err(AuthError::BadCredentials);
+        let phc = row
+            .as_ref()
+            .and_then(|r| r.try_get::<String, _>("password_hash").ok());
+        let verified = self.hasher.verify(password, phc).await?;
+        let user = match row.as_ref().and_then(row_user) {
+            Some(u) if verified && u.role == Role::Agent => return Err(AuthError::AgentAccount),
+            Some(u) if verified && u.active => u,
+            _ => return Err(AuthError::BadCredentials),
         };
-        self.failures.lock().remove(&key);
+        self.limiter.succeeded(&key, from);
+        let (token, expires) = self.open_session(&user.id).await?;
+        Ok((token, user, expires))
+    }
+
+    async fn open_session(&self, user_id: &str) -> Result<(String, i64), AuthError> {
         let token = format!(
             "{}{}",
             uuid::Uuid::new_v4().simple(),
@@ -316,19 +394,21 @@ impl Auth {
             "INSERT INTO sessions (token_hash, user_id, created_ms, expires_ms) VALUES ($1, $2, $3, $4)",
         )
         .bind(token_hash(&token))
-        .bind(&user.id)
+        .bind(user_id)
         .bind(now)
         .bind(expires)
         .execute(&self.db.pool)
         .await?;
-        Ok((token, user, expires))
+        Ok((token, expires))
     }
 
-    /// The user of a live session.
+    /// The user of a live session. An agent account's session (left from before agents were refused at
+    /// login) is worth nothing.
     pub async fn session(&self, token: &str) -> Result<Option<User>, AuthError> {
         let row = sqlx::query(
             "SELECT u.id, u.username, u.display_name, u.role, u.active FROM sessions s \
-             JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_ms > $2",
+             JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_ms > $2 \
+             AND u.role <> 'agent'",
         )
         .bind(token_hash(token))
         .bind(now_ms())
@@ -345,6 +425,13 @@ impl Auth {
         Ok(())
     }
 
+    /// Turns an agent account's broker login on or off. The `users` row stays the one record of the account:
+    /// the broker's login check and `central-hub broker-files` read `active` from it. False for no such
+    /// agent.
+    pub async fn set_agent_active(&self, username: &str, active: bool) -> Result<bool, AuthError> {
+        set_agent_active(&self.db, username, active).await
+    }
+
     pub async fn purge_expired_sessions(&self) -> Result<u64, AuthError> {
         Ok(sqlx::query("DELETE FROM sessions WHERE expires_ms <= $1")
             .bind(now_ms())
@@ -352,6 +439,16 @@ impl Auth {
             .await?
             .rows_affected())
     }
+}
+
+/// See [`Auth::set_agent_active`]; also for the command line, which has no `Auth`.
+pub async fn set_agent_active(db: &Db, username: &str, active: bool) -> Result<bool, AuthError> {
+    let r = sqlx::query("UPDATE users SET active = $1 WHERE username = $2 AND role = 'agent'")
+        .bind(i64::from(active))
+        .bind(username)
+        .execute(&db.pool)
+        .await?;
+    Ok(r.rows_affected() == 1)
 }
 
 fn row_user(r: &sqlx::any::AnyRow) -> Option<User> {
@@ -396,7 +493,10 @@ mod tests {
                 .await,
             Err(AuthError::Taken(_))
         ));
-        let (token, user, _) = auth.login("alice", "correct horse battery").await.unwrap();
+        let (token, user, _) = auth
+            .login("alice", "correct horse battery", here())
+            .await
+            .unwrap();
         assert_eq!(user.role, Role::Operator);
         assert_eq!(
             auth.session(&token).await.unwrap().unwrap().username,
@@ -408,26 +508,176 @@ mod tests {
 
         for _ in 0..3 {
             assert!(matches!(
-                auth.login("alice", "wrong").await,
+                auth.login("alice", "wrong", here()).await,
                 Err(AuthError::BadCredentials)
             ));
         }
-        // Even the right password is refused until the window passes.
+        // Even the right password is refused from that address until its wait has passed...
         assert!(matches!(
-            auth.login("alice", "correct horse battery").await,
-            Err(AuthError::RateLimited(_))
+            auth.login("alice", "correct horse battery", here()).await,
+            Err(AuthError::Throttled(_))
         ));
+        // ...but the guesser has not locked the account: its owner elsewhere signs in.
+        auth.login("alice", "correct horse battery", elsewhere())
+            .await
+            .unwrap();
 
         // A disabled user's sessions end.
         auth.create_user("bob", "Bob", "another good pw", Role::Supervisor)
             .await
             .unwrap();
-        let (t, _, _) = auth.login("bob", "another good pw").await.unwrap();
+        let (t, _, _) = auth.login("bob", "another good pw", here()).await.unwrap();
         auth.set_active("bob", false).await.unwrap();
         assert!(auth.session(&t).await.unwrap().is_none());
         assert!(matches!(
-            auth.login("bob", "another good pw").await,
+            auth.login("bob", "another good pw", here()).await,
             Err(AuthError::BadCredentials)
         ));
+    }
+
+    fn here() -> IpAddr {
+        "192.0.2.1".parse().unwrap()
+    }
+
+    fn elsewhere() -> IpAddr {
+        "198.51.100.2".parse().unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_guesses_get_no_more_checks_than_sequential_ones() {
+        let (db, _d) = testing::sqlite().await;
+        let auth = std::sync::Arc::new(Auth::new(db, 1, 5));
+        auth.create_user("admin", "Admin", "the right password", Role::Admin)
+            .await
+            .unwrap();
+        let before = auth.hasher.verifications.get();
+        let guesses: Vec<_> = (0..60)
+            .map(|i| {
+                let auth = auth.clone();
+                tokio::spawn(async move {
+                    let pw = if i == 59 {
+                        "the right password".to_string()
+                    } else {
+                        format!("wrong guess {i}")
+                    };
+                    auth.login("admin", &pw, here()).await
+                })
+            })
+            .collect();
+        let mut checked = 0;
+        for g in guesses {
+            match g.await.unwrap() {
+                Err(AuthError::Throttled(_)) => {}
+                Err(AuthError::BadCredentials) | Ok(_) => checked += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        // The burst takes far less than the 1 s wait after the fifth failure; a slow machine could let
+        // a few more through as waits pass, never more than a handful.
+        assert!(
+            checked <= 8,
+            "{checked} of 60 concurrent guesses were checked"
+        );
+        assert_eq!(auth.hasher.verifications.get() - before, checked as u64);
+    }
+
+    #[tokio::test]
+    async fn oversized_input_is_refused_before_it_is_hashed_or_remembered() {
+        let (db, _d) = testing::sqlite().await;
+        let auth = Auth::new(db, 1, 5);
+        let huge = "a".repeat(10 << 20);
+        for (user, pw) in [(huge.as_str(), "pw"), ("alice", huge.as_str())] {
+            assert!(matches!(
+                auth.login(user, pw, here()).await,
+                Err(AuthError::TooLong { .. })
+            ));
+        }
+        assert!(auth.limiter.is_empty(), "nothing remembered");
+        assert_eq!(auth.hasher.verifications.get(), 0, "nothing hashed");
+        assert!(matches!(
+            auth.create_user("alice", "A", &huge, Role::Operator).await,
+            Err(AuthError::TooLong { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn unknown_usernames_cost_the_same_hash_as_known_ones() {
+        let (db, _d) = testing::sqlite().await;
+        let auth = Auth::new(db, 1, 5);
+        auth.create_user("known", "K", "the right password", Role::Operator)
+            .await
+            .unwrap();
+        let before = auth.hasher.verifications.get();
+        assert!(matches!(
+            auth.login("known", "wrong password", here()).await,
+            Err(AuthError::BadCredentials)
+        ));
+        assert_eq!(auth.hasher.verifications.get(), before + 1);
+        assert!(matches!(
+            auth.login("nobody", "wrong password", here()).await,
+            Err(AuthError::BadCredentials)
+        ));
+        assert_eq!(
+            auth.hasher.verifications.get(),
+            before + 2,
+            "an unknown name is checked against the dummy hash"
+        );
+    }
+
+    async fn agents_have_no_web_access(db: Db) {
+        let auth = Auth::new(db.clone(), 1, 5);
+        assert!(matches!(
+            auth.create_user("pier.a9", "A", "agent password 1", Role::Agent)
+                .await,
+            Err(AuthError::AgentRole)
+        ));
+        let (user, pw) = crate::broker::add_agent(&db, "pier", "a1").await.unwrap();
+        assert!(matches!(
+            auth.login(&user, &pw, here()).await,
+            Err(AuthError::AgentAccount)
+        ));
+        assert!(matches!(
+            auth.login(&user, "not the password", here()).await,
+            Err(AuthError::BadCredentials)
+        ));
+        // A session row left from before: worthless.
+        let id: String = sqlx::query("SELECT id FROM users WHERE username = $1")
+            .bind(&user)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+            .try_get("id")
+            .unwrap();
+        let (token, _) = auth.open_session(&id).await.unwrap();
+        assert!(auth.session(&token).await.unwrap().is_none());
+        // Deactivation flips `active`, which the broker's login check reads.
+        assert!(auth.set_agent_active(&user, false).await.unwrap());
+        assert!(!auth.user(&user).await.unwrap().unwrap().active);
+        assert!(!auth.set_agent_active("pier.nobody", false).await.unwrap());
+        auth.create_user("op1", "Op", "operator password", Role::Operator)
+            .await
+            .unwrap();
+        assert!(
+            !auth.set_agent_active("op1", false).await.unwrap(),
+            "only agent accounts"
+        );
+        assert!(matches!(
+            auth.update_user("op1", Some(Role::Agent), None, None, None)
+                .await,
+            Err(AuthError::AgentRole)
+        ));
+    }
+
+    #[tokio::test]
+    async fn agents_have_no_web_access_sqlite() {
+        let (db, _d) = testing::sqlite().await;
+        agents_have_no_web_access(db).await;
+    }
+
+    #[tokio::test]
+    async fn agents_have_no_web_access_postgres() {
+        if let Some(db) = testing::postgres().await {
+            agents_have_no_web_access(db).await;
+        }
     }
 }

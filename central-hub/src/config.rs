@@ -64,8 +64,31 @@ pub struct HttpConfig {
     pub listen: String,
     /// Session lifetime, hours.
     pub session_hours: u64,
-    /// Failed logins per username per 15 minutes before further attempts are refused.
+    /// Failed logins on one account from one address before each further attempt from there must wait
+    /// (1 s, then doubling up to `login_max_wait_s`). Default 5.
     pub login_attempts: u32,
+    /// Failed logins from one address (an IPv6 client: its /64) over all accounts before waits begin.
+    /// Default 20.
+    pub login_attempts_per_address: u32,
+    /// Failed logins on one account from all addresses before waits begin for addresses that have not
+    /// signed in to it before. Default 50.
+    pub login_attempts_per_account: u32,
+    /// Longest wait a login limit imposes, seconds (there is no hard lock). Default 900.
+    pub login_max_wait_s: u64,
+    /// Password hashes (Argon2, 19 MiB and tens of milliseconds each) computed at once; 0: half the cores,
+    /// at least 1. Default 0.
+    pub password_hash_threads: usize,
+    /// Refused logins are summed per username and address and written to the audit log this often,
+    /// seconds. Default 60.
+    pub login_audit_interval_s: u64,
+    /// A connection that has not sent a whole request head (or finished its TLS handshake) within this
+    /// many seconds is closed. Default 10.
+    pub header_read_timeout_s: u64,
+    /// PEM certificate chain for HTTPS; with `tls_key`, the listener speaks TLS only. Relative paths are
+    /// taken from the directory of hub.toml.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert`. Keep it readable by the hub's user only.
+    pub tls_key: Option<PathBuf>,
     /// Serve the web UI from this directory instead of the copy built into the binary (to customise it, or
     /// to work on it without rebuilding).
     pub web_dir: Option<PathBuf>,
@@ -77,7 +100,33 @@ impl Default for HttpConfig {
             listen: "127.0.0.1:8080".into(),
             session_hours: 12,
             login_attempts: 5,
+            login_attempts_per_address: 20,
+            login_attempts_per_account: 50,
+            login_max_wait_s: 900,
+            password_hash_threads: 0,
+            login_audit_interval_s: 60,
+            header_read_timeout_s: 10,
+            tls_cert: None,
+            tls_key: None,
             web_dir: None,
+        }
+    }
+}
+
+impl HttpConfig {
+    pub fn login_limits(&self) -> crate::login_limit::LoginLimits {
+        crate::login_limit::LoginLimits {
+            per_account_address: self.login_attempts,
+            per_address: self.login_attempts_per_address,
+            per_account: self.login_attempts_per_account,
+            max_wait: std::time::Duration::from_secs(self.login_max_wait_s),
+        }
+    }
+
+    pub fn password_hash_threads(&self) -> usize {
+        match self.password_hash_threads {
+            0 => crate::hashing::default_permits(),
+            n => n,
         }
     }
 }
@@ -335,6 +384,8 @@ impl HubConfig {
             cfg.faces.models_dir.as_mut(),
             cfg.audit.key_file.as_mut(),
             cfg.audit.checkpoint_file.as_mut(),
+            cfg.http.tls_cert.as_mut(),
+            cfg.http.tls_key.as_mut(),
         ]
         .into_iter()
         .flatten()
@@ -343,7 +394,30 @@ impl HubConfig {
                 *d = base.join(&*d);
             }
         }
+        cfg.validate_files()
+            .map_err(|(key, message)| ConfigError::Invalid {
+                path: path.into(),
+                key,
+                message,
+            })?;
         Ok(cfg)
+    }
+
+    /// Checks the files the configuration names, once relative paths are resolved. (Their contents are
+    /// checked where they are used: the TLS files when the listener starts.)
+    fn validate_files(&self) -> Result<(), (String, String)> {
+        for (key, p) in [
+            ("http.tls_cert", &self.http.tls_cert),
+            ("http.tls_key", &self.http.tls_key),
+        ] {
+            if let Some(p) = p.as_ref().filter(|p| !p.is_file()) {
+                return Err((
+                    key.to_string(),
+                    format!("{} is not a readable file", p.display()),
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub fn parse(text: &str) -> Result<Self, (String, String)> {
@@ -372,8 +446,40 @@ impl HubConfig {
         if self.http.session_hours == 0 || self.http.session_hours > 24 * 30 {
             return err("http.session_hours", "must be between 1 and 720");
         }
-        if self.http.login_attempts == 0 {
-            return err("http.login_attempts", "must be at least 1");
+        for (key, n) in [
+            ("http.login_attempts", self.http.login_attempts),
+            (
+                "http.login_attempts_per_address",
+                self.http.login_attempts_per_address,
+            ),
+            (
+                "http.login_attempts_per_account",
+                self.http.login_attempts_per_account,
+            ),
+        ] {
+            if !(1..=10_000).contains(&n) {
+                return err(key, "must be between 1 and 10000");
+            }
+        }
+        if !(1..=86_400).contains(&self.http.login_max_wait_s) {
+            return err("http.login_max_wait_s", "must be between 1 and 86400");
+        }
+        if self.http.password_hash_threads > 256 {
+            return err(
+                "http.password_hash_threads",
+                "must be at most 256 (0: half the cores)",
+            );
+        }
+        if !(1..=3600).contains(&self.http.login_audit_interval_s) {
+            return err("http.login_audit_interval_s", "must be between 1 and 3600");
+        }
+        if !(1..=300).contains(&self.http.header_read_timeout_s) {
+            return err("http.header_read_timeout_s", "must be between 1 and 300");
+        }
+        match (&self.http.tls_cert, &self.http.tls_key) {
+            (Some(_), None) => return err("http.tls_key", "is needed with http.tls_cert"),
+            (None, Some(_)) => return err("http.tls_cert", "is needed with http.tls_key"),
+            _ => {}
         }
         if let Some(d) = &self.http.web_dir {
             if !d.join("index.html").is_file() {
@@ -566,9 +672,38 @@ mod tests {
                 "[retention]\nsnapshot_hours = \"soon\"\n",
                 "retention.snapshot_hours",
             ),
+            ("[http]\nlogin_attempts = 0\n", "http.login_attempts"),
+            (
+                "[http]\nlogin_attempts_per_address = 0\n",
+                "http.login_attempts_per_address",
+            ),
+            ("[http]\nlogin_max_wait_s = 0\n", "http.login_max_wait_s"),
+            (
+                "[http]\nheader_read_timeout_s = 0\n",
+                "http.header_read_timeout_s",
+            ),
+            ("[http]\ntls_cert = \"/nonexistent.pem\"\n", "http.tls_key"),
+            ("[http]\ntls_key = \"/nonexistent.pem\"\n", "http.tls_cert"),
         ] {
             let (k, msg) = HubConfig::parse(text).unwrap_err();
             assert!(k.starts_with(key), "{text}: got key {k} ({msg})");
+        }
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("hub.toml");
+        std::fs::write(
+            &file,
+            "[http]\ntls_cert = \"hub.crt\"\ntls_key = \"hub.key\"\n",
+        )
+        .unwrap();
+        match HubConfig::load(Some(&file)) {
+            Err(ConfigError::Invalid { key, message, .. }) => {
+                assert_eq!(key, "http.tls_cert");
+                assert!(
+                    message.contains(&d.path().join("hub.crt").display().to_string()),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
         }
         let pg = HubConfig::parse(
             "[database]\nurl = \"postgres://postgres@127.0.0.1:5432/test\"\n[mqtt]\nembedded = false\n",

@@ -13,7 +13,7 @@ pub enum DbError {
     Connect { url: String, source: sqlx::Error },
     #[error("schema migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("cannot create the data directory {path}: {source}")]
+    #[error("cannot create the data directory or database file {path}: {source}")]
     DataDir {
         path: String,
         source: std::io::Error,
@@ -62,13 +62,23 @@ impl Db {
                 .trim_start_matches("sqlite://")
                 .trim_start_matches("sqlite:");
             let path = path.split('?').next().unwrap_or(path);
-            if let Some(dir) = std::path::Path::new(path)
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-            {
-                std::fs::create_dir_all(dir).map_err(|source| DbError::DataDir {
-                    path: dir.display().to_string(),
-                    source,
+            let file = std::path::Path::new(path);
+            if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                crate::private_files::create_private_dir_all(dir).map_err(|source| {
+                    DbError::DataDir {
+                        path: dir.display().to_string(),
+                        source,
+                    }
+                })?;
+            }
+            // Made here, private, before SQLite makes it world-readable (its -wal and -shm files copy the
+            // database file's mode). In-memory databases have no file.
+            if !path.is_empty() && !path.starts_with(':') && !url.contains("mode=memory") {
+                crate::private_files::create_private_file(file).map_err(|source| {
+                    DbError::DataDir {
+                        path: file.display().to_string(),
+                        source,
+                    }
                 })?;
             }
         }

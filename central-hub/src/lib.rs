@@ -2,7 +2,8 @@
 //! PostgreSQL at scale), and serves operators through an HTTP API with roles and an audit log.
 //!
 //! Modules follow the domain: `ingest` (broker to database, exactly once in effect), `auth` (users, roles,
-//! sessions), `audit` (hash-chained log), `api` (HTTP), `web` (the operators' UI, built in), `serve` (wiring,
+//! sessions; `login_limit`, `hashing` and `login_audit` guard sign-in), `audit` (hash-chained log), `api`
+//! (HTTP), `http_server` and `tls` (the listener), `web` (the operators' UI, built in), `serve` (wiring,
 //! periodic jobs), `broker` (agent accounts, the hub's own Mosquitto), `keys` (the watchlist-signing key).
 
 pub mod api;
@@ -13,14 +14,20 @@ pub mod config;
 pub mod db;
 pub mod exams;
 pub mod faces;
+pub mod hashing;
+pub mod http_server;
 pub mod ingest;
 pub mod keys;
 pub mod lodging;
+pub mod login_audit;
+pub mod login_limit;
 pub mod metrics;
 pub mod policies;
+pub mod private_files;
 pub mod records;
 pub mod review;
 pub mod serve;
 pub mod text;
+pub mod tls;
 pub mod watchlists;
 pub mod web;

@@ -108,6 +108,14 @@ enum AgentCmd {
         #[arg(long)]
         agent: String,
     },
+    /// Turn an agent's broker account off (its `active` flag; the row stays, and `agent add` turns it on
+    /// again with a new password). Regenerate Mosquitto's files with `broker-files` afterwards.
+    Deactivate {
+        #[arg(long)]
+        site: String,
+        #[arg(long)]
+        agent: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -131,7 +139,7 @@ enum UserCmd {
     Add {
         #[arg(long)]
         username: String,
-        /// admin, supervisor, operator, lodging_staff, exam_staff or agent.
+        /// admin, supervisor, operator, lodging_staff or exam_staff (agents: `central-hub agent add`).
         #[arg(long)]
         role: String,
         #[arg(long)]
@@ -210,7 +218,9 @@ async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
                 },
         } => {
             let role = Role::parse(&role).with_context(|| {
-                format!("--role {role}: use admin, supervisor, operator, lodging_staff, exam_staff or agent")
+                format!(
+                    "--role {role}: use admin, supervisor, operator, lodging_staff or exam_staff"
+                )
             })?;
             let password = match (password_file, std::env::var("CHECKPOINT_PASSWORD")) {
                 (Some(f), _) => std::fs::read_to_string(&f)
@@ -267,6 +277,24 @@ async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
                  The hub's own broker takes the new login within seconds; for an external Mosquitto run \
                  `central-hub broker-files` again and reload it.",
                 key.public_key()
+            );
+        }
+        Command::Agent {
+            action: AgentCmd::Deactivate { site, agent },
+        } => {
+            let db = Db::open(&cfg.database_url(), 1).await?;
+            let user = central_hub::broker::agent_username(&site, &agent);
+            if !central_hub::auth::set_agent_active(&db, &user, false).await? {
+                bail!("no agent account {user} (see `central-hub agent add`)");
+            }
+            AuditLog::open(db, &cfg.audit_files())
+                .await?
+                .append("cli", "agent.deactivate", &user, "")
+                .await?;
+            println!("agent account {user} deactivated");
+            eprintln!(
+                "The hub's own broker drops its login within seconds; for an external Mosquitto run \
+                 `central-hub broker-files` again and reload it."
             );
         }
         Command::Person {

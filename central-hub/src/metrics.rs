@@ -19,6 +19,12 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// Which login limit refused an attempt: `account_address`, `address` or `account`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScopeLabel {
+    pub scope: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabel {
     pub status: String,
@@ -33,7 +39,10 @@ pub struct Metrics {
     pub mqtt_connected: Gauge,
     pub agents: Family<ReasonLabel, Gauge>,
     pub http_requests: Family<RouteLabel, Counter>,
-    pub logins_refused: Counter,
+    /// By reason: bad_credentials, throttled, too_long, agent_account, busy.
+    pub logins_refused: Family<ReasonLabel, Counter>,
+    pub logins_throttled: Family<ScopeLabel, Counter>,
+    pub password_hashes_in_flight: Gauge,
     pub live_clients: Gauge,
     pub broker_logins_refused: Counter,
     pub broker_up: Gauge,
@@ -54,7 +63,9 @@ impl Metrics {
             mqtt_connected: Gauge::default(),
             agents: Family::default(),
             http_requests: Family::default(),
-            logins_refused: Counter::default(),
+            logins_refused: Family::default(),
+            logins_throttled: Family::default(),
+            password_hashes_in_flight: Gauge::default(),
             live_clients: Gauge::default(),
             broker_logins_refused: Counter::default(),
             broker_up: Gauge::default(),
@@ -117,7 +128,7 @@ impl Metrics {
         );
         registry.register(
             "logins_refused",
-            "Logins refused (bad credentials or rate limit)",
+            "Logins refused, by reason (bad_credentials, throttled, too_long, agent_account, busy)",
             m.logins_refused.clone(),
         );
         registry.register(
@@ -135,6 +146,16 @@ impl Metrics {
             "Last audit entry sealed by a checkpoint",
             m.audit_checkpoint_seq.clone(),
         );
+        registry.register(
+            "logins_throttled",
+            "Logins refused by a login limit before their password was checked, by the limit's scope",
+            m.logins_throttled.clone(),
+        );
+        registry.register(
+            "password_hashes_in_flight",
+            "Argon2 password hashes running now (bounded by [http] password_hash_threads)",
+            m.password_hashes_in_flight.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -149,6 +170,14 @@ impl Metrics {
 
     pub fn rejected(&self, reason: &str) {
         self.rejected
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn login_refused(&self, reason: &str) {
+        self.logins_refused
             .get_or_create(&ReasonLabel {
                 reason: reason.into(),
             })

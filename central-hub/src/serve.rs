@@ -154,8 +154,8 @@ async fn refresh_agent_gauges(db: &Db, metrics: &Metrics) -> Result<()> {
 
 /// Runs everything until a shutdown signal.
 pub async fn serve(cfg: HubConfig) -> Result<()> {
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("creating the data directory {}", cfg.data_dir.display()))?;
+    secure_data_dir(&cfg.data_dir)?;
+    let tls = load_tls(&cfg.http)?;
     let mut cfg = cfg;
     let metrics = Arc::new(Metrics::new());
     let url = cfg.database_url();
@@ -182,16 +182,20 @@ pub async fn serve(cfg: HubConfig) -> Result<()> {
     let signer =
         Arc::new(crate::keys::load_or_create(&cfg.data_dir).context("the watchlist signing key")?);
     tracing::info!(key_id = signer.key_id(), public_key = %signer.public_key(), "watchlist syncs are signed with this key");
-    let auth = Arc::new(Auth::new(
+    let mut auth = Auth::with_limits(
         db.clone(),
         cfg.http.session_hours,
-        cfg.http.login_attempts,
-    ));
+        cfg.http.login_limits(),
+        cfg.http.password_hash_threads(),
+    );
+    auth.hasher.in_flight = metrics.password_hashes_in_flight.clone();
+    let auth = Arc::new(auth);
     let audit = Arc::new(
         AuditLog::open(db.clone(), &cfg.audit_files())
             .await
             .context("opening the audit log")?,
     );
+    let refused_logins = Arc::new(crate::login_audit::RefusedLogins::default());
     if auth.user_count().await? == 0 {
         tracing::warn!(
             "no users yet: create the first admin with `central-hub user add --role admin --username NAME`"
@@ -288,21 +292,33 @@ pub async fn serve(cfg: HubConfig) -> Result<()> {
         metrics,
         ingest: ingest_state,
         cfg: Arc::new(cfg.clone()),
+        refused_logins: refused_logins.clone(),
     };
+    let login_audit = refused_logins.spawn_flusher(
+        state.audit.clone(),
+        Duration::from_secs(cfg.http.login_audit_interval_s),
+        stop_rx.clone(),
+    );
     let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
         .await
         .with_context(|| format!("HTTP cannot listen on {}", cfg.http.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "HTTP on http://{addr}/ (health /healthz, metrics /metrics, API /api/openapi.json)");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, "HTTP on {scheme}://{addr}/ (health /healthz, metrics /metrics, API /api/openapi.json)");
     let mut stop = stop_rx.clone();
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(async move {
-            shutdown_signal(&mut stop).await;
-        })
-        .await?;
+    let opts = crate::http_server::HttpOptions {
+        header_read_timeout: Duration::from_secs(cfg.http.header_read_timeout_s),
+        tls,
+        drain: Duration::from_secs(10),
+    };
+    crate::http_server::serve(listener, api::router(state), opts, async move {
+        shutdown_signal(&mut stop).await;
+    })
+    .await?;
     let _ = stop_tx.send(true);
     let _ = jobs.await;
     let _ = checkpoints.await;
+    let _ = login_audit.await;
     match tokio::time::timeout(Duration::from_secs(10), ingest_task).await {
         Ok(Ok(Err(e))) => tracing::error!(error = %e, "ingest stopped with an error"),
         Err(_) => tracing::warn!("ingest did not stop within 10 s"),
@@ -314,6 +330,34 @@ pub async fn serve(cfg: HubConfig) -> Result<()> {
     db.pool.close().await;
     tracing::info!("hub stopped");
     Ok(())
+}
+
+/// Creates the data directory if needed and makes it and everything in it private (0700 / 0600).
+fn secure_data_dir(dir: &std::path::Path) -> Result<()> {
+    let changed = crate::private_files::secure_tree(dir).with_context(|| {
+        format!(
+            "making the data directory {} private (0700, files 0600)",
+            dir.display()
+        )
+    })?;
+    if changed > 0 {
+        tracing::warn!(
+            dir = %dir.display(),
+            changed,
+            "the data directory had files or folders others could read; now only the hub's user can"
+        );
+    }
+    Ok(())
+}
+
+/// The TLS configuration from `[http] tls_cert` and `tls_key`, or None for plain HTTP.
+fn load_tls(
+    http: &crate::config::HttpConfig,
+) -> Result<Option<Arc<tokio_rustls::rustls::ServerConfig>>> {
+    match (&http.tls_cert, &http.tls_key) {
+        (Some(cert), Some(key)) => Ok(Some(crate::tls::server_config(cert, key)?)),
+        _ => Ok(None),
+    }
 }
 
 async fn shutdown_signal(stop: &mut tokio::sync::watch::Receiver<bool>) {

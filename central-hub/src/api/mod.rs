@@ -41,6 +41,8 @@ pub struct AppState {
     pub watchlist_push: Arc<tokio::sync::Notify>,
     /// Face models; None when they could not be loaded (face features then answer 503).
     pub faces: Option<Arc<crate::faces::FaceEngine>>,
+    /// Refused logins waiting to be summed into the audit log.
+    pub refused_logins: Arc<crate::login_audit::RefusedLogins>,
 }
 
 impl AppState {
@@ -62,12 +64,15 @@ pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
     pub code: Option<&'static str>,
+    /// Seconds, sent as `Retry-After` (429 and 503).
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: String,
-    /// Stable code for refusals a client handles specially (`image_too_large`, `enroller_cannot_confirm`,
+    /// Stable code for refusals a client handles specially (e.g. `login_throttled`, `bad_credentials`,
+    /// `input_too_long`, `agent_account`, `role_agent_not_allowed`, `image_too_large`, `enroller_cannot_confirm`,
     /// `note_required`, `alert_not_dismissed`, `exam_not_assigned`); absent otherwise. Messages may change,
     /// codes do not.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -80,6 +85,7 @@ impl ApiError {
             status,
             message: message.into(),
             code: None,
+            retry_after: None,
         }
     }
     pub fn with_code(mut self, code: &'static str) -> Self {
@@ -103,14 +109,19 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut resp = (
             self.status,
             Json(ErrorBody {
                 error: self.message,
                 code: self.code.map(str::to_string),
             }),
         )
-            .into_response()
+            .into_response();
+        if let Some(s) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(s));
+        }
+        resp
     }
 }
 
@@ -132,16 +143,30 @@ impl From<sqlx::Error> for ApiError {
 
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
+        let msg = e.to_string();
         match e {
-            AuthError::BadCredentials => ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()),
-            AuthError::RateLimited(_) => {
-                ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
+            AuthError::BadCredentials => {
+                ApiError::new(StatusCode::UNAUTHORIZED, msg).with_code("bad_credentials")
             }
-            AuthError::BadUsername | AuthError::WeakPassword(_) => {
-                ApiError::bad_request(e.to_string())
+            AuthError::Throttled(t) => ApiError {
+                retry_after: Some(t.retry_after.as_secs_f64().ceil().max(1.0) as u64),
+                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, msg).with_code("login_throttled")
+            },
+            AuthError::TooLong { .. } => ApiError::bad_request(msg).with_code("input_too_long"),
+            AuthError::AgentAccount => {
+                ApiError::new(StatusCode::FORBIDDEN, msg).with_code("agent_account")
             }
-            AuthError::Taken(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
-            AuthError::Hash(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            AuthError::AgentRole => ApiError::bad_request(msg).with_code("role_agent_not_allowed"),
+            AuthError::Busy => ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg).with_code("login_busy")
+            },
+            AuthError::BadUsername => ApiError::bad_request(msg).with_code("bad_username"),
+            AuthError::WeakPassword(_) => ApiError::bad_request(msg).with_code("weak_password"),
+            AuthError::Taken(_) => {
+                ApiError::new(StatusCode::CONFLICT, msg).with_code("username_taken")
+            }
+            AuthError::Hash(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, msg),
             AuthError::Db(d) => d.into(),
         }
     }
@@ -312,7 +337,12 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(metrics_text))
         .route("/api/openapi.json", get(openapi_json))
-        .route("/api/auth/login", post(users::login))
+        .route(
+            "/api/auth/login",
+            post(users::login).layer(axum::extract::DefaultBodyLimit::max(
+                users::LOGIN_BODY_LIMIT,
+            )),
+        )
         .route("/api/auth/logout", post(users::logout))
         .route("/api/me", get(users::me))
         .route("/api/settings", get(users::settings))

@@ -1,12 +1,18 @@
 //! Sign-in, sessions and user administration.
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiResult, AppState, Session};
-use crate::auth::{Role, User};
+use crate::auth::{AuthError, Role, User};
+use crate::http_server::ClientAddr;
+
+/// Largest login request body, bytes: room for the longest username and password, JSON-escaped. Bodies
+/// beyond it are cut off as they arrive (413), never buffered.
+pub const LOGIN_BODY_LIMIT: usize = 8 * 1024;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct LoginRequest {
@@ -22,15 +28,22 @@ pub struct LoginResponse {
     pub expires_ms: i64,
 }
 
-/// Signs in. Failed attempts are rate limited per username.
+/// Signs in. Failed attempts are limited per account, per address and per account and address, with
+/// waits that double (429 with `Retry-After`, code `login_throttled`); usernames over 64 bytes and passwords
+/// over 1024 are refused unread (400, `input_too_long`), bodies over 8 KiB too (413, `body_too_large`).
+/// Agent accounts cannot sign in (403, `agent_account`). Refusals are summed into the audit log.
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = LoginResponse), (status = 401, body = super::ErrorBody),
-              (status = 429, body = super::ErrorBody)))]
+    responses((status = 200, body = LoginResponse), (status = 400, body = super::ErrorBody),
+              (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody),
+              (status = 413, body = super::ErrorBody), (status = 429, body = super::ErrorBody),
+              (status = 503, body = super::ErrorBody)))]
 pub async fn login(
     State(s): State<AppState>,
-    Json(req): Json<LoginRequest>,
+    ClientAddr(from): ClientAddr,
+    body: Result<Json<LoginRequest>, JsonRejection>,
 ) -> ApiResult<Json<LoginResponse>> {
-    match s.auth.login(&req.username, &req.password).await {
+    let Json(req) = body.map_err(login_body_error)?;
+    match s.auth.login(&req.username, &req.password, from).await {
         Ok((token, user, expires_ms)) => {
             s.audit
                 .append(&user.username, "auth.login", &user.username, "")
@@ -41,22 +54,39 @@ pub async fn login(
                 expires_ms,
             }))
         }
-        Err(e) => {
-            s.metrics.logins_refused.inc();
-            s.audit
-                .append(
-                    &format!(
-                        "anonymous:{}",
-                        req.username.chars().take(64).collect::<String>()
-                    ),
-                    "auth.login_refused",
-                    "",
-                    &e.to_string(),
-                )
-                .await?;
-            Err(e.into())
-        }
+        Err(e) => Err(refuse_login(&s, &req.username, from, e)),
     }
+}
+
+fn login_body_error(r: JsonRejection) -> ApiError {
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a login request is at most {LOGIN_BODY_LIMIT} bytes"),
+        )
+        .with_code("body_too_large")
+    } else {
+        ApiError::new(r.status(), r.body_text()).with_code("bad_request_body")
+    }
+}
+
+/// Counts a refused login on the metrics and in the pending audit summary.
+fn refuse_login(s: &AppState, username: &str, from: std::net::IpAddr, e: AuthError) -> ApiError {
+    let reason = e.refusal_reason();
+    if let AuthError::Throttled(t) = &e {
+        s.metrics
+            .logins_throttled
+            .get_or_create(&crate::metrics::ScopeLabel {
+                scope: t.scope.as_str().into(),
+            })
+            .inc();
+    }
+    if reason != "error" {
+        s.metrics.login_refused(reason);
+        s.refused_logins.record(username, from, reason);
+        tracing::info!(%from, reason, "login refused");
+    }
+    e.into()
 }
 
 /// Ends the current session.
@@ -90,7 +120,8 @@ pub struct NewUser {
     pub role: Role,
 }
 
-/// Creates a user (admin). Audited.
+/// Creates a user (admin). Role `agent` is refused (400, `role_agent_not_allowed`): agent accounts are
+/// made with `central-hub agent add`. Audited.
 #[utoipa::path(post, path = "/api/users", tag = "users", security(("bearer" = [])), request_body = NewUser,
     responses((status = 201, body = User), (status = 400, body = super::ErrorBody),
               (status = 403, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
@@ -100,6 +131,9 @@ pub async fn create_user(
     Json(req): Json<NewUser>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
     session.require(&[Role::Admin])?;
+    if req.role == Role::Agent {
+        return Err(AuthError::AgentRole.into());
+    }
     if req.display_name.trim().is_empty() {
         return Err(ApiError::bad_request("display_name must not be empty"));
     }
@@ -132,8 +166,10 @@ pub struct UserChange {
     pub password: Option<String>,
 }
 
-/// Changes a user's role, active flag, display name or password (admin). Agent accounts are managed with
-/// `central-hub agent add`. An admin cannot deactivate or demote their own account. Audited.
+/// Changes a user's role, active flag, display name or password (admin). Of an agent account only `active`
+/// can change (deactivation turns its broker login off; other fields: 400, `agent_account_fields`); agents
+/// are created, and given a new password, with `central-hub agent add`. An admin cannot deactivate or
+/// demote their own account. Audited.
 #[utoipa::path(patch, path = "/api/users/{username}", tag = "users", security(("bearer" = [])),
     params(("username" = String, Path)), request_body = UserChange,
     responses((status = 200, body = User), (status = 400, body = super::ErrorBody),
@@ -153,9 +189,15 @@ pub async fn update_user(
         ));
     }
     if req.role == Some(Role::Agent) {
-        return Err(ApiError::bad_request(
-            "agent accounts are created with `central-hub agent add`",
-        ));
+        return Err(AuthError::AgentRole.into());
+    }
+    let target = s
+        .auth
+        .user(&username)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no user {username}")))?;
+    if target.role == Role::Agent {
+        return update_agent(&s, &session, target, &req).await.map(Json);
     }
     let display = req.display_name.as_deref().map(str::trim);
     if display.is_some_and(str::is_empty) {
@@ -201,6 +243,40 @@ pub async fn update_user(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no user {username}")))?;
     Ok(Json(user))
+}
+
+/// An agent account: only its `active` flag is the web's to change.
+async fn update_agent(
+    s: &AppState,
+    session: &Session,
+    agent: User,
+    req: &UserChange,
+) -> ApiResult<User> {
+    let Some(active) = req.active else {
+        return Err(agent_fields_error());
+    };
+    if req.role.is_some() || req.display_name.is_some() || req.password.is_some() {
+        return Err(agent_fields_error());
+    }
+    if !s.auth.set_agent_active(&agent.username, active).await? {
+        return Err(ApiError::not_found(format!("no agent {}", agent.username)));
+    }
+    let action = if active {
+        "agent.activate"
+    } else {
+        "agent.deactivate"
+    };
+    s.audit
+        .append(&session.user.username, action, &agent.username, "")
+        .await?;
+    Ok(User { active, ..agent })
+}
+
+fn agent_fields_error() -> ApiError {
+    ApiError::bad_request(
+        "of an agent account only `active` can change here; `central-hub agent add` gives it a new password",
+    )
+    .with_code("agent_account_fields")
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
