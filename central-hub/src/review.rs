@@ -95,6 +95,20 @@ pub struct Review {
     pub at_ms: i64,
 }
 
+/// The alert's row as review and reopening need it, inside their transaction.
+async fn alert_row(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    alert_id: &str,
+) -> Result<sqlx::any::AnyRow, ReviewError> {
+    sqlx::query(
+        "SELECT status, source, entry_id, site, agent, camera, track_id FROM alerts WHERE id = $1",
+    )
+    .bind(alert_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| ReviewError::NotFound(alert_id.into()))
+}
+
 /// Applies one reviewer's decision; returns the alert's new status.
 pub async fn review(
     db: &Db,
@@ -108,13 +122,7 @@ pub async fn review(
         return Err(ReviewError::NoNote);
     }
     let mut tx = db.pool.begin().await?;
-    let row = sqlx::query(
-        "SELECT status, source, entry_id, site, agent, camera, track_id FROM alerts WHERE id = $1",
-    )
-    .bind(alert_id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| ReviewError::NotFound(alert_id.into()))?;
+    let row = alert_row(&mut tx, alert_id).await?;
     let status: String = row.try_get("status")?;
     let prior = sqlx::query(
         "SELECT seq, reviewer, decision FROM alert_reviews WHERE alert_id = $1 ORDER BY seq",
@@ -219,13 +227,7 @@ pub async fn reopen(
         return Err(ReviewError::NoNote);
     }
     let mut tx = db.pool.begin().await?;
-    let row = sqlx::query(
-        "SELECT status, source, entry_id, site, agent, camera, track_id FROM alerts WHERE id = $1",
-    )
-    .bind(alert_id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| ReviewError::NotFound(alert_id.into()))?;
+    let row = alert_row(&mut tx, alert_id).await?;
     let status: String = row.try_get("status")?;
     if status != "dismissed" {
         return Err(ReviewError::NotDismissed(status));
