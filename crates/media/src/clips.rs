@@ -47,9 +47,7 @@ pub fn run_to_eos(description: &str, timeout: Duration) -> Result<(), MediaError
 /// The shared library that provides `element`, if it is registered.
 pub fn plugin_file(element: &str) -> Option<PathBuf> {
     crate::init().ok()?;
-    gst::ElementFactory::find(element)?
-        .plugin()?
-        .filename()
+    gst::ElementFactory::find(element)?.plugin()?.filename()
 }
 
 /// Writes the display rotation of every video track of an MP4/MOV file into its track header
