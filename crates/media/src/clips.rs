@@ -133,7 +133,8 @@ const X264: &str = "x264enc speed-preset=ultrafast key-int-max=25 threads=1 ! h2
 const AUDIO: &str = "audiotestsrc num-buffers=90 wave=ticks ! audioconvert ! audioresample";
 
 /// The recordings the agent must open: containers (MP4 with `moov` first and last, fragmented
-/// MP4, MKV, MOV, AVI, MPEG-TS, raw H.264), codecs (H.264, H.265, MPEG-4 Part 2, MJPEG), audio
+/// MP4, MKV, WebM, MOV, AVI, MPEG-TS, raw H.264), codecs (H.264, H.265, MPEG-4 Part 2, MJPEG,
+/// VP8), audio
 /// tracks (AAC, Opus, PCM; before or after the video track), several video tracks, odd sizes,
 /// rotation metadata, variable frame rate and a resolution change part-way.
 pub fn corpus() -> Vec<Clip> {
@@ -239,6 +240,15 @@ pub fn corpus() -> Vec<Clip> {
                  {AUDIO} ! avenc_aac ! m."
             )],
             vec!["avenc_mpeg4", "avenc_aac", "avimux"],
+        ),
+        clip(
+            "webm-vp8-opus",
+            "browser.webm",
+            vec![format!(
+                "{v} ! vp8enc deadline=1 cpu-used=8 ! webmmux name=m ! filesink location={{out}} \
+                 {AUDIO} ! opusenc ! m."
+            )],
+            vec!["vp8enc", "opusenc", "webmmux"],
         ),
         clip(
             "ts-h264-aac",
