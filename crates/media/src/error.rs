@@ -30,11 +30,12 @@ pub enum MediaError {
 
     /// A file needs a demuxer or decoder that is not installed: names the format, the element
     /// and the Debian package, so the operator knows what to install without reading logs.
-    #[error("cannot {what}: GStreamer element `{element}` is not installed: install the Debian package {package}")]
+    #[error("cannot {what}: {}", install_hint(element, package))]
     MissingCodec {
         /// What could not be done, e.g. `decode MPEG-4 Part 2 video (video/x-divx) in /x.avi`.
         what: String,
-        /// Element factory name that would do it, e.g. `avdec_mpeg4`.
+        /// Element factory name that would do it, e.g. `avdec_mpeg4`; empty for a format the
+        /// crate does not know an element for.
         element: String,
         /// Debian package that ships it.
         package: &'static str,
@@ -76,6 +77,16 @@ pub enum MediaError {
     /// A thread could not be spawned.
     #[error("cannot spawn thread: {0}")]
     Thread(String),
+}
+
+fn install_hint(element: &str, package: &str) -> String {
+    if element.is_empty() {
+        format!("no installed GStreamer element handles it: install the Debian packages {package}")
+    } else {
+        format!(
+            "GStreamer element `{element}` is not installed: install the Debian package {package}"
+        )
+    }
 }
 
 /// Debian package that ships a GStreamer element, for "install X" hints (Debian 12 packaging).
@@ -173,8 +184,9 @@ pub fn format_info(caps: &gstreamer::CapsRef) -> Option<FormatInfo> {
     })
 }
 
-/// The error for a format no installed element can handle, naming the element to install.
-pub fn missing_codec(caps: &gstreamer::CapsRef, path: &std::path::Path) -> MediaError {
+/// The error for a format no installed element can handle in `place` (a file path, a camera),
+/// naming the element to install.
+pub fn missing_codec(caps: &gstreamer::CapsRef, place: &str) -> MediaError {
     let name = caps
         .structure(0)
         .map(|s| s.name().to_string())
@@ -182,17 +194,16 @@ pub fn missing_codec(caps: &gstreamer::CapsRef, path: &std::path::Path) -> Media
     match format_info(caps) {
         Some(f) => MediaError::MissingCodec {
             what: format!(
-                "{} {} ({name}) in {}",
+                "{} {} ({name}) in {place}",
                 if f.container { "demux" } else { "decode" },
                 f.label,
-                path.display()
             ),
             element: f.element.into(),
             package: debian_package(f.element),
         },
         None => MediaError::MissingCodec {
-            what: format!("handle {name} in {}", path.display()),
-            element: format!("a decoder for {name}"),
+            what: format!("decode {name} in {place}"),
+            element: String::new(),
             package: debian_package(""),
         },
     }
@@ -293,7 +304,7 @@ mod tests {
 
     #[test]
     fn missing_codec_message_names_format_element_and_package() {
-        let path = std::path::Path::new("/rec/door.avi");
+        let path = "/rec/door.avi";
         let text = missing_codec(&caps("video/x-divx, divxversion=(int)5"), path).to_string();
         assert_eq!(
             text,
@@ -308,7 +319,8 @@ mod tests {
         );
         let text = missing_codec(&caps("video/x-fancy"), path).to_string();
         assert!(
-            text.contains("video/x-fancy") && text.contains("gstreamer1.0-libav"),
+            text.starts_with("cannot decode video/x-fancy in /rec/door.avi: no installed")
+                && text.contains("gstreamer1.0-libav"),
             "{text}"
         );
     }

@@ -59,7 +59,7 @@ impl VideoCodec {
         }
     }
 
-    fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Self::H264 => "H.264",
             Self::H265 => "H.265",
@@ -529,9 +529,9 @@ pub fn probe_file(path: &Path) -> Result<FileProbe, MediaError> {
         .collect();
     let chosen = first_video(&st.kinds()).and_then(|i| Some((i, st.streams[i].clone()?)));
     match chosen {
-        Some((_, caps)) if stream_kind(&caps) == StreamKind::Container => {
-            Err(crate::error::missing_codec(&caps, path))
-        }
+        Some((_, caps)) if stream_kind(&caps) == StreamKind::Container => Err(
+            crate::error::missing_codec(&caps, &path.display().to_string()),
+        ),
         Some((index, caps)) => {
             let name = caps
                 .structure(0)
@@ -546,7 +546,7 @@ pub fn probe_file(path: &Path) -> Result<FileProbe, MediaError> {
             })
         }
         None => Err(match missing {
-            Some(caps) => crate::error::missing_codec(&caps, path),
+            Some(caps) => crate::error::missing_codec(&caps, &path.display().to_string()),
             None if streams.is_empty() => file_err("no streams found: not a media file".into()),
             None => file_err(format!("no video stream (found: {})", streams.join(", "))),
         }),
@@ -597,7 +597,10 @@ fn wait_probe(
             }
             gst::MessageView::Error(e) => {
                 if let Some(caps) = missing {
-                    return Err(crate::error::missing_codec(&caps, path));
+                    return Err(crate::error::missing_codec(
+                        &caps,
+                        &path.display().to_string(),
+                    ));
                 }
                 return Err(file_err(format!(
                     "{} (debug: {})",
@@ -626,7 +629,10 @@ pub fn require_decoder(probe: &FileProbe, path: &Path) -> Result<(), MediaError>
     if decoder_for(&caps).is_some() {
         Ok(())
     } else {
-        Err(crate::error::missing_codec(&caps, path))
+        Err(crate::error::missing_codec(
+            &caps,
+            &path.display().to_string(),
+        ))
     }
 }
 

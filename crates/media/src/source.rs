@@ -557,7 +557,7 @@ fn supervise(inner: Arc<Inner>, plan: Plan) {
                 }
                 Err(e) => {
                     break SourceState::Down {
-                        reason: e.to_string(),
+                        reason: format!("cannot decode {} video: {e}", c.label()),
                     }
                 }
             },
@@ -871,11 +871,11 @@ fn watch(
                     if let Some(s) = el.structure().filter(|s| s.name() == "missing-plugin") {
                         missing_plugin = Some(match s.get::<gst::Caps>("detail") {
                             Ok(caps) => {
-                                let path = match &cfg.source {
-                                    SourceKind::File(f) => f.path.clone(),
-                                    _ => inner.camera_id.to_string().into(),
+                                let place = match &cfg.source {
+                                    SourceKind::File(f) => f.path.display().to_string(),
+                                    _ => format!("camera {}", inner.camera_id),
                                 };
-                                crate::error::missing_codec(&caps, &path).to_string()
+                                crate::error::missing_codec(&caps, &place).to_string()
                             }
                             Err(_) => format!(
                                 "no GStreamer plugin handles {}: install the Debian package {}",
