@@ -486,6 +486,7 @@ fn analyse(
                                 direction,
                                 track_id: c.track_id,
                                 stream_time_s: c.ts,
+                                site_boundary: Some(boundary),
                             }));
                         }
                         if let Some(w) = watch.as_mut() {
