@@ -62,6 +62,7 @@ fn envelopes(n: usize, start: OffsetDateTime) -> Vec<Envelope> {
                     state: CameraState::Up,
                     fps: Some(10.0),
                     detail: None,
+                    ..Default::default()
                 }),
             };
             Envelope::new(&site, &agent, t, event)

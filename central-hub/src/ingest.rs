@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use checkpoint_protocol::{AgentState, CameraState, Envelope, EventKind, TOPIC_ROOT};
+use checkpoint_protocol::{AgentState, CameraState, CameraStatus, Envelope, EventKind, TOPIC_ROOT};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, Transport};
 use sqlx::{Any, Transaction};
 use tokio::sync::mpsc;
@@ -263,43 +263,12 @@ async fn apply(
             .bind(&e.agent)
             .execute(&mut **tx)
             .await?;
-        }
-        EventKind::CameraStatus(s) => {
-            let state = match s.state {
-                CameraState::Starting => "starting",
-                CameraState::Up => "up",
-                CameraState::Reconnecting => "reconnecting",
-                CameraState::Down => "down",
-                CameraState::Ended => "ended",
-            };
-            let reconnect = i64::from(s.state == CameraState::Reconnecting);
-            // sqlx's Any driver sends a NULL f64 to PostgreSQL with a type that poisons the cached statement
-            // for later real values, so the "no fps" case is its own statement.
-            let q = match s.fps {
-                Some(_) => "INSERT INTO cameras (site, agent, camera, state, fps, detail, reconnects, updated_ms) \
-                     VALUES ($1, $2, $3, $4, $8, $5, $6, $7) \
-                     ON CONFLICT (site, agent, camera) DO UPDATE SET state = excluded.state, fps = excluded.fps, \
-                     detail = excluded.detail, reconnects = cameras.reconnects + excluded.reconnects, \
-                     updated_ms = excluded.updated_ms",
-                None => "INSERT INTO cameras (site, agent, camera, state, fps, detail, reconnects, updated_ms) \
-                     VALUES ($1, $2, $3, $4, NULL, $5, $6, $7) \
-                     ON CONFLICT (site, agent, camera) DO UPDATE SET state = excluded.state, fps = NULL, \
-                     detail = excluded.detail, reconnects = cameras.reconnects + excluded.reconnects, \
-                     updated_ms = excluded.updated_ms",
-            };
-            let mut query = sqlx::query(q)
-                .bind(&e.site)
-                .bind(&e.agent)
-                .bind(&s.camera)
-                .bind(state)
-                .bind(s.detail.clone())
-                .bind(reconnect)
-                .bind(ms(e.ts));
-            if let Some(fps) = s.fps {
-                query = query.bind(fps);
+            if s.state == AgentState::Offline {
+                // An agent that stopped analyses nothing: its cameras' counts are missing, not unreliable.
+                end_degraded(tx, &e.site, &e.agent, None, ms(e.ts)).await?;
             }
-            query.execute(&mut **tx).await?;
         }
+        EventKind::CameraStatus(s) => camera_status(tx, e, s).await?,
         EventKind::WatchlistStatus(s) => {
             sqlx::query(
                 "UPDATE agents SET watchlist_version = $1, watchlist_needs_full = $2, watchlist_error = $3 \
@@ -371,6 +340,133 @@ async fn apply(
             }
         }
         EventKind::LineCrossing(lc) => crate::occupancy::record_crossing(tx, e, lc).await?,
+    }
+    Ok(())
+}
+
+/// A camera's state and analysis rate, and the degraded periods of its counts (protocol 1.3).
+async fn camera_status(
+    tx: &mut Transaction<'_, Any>,
+    e: &Envelope,
+    s: &CameraStatus,
+) -> Result<(), DbError> {
+    let state = match s.state {
+        CameraState::Starting => "starting",
+        CameraState::Up => "up",
+        CameraState::Reconnecting => "reconnecting",
+        CameraState::Down => "down",
+        CameraState::Ended => "ended",
+    };
+    let reconnect = i64::from(s.state == CameraState::Reconnecting);
+    let ts = ms(e.ts);
+    let degraded = s.degraded == Some(true) && s.state == CameraState::Up;
+    let since = degraded.then(|| s.degraded_since.map_or(ts, ms).min(ts));
+    // sqlx's Any driver sends a NULL f64 to PostgreSQL with a type that poisons the cached statement for later
+    // real values, so absent numbers travel as -1 and become NULL in SQL (no rate or time is negative).
+    let absent = -1.0;
+    sqlx::query(
+        "INSERT INTO cameras (site, agent, camera, state, fps, detail, reconnects, updated_ms, effective_fps, \
+         sampling_fps, reliable_fps, degraded, degraded_reason, degraded_since_ms) \
+         VALUES ($1, $2, $3, $4, NULLIF($5, -1.0), $6, $7, $8, NULLIF($9, -1.0), NULLIF($10, -1.0), \
+         NULLIF($11, -1.0), $12, $13, NULLIF($14, -1)) \
+         ON CONFLICT (site, agent, camera) DO UPDATE SET state = excluded.state, fps = excluded.fps, \
+         detail = excluded.detail, reconnects = cameras.reconnects + excluded.reconnects, \
+         updated_ms = excluded.updated_ms, effective_fps = excluded.effective_fps, \
+         sampling_fps = excluded.sampling_fps, reliable_fps = excluded.reliable_fps, \
+         degraded = excluded.degraded, degraded_reason = excluded.degraded_reason, \
+         degraded_since_ms = excluded.degraded_since_ms",
+    )
+    .bind(&e.site)
+    .bind(&e.agent)
+    .bind(&s.camera)
+    .bind(state)
+    .bind(s.fps.unwrap_or(absent))
+    .bind(s.detail.clone())
+    .bind(reconnect)
+    .bind(ts)
+    .bind(s.effective_fps.unwrap_or(absent))
+    .bind(s.sampling_fps.unwrap_or(absent))
+    .bind(s.reliable_fps.unwrap_or(absent))
+    .bind(i64::from(degraded))
+    .bind(
+        s.degraded_reason
+            .filter(|_| degraded)
+            .map(|r| r.as_str().to_string()),
+    )
+    .bind(since.unwrap_or(-1))
+    .execute(&mut **tx)
+    .await?;
+
+    match (since, s.degraded) {
+        (Some(start), _) => {
+            let reason = s
+                .degraded_reason
+                .unwrap_or(checkpoint_protocol::DegradedReason::Source)
+                .as_str();
+            let fps = s.effective_fps.unwrap_or(absent);
+            // The period in progress goes on (its lowest rate kept); else this report opens one.
+            let extended = sqlx::query(
+                "UPDATE camera_degraded SET reason = $4, \
+                 min_fps = CASE WHEN $5 >= 0.0 AND (min_fps < 0.0 OR $5 < min_fps) THEN $5 ELSE min_fps END \
+                 WHERE site = $1 AND agent = $2 AND camera = $3 AND end_ms IS NULL",
+            )
+            .bind(&e.site)
+            .bind(&e.agent)
+            .bind(&s.camera)
+            .bind(reason)
+            .bind(fps)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            if extended == 0 {
+                sqlx::query(
+                    "INSERT INTO camera_degraded (site, agent, camera, start_ms, end_ms, reason, min_fps) \
+                     VALUES ($1, $2, $3, $4, NULL, $5, $6) ON CONFLICT (site, agent, camera, start_ms) DO NOTHING",
+                )
+                .bind(&e.site)
+                .bind(&e.agent)
+                .bind(&s.camera)
+                .bind(start)
+                .bind(reason)
+                .bind(fps)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        // An agent of 1.2 says nothing either way while the camera runs: leave the periods alone.
+        (None, None) if s.state == CameraState::Up => {}
+        (None, _) => end_degraded(tx, &e.site, &e.agent, Some(&s.camera), ts).await?,
+    }
+    Ok(())
+}
+
+/// Closes the open degraded periods of one camera (or of every camera of the agent) at `at_ms`.
+async fn end_degraded(
+    tx: &mut Transaction<'_, Any>,
+    site: &str,
+    agent: &str,
+    camera: Option<&str>,
+    at_ms: i64,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE camera_degraded SET end_ms = CASE WHEN start_ms > $4 THEN start_ms ELSE $4 END \
+         WHERE site = $1 AND agent = $2 AND ($3 = '' OR camera = $3) AND end_ms IS NULL",
+    )
+    .bind(site)
+    .bind(agent)
+    .bind(camera.unwrap_or(""))
+    .bind(at_ms)
+    .execute(&mut **tx)
+    .await?;
+    if camera.is_none() {
+        sqlx::query(
+            "UPDATE cameras SET degraded = 0, degraded_reason = NULL, degraded_since_ms = NULL \
+             WHERE site = $1 AND agent = $2",
+        )
+        .bind(site)
+        .bind(agent)
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(())
 }
@@ -905,6 +1001,145 @@ mod tests {
             .unwrap()
             .get("n");
         assert_eq!(n, 1);
+    }
+
+    fn status(
+        camera: &str,
+        ts: time::OffsetDateTime,
+        degraded: Option<bool>,
+        fps: Option<f64>,
+    ) -> Checked {
+        use checkpoint_protocol::{CameraStatus, DegradedReason};
+        let on = degraded == Some(true);
+        let e = Envelope::new(
+            "pier",
+            "a1",
+            ts,
+            EventKind::CameraStatus(CameraStatus {
+                camera: camera.into(),
+                state: CameraState::Up,
+                fps,
+                effective_fps: fps,
+                sampling_fps: fps,
+                reliable_fps: degraded.map(|_| 2.0),
+                degraded,
+                degraded_reason: on.then_some(DegradedReason::Overload),
+                degraded_since: on.then(|| ts - time::Duration::seconds(3)),
+                ..Default::default()
+            }),
+        );
+        check(&topic_of(&e), e.to_json().as_bytes(), 1 << 20).unwrap()
+    }
+
+    async fn degraded_periods(db: Db) {
+        use sqlx::Row;
+        let t0 = datetime!(2026-11-24 03:50 UTC);
+        let at = |s: i64| t0 + time::Duration::seconds(s);
+        // An agent of 1.2 (no `degraded`), then a 1.3 camera that degrades, stays so with a lower rate,
+        // recovers, degrades again and is stopped with its agent.
+        let batch = vec![
+            status("old", at(0), None, Some(5.0)),
+            status("gate", at(0), Some(false), Some(5.0)),
+            status("gate", at(10), Some(true), Some(1.6)),
+            status("gate", at(20), Some(true), Some(1.2)),
+            // Without a rate (the meter restarted): the lowest stays.
+            status("gate", at(25), Some(true), None),
+            status("gate", at(30), Some(false), Some(2.4)),
+            status("gate", at(600), Some(true), Some(1.5)),
+        ];
+        store_batch(&db, &batch, 7).await.unwrap();
+        let periods = |db: &Db| {
+            let pool = db.pool.clone();
+            async move {
+                sqlx::query(
+                    "SELECT camera, start_ms, end_ms, reason, min_fps FROM camera_degraded ORDER BY start_ms",
+                )
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r.get::<String, _>("camera"),
+                        r.get::<i64, _>("start_ms"),
+                        r.try_get::<Option<i64>, _>("end_ms").ok().flatten(),
+                        r.get::<String, _>("reason"),
+                        r.get::<f64, _>("min_fps"),
+                    )
+                })
+                .collect::<Vec<_>>()
+            }
+        };
+        let got = periods(&db).await;
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "gate".into(),
+                    ms(at(7)),
+                    Some(ms(at(30))),
+                    "overload".into(),
+                    1.2
+                ),
+                ("gate".into(), ms(at(597)), None, "overload".into(), 1.5),
+            ]
+        );
+        let cam = sqlx::query(
+            "SELECT degraded, degraded_reason, degraded_since_ms, effective_fps, reliable_fps FROM cameras \
+             WHERE camera = 'gate'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!(cam.get::<i64, _>("degraded"), 1);
+        assert_eq!(cam.get::<String, _>("degraded_reason"), "overload");
+        assert_eq!(cam.get::<i64, _>("degraded_since_ms"), ms(at(597)));
+        assert_eq!(cam.get::<f64, _>("effective_fps"), 1.5);
+        let old =
+            sqlx::query("SELECT degraded, effective_fps, fps FROM cameras WHERE camera = 'old'")
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        assert_eq!(old.get::<i64, _>("degraded"), 0);
+        assert_eq!(
+            old.try_get::<Option<f64>, _>("effective_fps")
+                .ok()
+                .flatten(),
+            Some(5.0)
+        );
+        // The agent stops: its open period ends, its cameras are no longer degraded.
+        let off = Envelope::new(
+            "pier",
+            "a1",
+            at(700),
+            EventKind::AgentStatus(checkpoint_protocol::AgentStatus {
+                state: AgentState::Offline,
+                version: "t".into(),
+                cameras: vec!["gate".into()],
+            }),
+        );
+        let off = check(&topic_of(&off), off.to_json().as_bytes(), 1 << 20).unwrap();
+        store_batch(&db, &[off], 7).await.unwrap();
+        assert_eq!(periods(&db).await[1].2, Some(ms(at(700))));
+        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM cameras WHERE degraded = 1")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+            .get("n");
+        assert_eq!(n, 0);
+    }
+
+    #[tokio::test]
+    async fn degraded_periods_on_sqlite() {
+        let (db, _d) = testing::sqlite().await;
+        degraded_periods(db).await;
+    }
+
+    #[tokio::test]
+    async fn degraded_periods_on_postgres() {
+        if let Some(db) = testing::postgres().await {
+            degraded_periods(db).await;
+        }
     }
 
     #[tokio::test]

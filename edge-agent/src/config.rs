@@ -42,6 +42,9 @@ pub struct Config {
     pub analysis: AnalysisOptions,
     #[serde(default)]
     pub tracking: TrackerConfig,
+    /// How analysis is shared between the cameras, and what it does when it cannot keep up.
+    #[serde(default)]
+    pub load: LoadConfig,
     /// Publish events to an MQTT broker through the durable outbox. Without it, events only go to `agent.events`.
     #[serde(default)]
     pub mqtt: Option<crate::publish::MqttConfig>,
@@ -50,6 +53,33 @@ pub struct Config {
     #[serde(default)]
     pub watchlist: WatchlistSection,
     pub cameras: Vec<CameraConfig>,
+}
+
+/// `[load]`: the analysis workers shared by all cameras, and what happens when they cannot keep up.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoadConfig {
+    /// Analysis workers serving all cameras round-robin (0: one per core, at most one per camera). With
+    /// `runtime.intra_threads = 0` the cores are shared between the workers.
+    pub analysis_threads: usize,
+    /// When analysis cannot keep up, lower every camera's sampling rate evenly to the share the workers
+    /// sustain (frames are then skipped before scaling, at even intervals), and raise it again when the load
+    /// falls. `false`: cameras keep their `analysis_fps` and frames the workers cannot take are evicted from
+    /// the lanes after decoding (uneven gaps).
+    pub adaptive_sampling: bool,
+    /// The analysis rate (frames per second of stream time) a camera's counts need to be reliable; below
+    /// it the camera reports `degraded` and the hub marks its counts. Per camera: `cameras[].reliable_fps`.
+    pub reliable_fps: f64,
+}
+
+impl Default for LoadConfig {
+    fn default() -> Self {
+        Self {
+            analysis_threads: 0,
+            adaptive_sampling: true,
+            reliable_fps: crate::load::DEFAULT_RELIABLE_FPS,
+        }
+    }
 }
 
 /// `[watchlist]`: where the synced watchlists live on disk and how tracks are matched against them.
@@ -223,6 +253,16 @@ pub struct CameraConfig {
     pub stream: SourceConfig,
     #[serde(default)]
     pub lines: Vec<LineConfig>,
+    /// Overrides `load.reliable_fps` for this camera (a scene with faster walkers needs more).
+    #[serde(default)]
+    pub reliable_fps: Option<f64>,
+}
+
+impl CameraConfig {
+    /// The analysis rate this camera's counts need.
+    pub fn reliable_fps(&self, load: &LoadConfig) -> f64 {
+        self.reliable_fps.unwrap_or(load.reliable_fps)
+    }
 }
 
 impl Config {
@@ -340,6 +380,15 @@ impl Config {
         if let Err(e) = self.tracking.validate() {
             return err(format!("tracking.{}", e.field), &e.to_string());
         }
+        if self.load.analysis_threads > 1024 {
+            return err(
+                "load.analysis_threads".into(),
+                "must be 0 (automatic) to 1024",
+            );
+        }
+        if let Err(m) = check_reliable_fps(self.load.reliable_fps) {
+            return err("load.reliable_fps".into(), m);
+        }
         if self.analysis.faces_per_track == 0 {
             return err("analysis.faces_per_track".into(), "must be at least 1");
         }
@@ -419,6 +468,9 @@ impl Config {
             if let Err(e) = cam.stream.validate() {
                 return err(key("stream"), &e.to_string());
             }
+            if let Some(Err(m)) = cam.reliable_fps.map(check_reliable_fps) {
+                return err(key("reliable_fps"), m);
+            }
             let mut line_ids = HashSet::new();
             for (j, l) in cam.lines.iter().enumerate() {
                 let lkey = |s: &str| format!("cameras[{i}].lines[{j}].{s}");
@@ -460,6 +512,14 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+fn check_reliable_fps(v: f64) -> Result<(), &'static str> {
+    if v.is_finite() && v > 0.0 && v <= 100.0 {
+        Ok(())
+    } else {
+        Err("must be a frame rate above 0 and at most 100 (frames per second)")
     }
 }
 
@@ -550,5 +610,46 @@ in_side = "right"
 
         let bad = format!("{GOOD}\n[tracking]\nlost_timeout_s = -1\n");
         assert!(Config::parse(&bad).unwrap_err().0.starts_with("tracking."));
+    }
+
+    #[test]
+    fn load_settings_default_and_are_checked_by_key() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.load.analysis_threads, 0);
+        assert!(c.load.adaptive_sampling);
+        assert_eq!(
+            c.cameras[0].reliable_fps(&c.load),
+            crate::load::DEFAULT_RELIABLE_FPS
+        );
+
+        let text = GOOD.replace(
+            "[[cameras]]",
+            "[load]\nanalysis_threads = 2\nreliable_fps = 3.5\nadaptive_sampling = false\n\n[[cameras]]",
+        );
+        let c = Config::parse(&text).unwrap();
+        assert_eq!(
+            (c.load.analysis_threads, c.load.adaptive_sampling),
+            (2, false)
+        );
+        assert_eq!(c.cameras[0].reliable_fps(&c.load), 3.5);
+        let text = GOOD.replace("mode = \"faces\"", "mode = \"faces\"\nreliable_fps = 4.0");
+        let c = Config::parse(&text).unwrap();
+        assert_eq!(c.cameras[0].reliable_fps(&c.load), 4.0);
+
+        for (extra, key) in [
+            ("[load]\nreliable_fps = 0\n", "load.reliable_fps"),
+            ("[load]\nreliable_fps = nan\n", "load.reliable_fps"),
+            ("[load]\nanalysis_threads = 5000\n", "load.analysis_threads"),
+            ("[load]\nthreads = 2\n", "load"),
+        ] {
+            let text = GOOD.replace("[[cameras]]", &format!("{extra}\n[[cameras]]"));
+            let (k, msg) = Config::parse(&text).unwrap_err();
+            assert!(k.starts_with(key), "{extra}: key {k} ({msg})");
+        }
+        let bad = GOOD.replace("mode = \"faces\"", "mode = \"faces\"\nreliable_fps = -2");
+        assert_eq!(
+            Config::parse(&bad).unwrap_err().0,
+            "cameras[0].reliable_fps"
+        );
     }
 }

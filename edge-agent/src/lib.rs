@@ -7,6 +7,7 @@ pub mod delivery;
 pub mod events;
 pub mod faces;
 pub mod http;
+pub mod load;
 pub mod metrics;
 pub mod outbox;
 pub mod publish;

@@ -71,6 +71,95 @@ pub struct Metrics {
     pub watchlist_entries: Family<ListLabel, Gauge>,
     pub watchlist_sync: Family<OutcomeLabel, Counter>,
     pub watchlist_candidates: Family<CandidateLabel, Counter>,
+    pub load: LoadMetrics,
+}
+
+/// How analysis copes with the load, per camera and for the agent: what an operator alerts on when counts
+/// become unreliable because the machine is too slow for its cameras.
+#[derive(Clone)]
+pub struct LoadMetrics {
+    /// Frames analysed per second of stream time (what the tracker sees).
+    pub effective_fps: Family<CameraLabel, F64Gauge>,
+    /// The rate frames are sampled at now (analysis_fps, or the overload share).
+    pub sampling_fps: Family<CameraLabel, F64Gauge>,
+    /// The rate the camera's counts need.
+    pub reliable_fps: Family<CameraLabel, F64Gauge>,
+    /// 1 while the camera is analysed below its reliable rate.
+    pub degraded: Family<CameraLabel, Gauge>,
+    /// Stream time between consecutive analysed frames.
+    pub gap_seconds: Family<CameraLabel, Histogram>,
+    /// The cap every camera is sampled at while analysis cannot keep up (0: none).
+    pub share_fps: F64Gauge,
+    /// Frames per second the analysis workers sustain at the cameras' mean cost per frame.
+    pub capacity_fps: F64Gauge,
+    pub workers: Gauge,
+}
+
+fn gap_histogram() -> Histogram {
+    // 40 ms (25 fps) to 10 s; the buckets around 0.2-1 s tell 5, 2.5, 2 and 1 fps apart.
+    Histogram::new([
+        0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0,
+    ])
+}
+
+impl Default for LoadMetrics {
+    fn default() -> Self {
+        Self {
+            effective_fps: Family::default(),
+            sampling_fps: Family::default(),
+            reliable_fps: Family::default(),
+            degraded: Family::default(),
+            gap_seconds: Family::new_with_constructor(gap_histogram as fn() -> Histogram),
+            share_fps: F64Gauge::default(),
+            capacity_fps: F64Gauge::default(),
+            workers: Gauge::default(),
+        }
+    }
+}
+
+impl LoadMetrics {
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "analysis_effective_fps",
+            "Frames analysed per second of stream time, per camera: the rate tracking and counting really see",
+            self.effective_fps.clone(),
+        );
+        r.register(
+            "analysis_sampling_fps",
+            "Rate frames are sampled at now, per camera: analysis_fps, or less while the agent sheds load",
+            self.sampling_fps.clone(),
+        );
+        r.register(
+            "analysis_reliable_fps",
+            "Analysis rate a camera's counts need to be reliable",
+            self.reliable_fps.clone(),
+        );
+        r.register(
+            "analysis_degraded",
+            "1 while a camera is analysed below its reliable rate: its counts are marked unreliable",
+            self.degraded.clone(),
+        );
+        r.register(
+            "analysis_gap_seconds",
+            "Stream time between consecutive analysed frames of a camera",
+            self.gap_seconds.clone(),
+        );
+        r.register(
+            "analysis_share_fps",
+            "Rate every camera is capped at while analysis cannot keep up with all of them (0: no cap)",
+            self.share_fps.clone(),
+        );
+        r.register(
+            "analysis_capacity_fps",
+            "Frames per second the analysis workers sustain at the cameras' mean cost per frame (estimate)",
+            self.capacity_fps.clone(),
+        );
+        r.register(
+            "analysis_workers",
+            "Analysis worker threads shared by the cameras",
+            self.workers.clone(),
+        );
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -100,6 +189,7 @@ impl Metrics {
             watchlist_entries: Family::default(),
             watchlist_sync: Family::default(),
             watchlist_candidates: Family::default(),
+            load: LoadMetrics::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -124,7 +214,8 @@ impl Metrics {
         );
         registry.register(
             "frames_dropped",
-            "Frames not analysed: sampling (above the analysis rate) or backpressure (analysis behind)",
+            "Frames not analysed: sampling (above the analysis rate), load (skipped at the sampler while analysis \
+             cannot keep up) or backpressure (evicted after decoding because analysis was behind)",
             m.frames_dropped.clone(),
         );
         registry.register(
@@ -168,6 +259,7 @@ impl Metrics {
             m.outbox_pending.clone(),
         );
         m.delivery.register(&mut registry);
+        m.load.register(&mut registry);
         registry.register(
             "watchlist_version",
             "Watchlist version held (0: none)",
@@ -335,6 +427,26 @@ mod tests {
             text.contains("checkpoint_inference_seconds_bucket"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn load_metrics_are_exported_per_camera() {
+        let m = super::Metrics::new();
+        let cam = m.camera("gate");
+        m.load.effective_fps.get_or_create(&cam).set(1.5);
+        m.load.degraded.get_or_create(&cam).set(1);
+        m.load.gap_seconds.get_or_create(&cam).observe(0.66);
+        m.load.share_fps.set(1.5);
+        let text = m.encode();
+        for want in [
+            "checkpoint_analysis_effective_fps{camera=\"gate\"} 1.5",
+            "checkpoint_analysis_degraded{camera=\"gate\"} 1",
+            "checkpoint_analysis_gap_seconds_bucket{le=\"0.75\",camera=\"gate\"} 1",
+            "checkpoint_analysis_gap_seconds_bucket{le=\"0.6\",camera=\"gate\"} 0",
+            "checkpoint_analysis_share_fps 1.5",
+        ] {
+            assert!(text.contains(want), "{want} in\n{text}");
+        }
     }
 
     #[test]

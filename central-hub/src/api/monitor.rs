@@ -11,14 +11,32 @@ use super::{ApiError, ApiResult, AppState, Session, AUDITORS, WATCHERS};
 use crate::audit::{AuditEntry, ChainCheck};
 use crate::db::opt_text;
 
+/// A nullable DOUBLE PRECISION column.
+fn opt_f64(r: &sqlx::any::AnyRow, col: &str) -> Option<f64> {
+    r.try_get::<Option<f64>, _>(col).ok().flatten()
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct CameraHealth {
     pub camera: String,
     pub state: String,
+    /// Frames analysed per second (wall time).
     pub fps: Option<f64>,
     pub detail: Option<String>,
     pub reconnects: i64,
     pub updated_ms: i64,
+    /// Frames analysed per second of stream time: the rate counting really sees (agents of protocol 1.3).
+    pub effective_fps: Option<f64>,
+    /// The rate the agent samples the camera at now (its analysis_fps, or less while it sheds load).
+    pub sampling_fps: Option<f64>,
+    /// The rate the camera's counts need to be reliable.
+    pub reliable_fps: Option<f64>,
+    /// Analysed below `reliable_fps`: its counts are unreliable while this holds.
+    pub degraded: bool,
+    /// `overload` (the agent cannot keep up), `configured` (analysis_fps too low) or `source` (the camera
+    /// delivers too few frames).
+    pub degraded_reason: Option<String>,
+    pub degraded_since_ms: Option<i64>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -52,7 +70,8 @@ pub async fn agents(
     .fetch_all(&s.db.pool)
     .await?;
     let cams = sqlx::query(
-        "SELECT site, agent, camera, state, fps, detail, reconnects, updated_ms FROM cameras \
+        "SELECT site, agent, camera, state, fps, detail, reconnects, updated_ms, effective_fps, sampling_fps, \
+         reliable_fps, degraded, degraded_reason, degraded_since_ms FROM cameras \
          ORDER BY site, agent, camera",
     )
     .fetch_all(&s.db.pool)
@@ -75,6 +94,15 @@ pub async fn agents(
                     detail: opt_text(c, "detail"),
                     reconnects: c.try_get("reconnects")?,
                     updated_ms: c.try_get("updated_ms")?,
+                    effective_fps: opt_f64(c, "effective_fps"),
+                    sampling_fps: opt_f64(c, "sampling_fps"),
+                    reliable_fps: opt_f64(c, "reliable_fps"),
+                    degraded: c.try_get::<i64, _>("degraded")? == 1,
+                    degraded_reason: opt_text(c, "degraded_reason"),
+                    degraded_since_ms: c
+                        .try_get::<Option<i64>, _>("degraded_since_ms")
+                        .ok()
+                        .flatten(),
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -111,9 +139,76 @@ pub struct CountRow {
     pub bucket_start_ms: i64,
     pub entries: i64,
     pub exits: i64,
+    /// The camera was analysed below the rate counting needs for part of the bucket: these counts are
+    /// unreliable (too low, as a rule).
+    pub degraded: bool,
+    /// How long, in the bucket, the camera was degraded (ms).
+    pub degraded_ms: i64,
+    /// The lowest effective analysis rate reported while it was.
+    pub degraded_min_fps: Option<f64>,
 }
 
-/// Entries and exits per line per hour or day.
+/// A degraded period of a camera, as stored from its `camera_status` reports.
+struct DegradedPeriod {
+    camera: String,
+    start_ms: i64,
+    end_ms: Option<i64>,
+    min_fps: Option<f64>,
+}
+
+/// The periods of `site` that overlap [from_ms, to_ms).
+async fn degraded_periods(
+    db: &crate::db::Db,
+    site: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<DegradedPeriod>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT camera, start_ms, end_ms, min_fps FROM camera_degraded \
+         WHERE site = $1 AND start_ms < $2 AND (end_ms IS NULL OR end_ms > $3)",
+    )
+    .bind(site)
+    .bind(to_ms)
+    .bind(from_ms)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(DegradedPeriod {
+                camera: r.try_get("camera")?,
+                start_ms: r.try_get("start_ms")?,
+                end_ms: r.try_get::<Option<i64>, _>("end_ms").ok().flatten(),
+                min_fps: Some(r.try_get::<f64, _>("min_fps")?).filter(|f| *f >= 0.0),
+            })
+        })
+        .collect()
+}
+
+/// Marks `row` with the degraded periods of its camera that overlap its bucket [start, start + len).
+fn mark_degraded(row: &mut CountRow, len_ms: i64, periods: &[DegradedPeriod], now_ms: i64) {
+    let (start, end) = (row.bucket_start_ms, row.bucket_start_ms + len_ms);
+    for p in periods.iter().filter(|p| p.camera == row.camera) {
+        let p_end = p.end_ms.unwrap_or(now_ms).max(p.start_ms);
+        // A period that began and ended in the same instant still touched the bucket it lies in.
+        let touches = if p_end > p.start_ms {
+            p.start_ms < end && p_end > start
+        } else {
+            (start..end).contains(&p.start_ms)
+        };
+        if !touches {
+            continue;
+        }
+        let overlap = p_end.min(end) - p.start_ms.max(start);
+        row.degraded = true;
+        row.degraded_ms = (row.degraded_ms + overlap).min(len_ms);
+        if let Some(f) = p.min_fps {
+            row.degraded_min_fps = Some(row.degraded_min_fps.map_or(f, |m: f64| m.min(f)));
+        }
+    }
+}
+
+/// Entries and exits per line per hour or day; buckets during which the line's camera was analysed below the
+/// rate counting needs are marked `degraded`.
 #[utoipa::path(get, path = "/api/sites/{site}/counts", tag = "monitor", security(("bearer" = [])),
     params(("site" = String, Path), CountQuery),
     responses((status = 200, body = [CountRow]), (status = 400, body = super::ErrorBody),
@@ -145,16 +240,28 @@ pub async fn counts(
     .bind(to)
     .fetch_all(&s.db.pool)
     .await?;
+    let len_ms = if bucket == "day" {
+        86_400_000
+    } else {
+        3_600_000
+    };
+    let periods = degraded_periods(&s.db, &site, from, to.saturating_add(len_ms)).await?;
+    let now = crate::db::now_ms();
     let out = rows
         .iter()
         .map(|r| -> Result<CountRow, sqlx::Error> {
-            Ok(CountRow {
+            let mut row = CountRow {
                 camera: r.try_get("camera")?,
                 line: r.try_get("line")?,
                 bucket_start_ms: r.try_get("bucket_start_ms")?,
                 entries: r.try_get("entries")?,
                 exits: r.try_get("exits")?,
-            })
+                degraded: false,
+                degraded_ms: 0,
+                degraded_min_fps: None,
+            };
+            mark_degraded(&mut row, len_ms, &periods, now);
+            Ok(row)
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Json(out))
@@ -170,6 +277,11 @@ pub struct LineNow {
     /// Site occupancy as the agent last reported it.
     pub occupancy: i64,
     pub ts_ms: i64,
+    /// The line's camera is analysed below the rate counting needs now: its counts are unreliable.
+    pub degraded: bool,
+    /// The camera's effective analysis rate and the rate its counts need, as last reported.
+    pub effective_fps: Option<f64>,
+    pub reliable_fps: Option<f64>,
 }
 
 /// Totals per line now (since each agent started).
@@ -183,8 +295,10 @@ pub async fn lines(
 ) -> ApiResult<Json<Vec<LineNow>>> {
     session.require(WATCHERS)?;
     let rows = sqlx::query(
-        "SELECT agent, camera, line, total_entries, total_exits, occupancy, ts_ms FROM line_state \
-         WHERE site = $1 ORDER BY agent, camera, line",
+        "SELECT l.agent, l.camera, l.line, l.total_entries, l.total_exits, l.occupancy, l.ts_ms, \
+         COALESCE(c.degraded, 0) AS degraded, c.effective_fps, c.reliable_fps FROM line_state l \
+         LEFT JOIN cameras c ON c.site = l.site AND c.agent = l.agent AND c.camera = l.camera \
+         WHERE l.site = $1 ORDER BY l.agent, l.camera, l.line",
     )
     .bind(&site)
     .fetch_all(&s.db.pool)
@@ -200,6 +314,9 @@ pub async fn lines(
                 total_exits: r.try_get("total_exits")?,
                 occupancy: r.try_get("occupancy")?,
                 ts_ms: r.try_get("ts_ms")?,
+                degraded: r.try_get::<i64, _>("degraded")? == 1,
+                effective_fps: opt_f64(r, "effective_fps"),
+                reliable_fps: opt_f64(r, "reliable_fps"),
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -505,4 +622,58 @@ pub async fn audit_verify(
         )
         .await?;
     Ok(Json(check))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(camera: &str, start: i64) -> CountRow {
+        CountRow {
+            camera: camera.into(),
+            line: "l".into(),
+            bucket_start_ms: start,
+            entries: 3,
+            exits: 1,
+            degraded: false,
+            degraded_ms: 0,
+            degraded_min_fps: None,
+        }
+    }
+
+    fn period(camera: &str, start_ms: i64, end_ms: Option<i64>, min_fps: f64) -> DegradedPeriod {
+        DegradedPeriod {
+            camera: camera.into(),
+            start_ms,
+            end_ms,
+            min_fps: Some(min_fps).filter(|f| *f >= 0.0),
+        }
+    }
+
+    #[test]
+    fn buckets_are_marked_by_the_periods_of_their_own_camera_that_overlap_them() {
+        const H: i64 = 3_600_000;
+        let periods = [
+            // 10 minutes at the end of hour 0 and into hour 1.
+            period("gate", 50 * 60_000, Some(H + 5 * 60_000), 1.4),
+            // Another camera, all of hour 1.
+            period("hall", H, Some(2 * H), 0.9),
+            // Open since the middle of hour 3 (now: 3.75 h).
+            period("gate", 3 * H + H / 2, None, -1.0),
+        ];
+        let now = 3 * H + 3 * H / 4;
+        let marked = |start: i64| {
+            let mut r = row("gate", start);
+            mark_degraded(&mut r, H, &periods, now);
+            (r.degraded, r.degraded_ms, r.degraded_min_fps)
+        };
+        assert_eq!(marked(0), (true, 10 * 60_000, Some(1.4)));
+        assert_eq!(marked(H), (true, 5 * 60_000, Some(1.4)));
+        assert_eq!(marked(2 * H), (false, 0, None));
+        assert_eq!(marked(3 * H), (true, H / 4, None));
+        // A period ending exactly where a bucket starts does not touch it.
+        let mut r = row("hall", 2 * H);
+        mark_degraded(&mut r, H, &periods, now);
+        assert!(!r.degraded);
+    }
 }

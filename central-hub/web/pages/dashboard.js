@@ -1,6 +1,8 @@
 // Counts dashboard: per site and line, entries, exits and occupancy now; entries and exits per hour (last
 // 24 h) and per day (last 14 days); the agents' and cameras' health. Occupancy is the hub's (pages/occupancy.js):
-// a number, or a counting fault with the lines involved. Updated by the live stream (`count`,
+// a number, or a counting fault with the lines involved. Counts of a camera analysed below the rate counting
+// needs (protocol 1.3 `degraded`) carry a warning badge with the rate, and the hours they were degraded are
+// listed under the hourly chart. Updated by the live stream (`count`,
 // `agent`, `camera` events, coalesced), not by polling; only the "last seen" ages are re-read twice a minute.
 
 import { get, qs } from '../api.js';
@@ -33,6 +35,8 @@ function render(root, ctx, params) {
     loadSite();
   });
   const kpis = h('div', { class: 'kpis', 'data-testid': 'dash-kpis' });
+  const degradedBox = h('div');
+  const unreliableBox = h('div');
   const linesBox = h('div');
   const hourly = h('div', { class: 'chart-box' });
   const daily = h('div', { class: 'chart-box' });
@@ -49,7 +53,8 @@ function render(root, ctx, params) {
     pageHead(t('dashboard.title'), updated),
     h('form', { class: 'filters', onsubmit: (e) => e.preventDefault() }, field(t('dashboard.site'), siteSel), field(t('dashboard.line'), lineSel)),
     kpis,
-    h('div', { class: 'grid-2' }, section(t('dashboard.hourly'), hourly), section(t('dashboard.daily'), daily)),
+    degradedBox,
+    h('div', { class: 'grid-2' }, section(t('dashboard.hourly'), hourly, unreliableBox), section(t('dashboard.daily'), daily)),
     section(t('dashboard.occupancy_chart'), occBox),
     ctx.can(OCCUPANCY_SETTERS) ? section(t('dashboard.occ_settings'), occSettings) : null,
     section(t('dashboard.lines'), linesBox),
@@ -85,7 +90,7 @@ function render(root, ctx, params) {
         columns: [
           { label: t('dashboard.site_agent'), cell: (r) => (r.cam ? h('span', { class: 'indent' }, `↳ ${t('dashboard.camera')} ${r.cam.camera}`) : h('strong', null, `${r.a.site} / ${r.a.agent}`)) },
           { label: t('dashboard.state'), cell: (r) => { const st = r.cam ? r.cam.state : r.a.state; return badge(tv('health_state', st), STATE_KIND[st] || 'neutral'); } },
-          { label: t('dashboard.fps'), cls: 'num', cell: (r) => (r.cam ? num(r.cam.fps, 1) : '') },
+          { label: t('dashboard.fps'), cls: 'num', cell: (r) => (r.cam ? cameraRate(r.cam) : '') },
           { label: t('dashboard.reconnects'), cls: 'num', cell: (r) => (r.cam ? num(r.cam.reconnects) : '') },
           {
             label: t('dashboard.last_seen'),
@@ -105,6 +110,50 @@ function render(root, ctx, params) {
   }
 
   const lineId = (r) => `${r.camera}/${r.line}`;
+
+  // The camera's analysis rate; a warning badge while it is below the rate counting needs.
+  function cameraRate(cam) {
+    if (!cam.degraded) return num(cam.fps, 1);
+    return h(
+      'span',
+      null,
+      num(cam.fps, 1),
+      ' ',
+      badge(t('dashboard.unreliable_badge', { fps: num(cam.effective_fps, 1), need: num(cam.reliable_fps, 1) }), 'warn', {
+        title: `${t('dashboard.unreliable_title')} (${tv('degraded_reason', cam.degraded_reason)})`,
+        'data-testid': 'camera-degraded',
+      }),
+    );
+  }
+
+  function lineRate(r) {
+    if (r.degraded) {
+      return badge(t('dashboard.unreliable_badge', { fps: num(r.effective_fps, 1), need: num(r.reliable_fps, 1) }), 'warn', {
+        title: t('dashboard.unreliable_title'),
+        'data-testid': 'line-degraded',
+      });
+    }
+    return r.effective_fps == null ? '' : t('dashboard.rate_ok', { fps: num(r.effective_fps, 1) });
+  }
+
+  // Hours (of the last 24) whose counts were taken while their camera was degraded, per line.
+  function unreliableHours(rows) {
+    const byLine = new Map();
+    for (const r of rows.filter((r) => r.degraded)) {
+      const list = byLine.get(lineId(r)) || [];
+      list.push(r);
+      byLine.set(lineId(r), list);
+    }
+    if (!byLine.size) return null;
+    const parts = [...byLine.entries()].map(
+      ([id, list]) =>
+        `${id}: ${list
+          .sort((a, b) => a.bucket_start_ms - b.bucket_start_ms)
+          .map((r) => (r.degraded_min_fps == null ? time(r.bucket_start_ms) : `${time(r.bucket_start_ms)} (${num(r.degraded_min_fps, 1)} fps)`))
+          .join(', ')}`,
+    );
+    return h('p', { class: 'policy-warning', 'data-testid': 'dash-unreliable-hours' }, t('dashboard.unreliable_hours', { list: parts.join('; ') }));
+  }
 
   async function loadSite() {
     if (!site) {
@@ -138,6 +187,14 @@ function render(root, ctx, params) {
       occupancyKpi(occ),
     );
     updated.textContent = t('dashboard.updated', { t: time(Date.now(), true) });
+    const degradedNow = shown.filter((r) => r.degraded);
+    replace(
+      degradedBox,
+      degradedNow.length
+        ? h('p', { class: 'policy-warning', role: 'status', 'data-testid': 'dash-degraded' }, t('dashboard.degraded_now', { lines: degradedNow.map(lineId).join(', ') }))
+        : null,
+    );
+    replace(unreliableBox, unreliableHours(hours.filter(pick)));
 
     // Hourly and daily buckets, all lines summed (or the chosen one).
     const hourStarts = Array.from({ length: 24 }, (_, i) => hourFrom + i * HOUR);
@@ -191,12 +248,14 @@ function render(root, ctx, params) {
         caption: t('dashboard.lines'),
         empty: t('dashboard.no_counts'),
         rows: lines,
+        rowProps: (r) => (r.degraded ? { class: 'degraded-row', 'data-testid': 'line-row-degraded' } : null),
         columns: [
           { label: t('dashboard.agent'), cell: (r) => r.agent },
           { label: t('dashboard.camera'), cell: (r) => r.camera },
           { label: t('dashboard.line'), cell: (r) => r.line },
           { label: t('dashboard.entries'), cls: 'num', cell: (r) => num(r.total_entries) },
           { label: t('dashboard.exits'), cls: 'num', cell: (r) => num(r.total_exits) },
+          { label: t('dashboard.reliability'), cell: lineRate },
           { label: t('dashboard.reported'), cell: (r) => dateTime(r.ts_ms, true) },
         ],
       }),

@@ -25,7 +25,9 @@ pub use config::{
 };
 pub use error::MediaError;
 pub use pipeline::{available_decoders, probe_file, require_decoder, FileProbe, VideoCodec};
-pub use queue::{frame_channel, Frame, FrameReceiver, FrameSender, RecvError, RecvTimeoutError};
+pub use queue::{
+    frame_channel, Claimed, Frame, FrameReceiver, FrameSender, RecvError, RecvTimeoutError,
+};
 pub use source::{
     CameraEvent, CameraHandle, CameraSource, SourceState, SourceStats, StatsSnapshot,
 };

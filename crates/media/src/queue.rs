@@ -4,6 +4,11 @@
 //! fast camera could fill it and starve the others. Here every camera owns a lane of 1-16 frames
 //! with its own [`DropPolicy`]; the receiver takes from the lanes round-robin, so a camera that
 //! blocks (file, `Block`) or floods (live, `DropOldest`) never delays another camera's frames.
+//!
+//! A pool of analysis workers shares one receiver through [`FrameReceiver::claim_timeout`]: a
+//! claimed frame keeps its camera's lane closed to other workers until the claim is dropped, so
+//! each camera's frames are analysed one at a time and in order (its tracker is sequential), while
+//! the workers serve the cameras round-robin.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -71,6 +76,8 @@ struct LaneSlot {
     frames: VecDeque<Frame>,
     cap: usize,
     closed: bool,
+    /// A worker holds a frame of this lane ([`Claimed`]): no other frame of it is handed out.
+    claimed: bool,
     stats: Arc<SourceStats>,
 }
 
@@ -110,6 +117,7 @@ impl FrameSender {
             frames: VecDeque::with_capacity(cap),
             cap: cap.max(1),
             closed: false,
+            claimed: false,
             stats,
         });
         self.shared.senders.fetch_add(1, Ordering::SeqCst);
@@ -193,8 +201,8 @@ impl Lane {
             return;
         }
         if let Some(pos) = st.lanes.iter().position(|l| l.id == self.id) {
-            if st.lanes[pos].frames.is_empty() {
-                st.lanes.remove(pos);
+            if st.lanes[pos].frames.is_empty() && !st.lanes[pos].claimed {
+                remove_lane(&mut st, pos);
             } else {
                 st.lanes[pos].closed = true;
             }
@@ -264,14 +272,33 @@ impl FrameReceiver {
 
     /// Waits up to `timeout` for the next frame from any camera.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Frame, RecvTimeoutError> {
+        self.wait_pop(timeout, false).map(|(f, _)| f)
+    }
+
+    /// Waits up to `timeout` for the next frame of a camera no other worker holds a frame of, and
+    /// holds that camera until the returned claim is dropped.
+    pub fn claim_timeout(&self, timeout: Duration) -> Result<Claimed, RecvTimeoutError> {
+        self.wait_pop(timeout, true).map(|(frame, lane)| Claimed {
+            frame,
+            _claim: LaneClaim {
+                shared: self.shared.clone(),
+                lane,
+            },
+        })
+    }
+
+    fn wait_pop(&self, timeout: Duration, claim: bool) -> Result<(Frame, u64), RecvTimeoutError> {
         let deadline = Instant::now() + timeout;
         let mut st = self.shared.state.lock();
         loop {
-            if let Some(f) = Self::pop(&mut st) {
+            if let Some(f) = Self::pop(&mut st, claim) {
                 self.shared.not_full.notify_all();
                 return Ok(f);
             }
-            if self.shared.senders.load(Ordering::SeqCst) == 0 {
+            // Frames held back behind a claim are still to come: not disconnected yet.
+            if self.shared.senders.load(Ordering::SeqCst) == 0
+                && st.lanes.iter().all(|l| l.frames.is_empty())
+            {
                 return Err(RecvTimeoutError::Disconnected);
             }
             if self
@@ -280,18 +307,18 @@ impl FrameReceiver {
                 .wait_until(&mut st, deadline)
                 .timed_out()
             {
-                return Self::pop(&mut st).ok_or(RecvTimeoutError::Timeout);
+                return Self::pop(&mut st, claim).ok_or(RecvTimeoutError::Timeout);
             }
         }
     }
 
     /// Takes a frame if one is waiting.
     pub fn try_recv(&self) -> Option<Frame> {
-        let f = Self::pop(&mut self.shared.state.lock());
+        let f = Self::pop(&mut self.shared.state.lock(), false);
         if f.is_some() {
             self.shared.not_full.notify_all();
         }
-        f
+        f.map(|(f, _)| f)
     }
 
     /// Frames waiting across all cameras.
@@ -310,29 +337,71 @@ impl FrameReceiver {
         self.len() == 0
     }
 
-    fn pop(st: &mut State) -> Option<Frame> {
+    /// The next frame round-robin over the lanes, skipping lanes a worker holds; with `claim` the
+    /// lane is held until the claim is released.
+    fn pop(st: &mut State, claim: bool) -> Option<(Frame, u64)> {
         let n = st.lanes.len();
         for i in 0..n {
             let idx = (st.rr + i) % n;
-            if let Some(frame) = st.lanes[idx].frames.pop_front() {
-                st.lanes[idx]
-                    .stats
-                    .frames_delivered
-                    .fetch_add(1, Ordering::Relaxed);
-                if st.lanes[idx].closed && st.lanes[idx].frames.is_empty() {
-                    st.lanes.remove(idx);
-                    st.rr = if st.lanes.is_empty() {
-                        0
-                    } else {
-                        idx % st.lanes.len()
-                    };
-                } else {
-                    st.rr = (idx + 1) % n;
-                }
-                return Some(frame);
+            let lane = &mut st.lanes[idx];
+            if lane.claimed {
+                continue;
             }
+            let Some(frame) = lane.frames.pop_front() else {
+                continue;
+            };
+            lane.stats.frames_delivered.fetch_add(1, Ordering::Relaxed);
+            lane.claimed = claim;
+            let id = lane.id;
+            if lane.closed && lane.frames.is_empty() && !claim {
+                st.rr = idx;
+                remove_lane(st, idx);
+            } else {
+                st.rr = (idx + 1) % n;
+            }
+            return Some((frame, id));
         }
         None
+    }
+}
+
+/// Removes lane `pos`, keeping the round-robin position on the lane that followed it.
+fn remove_lane(st: &mut State, pos: usize) {
+    st.lanes.remove(pos);
+    st.rr = if st.lanes.is_empty() {
+        0
+    } else if st.rr > pos {
+        (st.rr - 1) % st.lanes.len()
+    } else {
+        st.rr % st.lanes.len()
+    };
+}
+
+/// A frame taken with [`FrameReceiver::claim_timeout`]. Its camera gives no other frame to any
+/// worker until this is dropped.
+pub struct Claimed {
+    /// The frame.
+    pub frame: Frame,
+    _claim: LaneClaim,
+}
+
+struct LaneClaim {
+    shared: Arc<Shared>,
+    lane: u64,
+}
+
+impl Drop for LaneClaim {
+    fn drop(&mut self) {
+        let mut st = self.shared.state.lock();
+        if let Some(pos) = st.lanes.iter().position(|l| l.id == self.lane) {
+            let lane = &mut st.lanes[pos];
+            lane.claimed = false;
+            if lane.closed && lane.frames.is_empty() {
+                remove_lane(&mut st, pos);
+            }
+        }
+        // The lane's next frame, or the end of the stream, may be what another worker waits for.
+        self.shared.not_empty.notify_all();
     }
 }
 
@@ -439,5 +508,58 @@ mod tests {
         let lane = tx.lane(1, DropPolicy::Block, Arc::new(SourceStats::default()));
         drop(rx);
         assert_eq!(lane.push(frame("a", 0), &|| false), Pushed::NoReceiver);
+    }
+
+    #[test]
+    fn a_claimed_camera_gives_no_frame_until_released_and_others_go_round_robin() {
+        let (tx, rx) = frame_channel();
+        let a = tx.lane(4, DropPolicy::Block, Arc::new(SourceStats::default()));
+        let b = tx.lane(4, DropPolicy::Block, Arc::new(SourceStats::default()));
+        for i in 0..3 {
+            a.push(frame("a", i), &|| false);
+            b.push(frame("b", i), &|| false);
+        }
+        let t = Duration::from_millis(10);
+        let first = rx.claim_timeout(t).expect("a frame");
+        assert_eq!((&*first.frame.camera_id, first.frame.seq), ("a", 0));
+        // Camera a is held: a second worker gets b, then nothing until a is released.
+        let second = rx.claim_timeout(t).expect("a frame");
+        assert_eq!((&*second.frame.camera_id, second.frame.seq), ("b", 0));
+        assert_eq!(rx.claim_timeout(t).err(), Some(RecvTimeoutError::Timeout));
+        drop(first);
+        let third = rx.claim_timeout(t).expect("a frame");
+        assert_eq!((&*third.frame.camera_id, third.frame.seq), ("a", 1));
+        drop((second, third));
+        // In order per camera, alternating between cameras.
+        let rest: Vec<(String, u64)> = std::iter::from_fn(|| rx.claim_timeout(t).ok())
+            .map(|c| (c.frame.camera_id.to_string(), c.frame.seq))
+            .collect();
+        assert_eq!(rest, [("b".into(), 1), ("a".into(), 2), ("b".into(), 2)]);
+    }
+
+    #[test]
+    fn a_worker_waiting_behind_a_claim_is_woken_by_its_release_and_sees_the_end() {
+        let (tx, rx) = frame_channel();
+        let lane = tx.lane(2, DropPolicy::Block, Arc::new(SourceStats::default()));
+        drop(tx);
+        lane.push(frame("a", 0), &|| false);
+        lane.push(frame("a", 1), &|| false);
+        lane.close();
+        let held = rx
+            .claim_timeout(Duration::from_millis(10))
+            .expect("frame 0");
+        let rx2 = rx.clone();
+        let waiter = std::thread::spawn(move || {
+            let next = rx2
+                .claim_timeout(Duration::from_secs(5))
+                .map(|c| c.frame.seq);
+            let end = rx2.claim_timeout(Duration::from_secs(5)).err();
+            (next, end)
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        drop(held);
+        let (next, end) = waiter.join().expect("waiter");
+        assert_eq!(next, Ok(1));
+        assert_eq!(end, Some(RecvTimeoutError::Disconnected));
     }
 }

@@ -93,6 +93,9 @@ pub struct SourceStats {
     pub frames_delivered: AtomicU64,
     /// Frames skipped to honour `analysis_fps`.
     pub frames_dropped_sampling: AtomicU64,
+    /// Frames skipped at the sampler, before scaling and conversion, because the consumer capped
+    /// the rate below `analysis_fps` ([`CameraHandle::set_rate_cap`]): analysis could not keep up.
+    pub frames_dropped_load: AtomicU64,
     /// Frames evicted from the lane because analysis fell behind (`DropOldest`).
     pub frames_dropped_backpressure: AtomicU64,
     /// Reconnect attempts made.
@@ -113,6 +116,8 @@ pub struct StatsSnapshot {
     pub frames_delivered: u64,
     /// See [`SourceStats::frames_dropped_sampling`].
     pub frames_dropped_sampling: u64,
+    /// See [`SourceStats::frames_dropped_load`].
+    pub frames_dropped_load: u64,
     /// See [`SourceStats::frames_dropped_backpressure`].
     pub frames_dropped_backpressure: u64,
     /// See [`SourceStats::reconnects`].
@@ -137,6 +142,7 @@ impl SourceStats {
             frames_sampled: self.frames_sampled.load(r),
             frames_delivered: self.frames_delivered.load(r),
             frames_dropped_sampling: self.frames_dropped_sampling.load(r),
+            frames_dropped_load: self.frames_dropped_load.load(r),
             frames_dropped_backpressure: self.frames_dropped_backpressure.load(r),
             reconnects: self.reconnects.load(r),
             queue_high_water: self.queue_high_water.load(r),
@@ -189,6 +195,7 @@ impl CameraSource {
             seq: AtomicU64::new(0),
             timeline: Mutex::new(Timeline::default()),
             no_receiver: AtomicBool::new(false),
+            rate_cap: Arc::new(RateCap::default()),
         });
         info!(camera = %camera_id, kind = inner.cfg.source.name(), policy = ?policy, "starting camera");
         inner.emit(SourceState::Starting);
@@ -279,6 +286,24 @@ impl CameraHandle {
         self.inner.cfg.effective_drop_policy()
     }
 
+    /// Caps the sampling rate below `analysis_fps` (frames per second of stream time), or lifts
+    /// the cap with `None`. Frames above the cap are skipped by the sampling probe, before scaling
+    /// and conversion, and counted in [`SourceStats::frames_dropped_load`]; the kept ones stay
+    /// evenly spaced. A cap at or above `analysis_fps` changes nothing. Takes effect on the next
+    /// frame, across reconnects.
+    pub fn set_rate_cap(&self, fps: Option<f64>) {
+        self.inner.rate_cap.set(fps);
+    }
+
+    /// The rate frames are sampled at now: `analysis_fps` or the cap, whichever is lower; `None`
+    /// when every decoded frame is kept.
+    pub fn sampling_fps(&self) -> Option<f64> {
+        match (self.inner.cfg.sampling_fps(), self.inner.rate_cap.get()) {
+            (Some(f), Some(c)) => Some(f.min(c)),
+            (f, c) => f.or(c),
+        }
+    }
+
     /// Whether the supervisor has finished (ended, down or stopped).
     pub fn is_finished(&self) -> bool {
         self.thread.as_ref().is_none_or(|t| t.is_finished())
@@ -348,6 +373,7 @@ struct Inner {
     seq: AtomicU64,
     timeline: Mutex<Timeline>,
     no_receiver: AtomicBool,
+    rate_cap: Arc<RateCap>,
 }
 
 impl Inner {
@@ -418,19 +444,130 @@ impl Timeline {
     }
 }
 
-/// Keeps frames at most `fps` per second of PTS.
+/// A ceiling on one camera's sampling rate, set by the consumer while analysis cannot keep up
+/// and read by the sampling probe on every frame.
+#[derive(Debug, Default)]
+struct RateCap {
+    /// `f64` bits of the cap in frames per second; 0 when there is none.
+    bits: AtomicU64,
+}
+
+impl RateCap {
+    fn get(&self) -> Option<f64> {
+        let v = f64::from_bits(self.bits.load(Ordering::Relaxed));
+        (v > 0.0 && v.is_finite()).then_some(v)
+    }
+
+    fn set(&self, fps: Option<f64>) {
+        let v = fps.filter(|f| *f > 0.0 && f.is_finite()).unwrap_or(0.0);
+        self.bits.store(v.to_bits(), Ordering::Relaxed);
+    }
+}
+
+fn interval_ns(fps: f64) -> Option<u64> {
+    Some((1e9 / fps) as u64).filter(|i| *i > 0)
+}
+
+/// What the sampler decided for one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sampled {
+    Keep,
+    /// Above `analysis_fps`.
+    Skip,
+    /// Within `analysis_fps` but above the load cap.
+    Shed,
+}
+
+/// Keeps frames at most `analysis_fps` per second of PTS, and at most the load cap's rate while
+/// one is set. The configured pace always runs, so a frame the cap sheds is told apart from one
+/// sampling would have skipped anyway, and lifting the cap resumes the configured rate at once.
 struct Sampler {
+    base: Pace,
+    /// The pace under the cap while it is below `analysis_fps`.
+    capped: Option<Pace>,
+    cap: Arc<RateCap>,
+    /// PTS of the last frame kept, so a new or changed cap continues from it without a burst or
+    /// a gap.
+    last_out: Option<u64>,
+    /// Frames the cap kept that `analysis_fps` alone would have skipped. The cap picks the frames
+    /// closest to its own even schedule, not a subset of the configured one, so each such frame
+    /// stands in for one the configured schedule wanted: that one is not counted as shed.
+    substitutes: u64,
+}
+
+impl Sampler {
+    fn new(fps: Option<f64>, cap: Arc<RateCap>) -> Self {
+        Self {
+            base: Pace::new(fps.and_then(interval_ns)),
+            capped: None,
+            cap,
+            last_out: None,
+            substitutes: 0,
+        }
+    }
+
+    fn keep(&mut self, pts: Option<gst::ClockTime>) -> Sampled {
+        let base = self.base.keep(pts);
+        let cap = self
+            .cap
+            .get()
+            .and_then(interval_ns)
+            .filter(|c| *c > self.base.interval_ns.unwrap_or(0));
+        let Some(cap) = cap else {
+            self.capped = None;
+            self.substitutes = 0;
+            if base {
+                self.last_out = pts.map(|p| p.nseconds()).or(self.last_out);
+                return Sampled::Keep;
+            }
+            return Sampled::Skip;
+        };
+        let last_out = self.last_out;
+        let pace = self
+            .capped
+            .get_or_insert_with(|| Pace::continuing(cap, last_out));
+        if pace.interval_ns != Some(cap) {
+            *pace = Pace::continuing(cap, last_out);
+        }
+        if pace.keep(pts) {
+            self.last_out = pts.map(|p| p.nseconds()).or(self.last_out);
+            if !base {
+                self.substitutes += 1;
+            }
+            Sampled::Keep
+        } else if base && self.substitutes > 0 {
+            self.substitutes -= 1;
+            Sampled::Skip
+        } else if base {
+            Sampled::Shed
+        } else {
+            Sampled::Skip
+        }
+    }
+}
+
+/// Keeps frames at most one per `interval_ns` of PTS, evenly.
+struct Pace {
     interval_ns: Option<u64>,
     next_due: Option<u64>,
     last_kept: Option<u64>,
 }
 
-impl Sampler {
-    fn new(fps: Option<f64>) -> Self {
+impl Pace {
+    fn new(interval_ns: Option<u64>) -> Self {
         Self {
-            interval_ns: fps.map(|f| (1e9 / f) as u64).filter(|i| *i > 0),
+            interval_ns,
             next_due: None,
             last_kept: None,
+        }
+    }
+
+    /// A pace whose first frame is due one interval after `last` (the last frame kept).
+    fn continuing(interval: u64, last: Option<u64>) -> Self {
+        Self {
+            interval_ns: Some(interval),
+            next_due: last.map(|l| l + interval),
+            last_kept: last,
         }
     }
 
@@ -658,7 +795,10 @@ fn wire(
         .and_then(|s| s.static_pad("sink"))
         .or_else(|| appsink.static_pad("sink"))
         .ok_or_else(|| "appsink has no sink pad".to_string())?;
-    let sampler = Mutex::new(Sampler::new(inner.cfg.sampling_fps()));
+    let sampler = Mutex::new(Sampler::new(
+        inner.cfg.sampling_fps(),
+        inner.rate_cap.clone(),
+    ));
     let (stats, pctx) = (inner.stats.clone(), ctx.clone());
     probe_pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
         let Some(buffer) = info.buffer() else {
@@ -666,17 +806,16 @@ fn wire(
         };
         stats.frames_decoded.fetch_add(1, Ordering::Relaxed);
         pctx.touch();
-        if sampler.lock().keep(buffer.pts()) {
-            gst::PadProbeReturn::Ok
-        } else {
-            stats
-                .frames_dropped_sampling
-                .fetch_add(1, Ordering::Relaxed);
-            // `Handled` rather than `Drop`: the bindings take the buffer out of the probe info and
-            // free it themselves; with `Drop` GStreamer 1.22 then unrefs a NULL item and prints
-            // a CRITICAL for every skipped frame.
-            gst::PadProbeReturn::Handled
-        }
+        let counter = match sampler.lock().keep(buffer.pts()) {
+            Sampled::Keep => return gst::PadProbeReturn::Ok,
+            Sampled::Skip => &stats.frames_dropped_sampling,
+            Sampled::Shed => &stats.frames_dropped_load,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        // `Handled` rather than `Drop`: the bindings take the buffer out of the probe info and
+        // free it themselves; with `Drop` GStreamer 1.22 then unrefs a NULL item and prints a
+        // CRITICAL for every skipped frame.
+        gst::PadProbeReturn::Handled
     });
 
     if let (SourceKind::File(_), Some(caps_name)) = (&inner.cfg.source, &attempt.stream) {
@@ -967,39 +1106,111 @@ mod tests {
         Some(gst::ClockTime::from_mseconds(v))
     }
 
+    fn sampler(fps: Option<f64>) -> (Sampler, Arc<RateCap>) {
+        let cap = Arc::new(RateCap::default());
+        (Sampler::new(fps, cap.clone()), cap)
+    }
+
+    fn kept(s: &mut Sampler, pts: Option<gst::ClockTime>) -> bool {
+        s.keep(pts) == Sampled::Keep
+    }
+
     #[test]
     fn sampler_keeps_target_rate() {
-        let mut s = Sampler::new(Some(10.0));
+        let (mut s, _) = sampler(Some(10.0));
         // 30 fps source, 3 seconds.
-        let kept = (0..90)
-            .filter(|i| s.keep(Some(gst::ClockTime::from_nseconds(i * 33_333_333))))
+        let n = (0..90)
+            .filter(|i| kept(&mut s, Some(gst::ClockTime::from_nseconds(i * 33_333_333))))
             .count();
-        assert_eq!(kept, 30);
+        assert_eq!(n, 30);
         // 25 fps source.
-        let mut s = Sampler::new(Some(10.0));
-        let kept = (0..100).filter(|i| s.keep(ms(i * 40))).count();
-        assert_eq!(kept, 40);
+        let (mut s, _) = sampler(Some(10.0));
+        let n = (0..100).filter(|i| kept(&mut s, ms(i * 40))).count();
+        assert_eq!(n, 40);
         // Disabled keeps all, frames without PTS are kept.
-        let mut s = Sampler::new(None);
-        assert!((0..10).all(|i| s.keep(ms(i))));
-        let mut s = Sampler::new(Some(1.0));
-        assert!(s.keep(None));
+        let (mut s, _) = sampler(None);
+        assert!((0..10).all(|i| kept(&mut s, ms(i))));
+        let (mut s, _) = sampler(Some(1.0));
+        assert!(kept(&mut s, None));
     }
 
     #[test]
     fn sampler_restarts_after_timestamps_go_back() {
-        let mut s = Sampler::new(Some(2.0));
-        assert!(s.keep(ms(0)));
-        assert!(!s.keep(ms(100)));
-        assert!(s.keep(ms(500)));
+        let (mut s, _) = sampler(Some(2.0));
+        assert!(kept(&mut s, ms(0)));
+        assert!(!kept(&mut s, ms(100)));
+        assert!(kept(&mut s, ms(500)));
         // Loop back to the start: keep at once.
-        assert!(s.keep(ms(0)));
-        assert!(!s.keep(ms(200)));
-        assert!(s.keep(ms(500)));
+        assert!(kept(&mut s, ms(0)));
+        assert!(!kept(&mut s, ms(200)));
+        assert!(kept(&mut s, ms(500)));
         // A gap: keep at once, then regular again.
-        assert!(s.keep(ms(10_000)));
-        assert!(!s.keep(ms(10_100)));
-        assert!(s.keep(ms(10_500)));
+        assert!(kept(&mut s, ms(10_000)));
+        assert!(!kept(&mut s, ms(10_100)));
+        assert!(kept(&mut s, ms(10_500)));
+    }
+
+    /// Runs a 25 fps source from `from_ms` for `n` frames; returns the kept PTS (ms) and the
+    /// frames shed by the cap.
+    fn run_25fps(s: &mut Sampler, from_ms: u64, n: u64) -> (Vec<u64>, usize) {
+        let mut out = Vec::new();
+        let mut shed = 0;
+        for i in 0..n {
+            let t = from_ms + i * 40;
+            match s.keep(ms(t)) {
+                Sampled::Keep => out.push(t),
+                Sampled::Shed => shed += 1,
+                Sampled::Skip => {}
+            }
+        }
+        (out, shed)
+    }
+
+    #[test]
+    fn a_load_cap_lowers_the_rate_evenly_and_counts_what_it_sheds() {
+        let (mut s, cap) = sampler(Some(10.0));
+        cap.set(Some(4.0));
+        let (kept, shed) = run_25fps(&mut s, 0, 250);
+        // 10 s at 4 fps; the 10 fps schedule would have kept 100, so 60 were shed for load.
+        assert_eq!(kept.len(), 40);
+        assert_eq!(shed, 60);
+        // Even: every gap is the 250 ms interval rounded to the 40 ms frame grid.
+        for w in kept.windows(2) {
+            assert!((240..=280).contains(&(w[1] - w[0])), "{kept:?}");
+        }
+        // A cap at or above analysis_fps sheds nothing; no cap at all restores 10 fps.
+        cap.set(Some(12.0));
+        let (kept, shed) = run_25fps(&mut s, 10_000, 100);
+        assert_eq!((kept.len(), shed), (40, 0));
+        cap.set(None);
+        let (kept, shed) = run_25fps(&mut s, 14_000, 100);
+        assert_eq!((kept.len(), shed), (40, 0));
+    }
+
+    #[test]
+    fn changing_the_cap_continues_from_the_last_kept_frame() {
+        let (mut s, cap) = sampler(None);
+        cap.set(Some(5.0));
+        let (a, shed) = run_25fps(&mut s, 0, 50);
+        assert_eq!(a.len(), 10);
+        assert_eq!(
+            shed, 40,
+            "without analysis_fps every frame above the cap is shed"
+        );
+        // Lower it mid-stream: the next frame comes one new interval after the last one kept,
+        // neither at once (a burst) nor after a double gap.
+        cap.set(Some(2.0));
+        let (b, _) = run_25fps(&mut s, 2000, 100);
+        let last = *a.last().unwrap_or(&0);
+        assert!((440..=520).contains(&(b[0] - last)), "{a:?} then {b:?}");
+        for w in b.windows(2) {
+            assert!((480..=520).contains(&(w[1] - w[0])), "{b:?}");
+        }
+        // Raise it again.
+        cap.set(Some(4.0));
+        let (c, _) = run_25fps(&mut s, 6000, 100);
+        assert!(c[0] - b[b.len() - 1] <= 280, "{b:?} then {c:?}");
+        assert_eq!(c.len(), 16);
     }
 
     #[test]

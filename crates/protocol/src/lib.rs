@@ -145,9 +145,10 @@ pub struct Count {
     pub occupancy: i64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CameraState {
+    #[default]
     Starting,
     Up,
     Reconnecting,
@@ -155,15 +156,64 @@ pub enum CameraState {
     Ended,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CameraStatus {
     pub camera: String,
     pub state: CameraState,
+    /// Frames analysed per second of wall time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fps: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Frames analysed per second of stream time over the last seconds: the rate the tracker and the
+    /// counting lines really see (protocol 1.3; absent from older agents and until it is measured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_fps: Option<f64>,
+    /// The rate frames are sampled at now: the camera's `analysis_fps`, or less while the agent sheds load
+    /// (1.3; absent when every decoded frame is sampled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling_fps: Option<f64>,
+    /// The analysis rate this camera's counts need to be reliable (1.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reliable_fps: Option<f64>,
+    /// The camera is analysed below `reliable_fps`: its counts are unreliable while this holds (1.3; absent
+    /// from older agents, which do not know).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<bool>,
+    /// Why, while `degraded` (1.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded_reason: Option<DegradedReason>,
+    /// When the degraded period began, while `degraded` (1.3).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub degraded_since: Option<OffsetDateTime>,
+}
+
+/// Why a camera is analysed below the rate its counts need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DegradedReason {
+    /// Analysis cannot keep up with every camera: the agent lowered the sampling rates evenly.
+    Overload,
+    /// The camera's `analysis_fps` is set below the reliable rate.
+    Configured,
+    /// The camera (or its decoding) delivers fewer frames than needed.
+    Source,
+}
+
+impl DegradedReason {
+    /// The name on the wire, in the database and in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DegradedReason::Overload => "overload",
+            DegradedReason::Configured => "configured",
+            DegradedReason::Source => "source",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -378,5 +428,49 @@ mod tests {
             Envelope::from_json(j.as_bytes()),
             Err(ProtocolError::Version(99))
         ));
+    }
+
+    #[test]
+    fn camera_status_of_1_2_agents_still_parses_and_1_3_round_trips() {
+        // As a 1.2 agent sends it.
+        let old = r#"{"id":"01936f2e-5b1c-7cc2-9a41-1f0d3c2b8e77","v":1,"site":"s","agent":"a",
+            "ts":"2026-11-24T05:12:03.512Z","kind":"camera_status",
+            "data":{"camera":"gate","state":"up","fps":4.9,"detail":"1280x720"}}"#;
+        let e = Envelope::from_json(old.as_bytes()).unwrap();
+        let EventKind::CameraStatus(s) = &e.event else {
+            panic!("{e:?}")
+        };
+        assert_eq!(
+            (s.fps, s.degraded, s.effective_fps),
+            (Some(4.9), None, None)
+        );
+
+        let since = time::macros::datetime!(2026-11-24 05:11:00 UTC);
+        let new = Envelope::new(
+            "s",
+            "a",
+            OffsetDateTime::now_utc(),
+            EventKind::CameraStatus(CameraStatus {
+                camera: "gate".into(),
+                state: CameraState::Up,
+                fps: Some(1.4),
+                effective_fps: Some(1.38),
+                sampling_fps: Some(1.4),
+                reliable_fps: Some(2.0),
+                degraded: Some(true),
+                degraded_reason: Some(DegradedReason::Overload),
+                degraded_since: Some(since),
+                ..Default::default()
+            }),
+        );
+        let j = new.to_json();
+        assert!(
+            j.contains(r#""degraded":true,"degraded_reason":"overload","degraded_since":"2026-11-24T05:11:00Z""#),
+            "{j}"
+        );
+        assert_eq!(Envelope::from_json(j.as_bytes()).unwrap().event, new.event);
+        // Unknown reasons are refused like any unknown value.
+        let bad = j.replace("\"overload\"", "\"tired\"");
+        assert!(Envelope::from_json(bad.as_bytes()).is_err());
     }
 }

@@ -15,6 +15,8 @@ pub const MAX_LIST_COUNT: u64 = 1_000_000_000;
 pub const MAX_TRACK_COUNT: u32 = 1_000_000;
 /// Track ids are stored as signed 64-bit integers.
 pub const MAX_TRACK_ID: u64 = i64::MAX as u64;
+/// Frame rates in `camera_status`: far above any camera.
+pub const MAX_FPS: f64 = 10_000.0;
 /// Seconds into a stream: a century.
 pub const MAX_STREAM_TIME_S: f64 = 3.2e9;
 
@@ -36,6 +38,16 @@ fn rate(field: &str, v: Option<f64>) -> Result<(), String> {
     match v {
         Some(r) if !r.is_finite() || !(0.0..=1.0).contains(&r) => {
             Err(format!("`{field}` = {r} is out of range ([0, 1])"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Frames per second: finite, 0 to [`MAX_FPS`].
+fn frame_rate(field: &str, v: Option<f64>) -> Result<(), String> {
+    match v {
+        Some(f) if !f.is_finite() || !(0.0..=MAX_FPS).contains(&f) => {
+            Err(format!("`{field}` = {f} is out of range"))
         }
         _ => Ok(()),
     }
@@ -78,12 +90,17 @@ impl EventKind {
                 }
                 Ok(())
             }
-            EventKind::CameraStatus(s) => match s.fps {
-                Some(f) if !f.is_finite() || !(0.0..=10_000.0).contains(&f) => {
-                    Err(format!("`fps` = {f} is out of range"))
+            EventKind::CameraStatus(s) => {
+                for (field, v) in [
+                    ("fps", s.fps),
+                    ("effective_fps", s.effective_fps),
+                    ("sampling_fps", s.sampling_fps),
+                    ("reliable_fps", s.reliable_fps),
+                ] {
+                    frame_rate(field, v)?;
                 }
-                _ => Ok(()),
-            },
+                Ok(())
+            }
             EventKind::AgentStatus(_) => Ok(()),
             EventKind::WatchlistMatch(m) => {
                 at_most("track_id", m.track_id, MAX_TRACK_ID)?;
