@@ -6,8 +6,10 @@
 //!
 //! Run with `cargo run --release -p checkpoint-bench -- all` (see the README).
 
+mod counting_rates;
 mod faiss;
 mod ingest;
+mod legacy_track;
 mod watchlist;
 
 use std::path::{Path, PathBuf};
@@ -67,6 +69,35 @@ enum Cmd {
     },
     /// Both.
     All,
+    /// Counting accuracy of the agent's tracker and counter at each analysis rate, per scene and mode
+    /// (detections computed once per frame and cached, then replayed at each rate).
+    CountingRates {
+        /// Scenes (`checkpoint_scenegen::SceneSpec::preset` names).
+        #[arg(
+            long,
+            default_value = "standard,fast,crowd,stop",
+            value_delimiter = ','
+        )]
+        scenes: Vec<String>,
+        /// faces, people.
+        #[arg(long, default_value = "faces,people", value_delimiter = ',')]
+        modes: Vec<String>,
+        /// Analysis rates, frames per second.
+        #[arg(long, default_value = "25,10,5,2.5,2", value_delimiter = ',')]
+        rates: Vec<f64>,
+        /// Starting frames per rate.
+        #[arg(long, default_value_t = 4)]
+        phases: usize,
+        /// Where the scenes and the detection caches go.
+        #[arg(long, default_value = "target/bench/counting-rates")]
+        out: PathBuf,
+        /// Debugging: print one actor's frames (at the first rate) in each scene and mode.
+        #[arg(long)]
+        trace: Option<u32>,
+        /// Skip the real-footage sweep (people mode on ../shared/datasets/mot).
+        #[arg(long)]
+        no_real_footage: bool,
+    },
     /// Hub ingest: events per second stored on SQLite and PostgreSQL.
     Ingest {
         #[arg(long, default_value_t = 20_000)]
@@ -139,6 +170,26 @@ fn main() -> Result<()> {
         Cmd::Faiss { sizes, queries } => faiss::run(&sizes, queries),
         Cmd::Watchlist { out, splits } => watchlist::run(rt, &shared_dir(), &out, splits),
         Cmd::Ingest { .. } => Ok(()),
+        Cmd::CountingRates {
+            scenes,
+            modes,
+            rates,
+            phases,
+            out,
+            trace,
+            no_real_footage,
+        } => counting_rates::run(
+            rt,
+            &counting_rates::Options {
+                scenes,
+                modes,
+                rates,
+                phases,
+                out,
+                trace,
+                mot: (!no_real_footage).then(|| shared_dir().join("datasets/mot")),
+            },
+        ),
         Cmd::All => {
             bench_models(rt, 50)?;
             bench_pipeline(rt, None, &[1, 2, 4], 20.0, "faces")?;

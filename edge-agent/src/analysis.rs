@@ -11,9 +11,9 @@ use checkpoint_vision::quality::face_quality;
 use checkpoint_vision::{BgrImage, Embedding, Face, FaceDetector, FaceEmbedder, PersonDetector};
 use serde::{Deserialize, Serialize};
 
-use crate::count::{Crossing, Direction, LineCounter, LineGeometry, Side};
+use crate::count::{CameraCounter, Crossing, Direction, LineGeometry, Side};
 use crate::metrics::Metrics;
-use crate::track::{Detection, TrackUpdate, Tracker, TrackerConfig};
+use crate::track::{BBox, Detection, TrackerConfig};
 
 /// What a camera tracks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +34,16 @@ pub enum Anchor {
     Feet,
     /// Box centre. The usual choice for faces.
     Center,
+}
+
+impl Anchor {
+    /// The point of `b` tested against the counting lines.
+    pub fn point(self, b: &BBox) -> (f32, f32) {
+        match self {
+            Anchor::Feet => b.bottom_center(),
+            Anchor::Center => b.center(),
+        }
+    }
 }
 
 /// Counting line as configured; coordinates are pixels or fractions of the frame.
@@ -156,12 +166,6 @@ pub struct FrameOutcome {
     pub embedded: usize,
 }
 
-struct Line {
-    cfg: LineConfig,
-    counter: Option<LineCounter>,
-    size: (u32, u32),
-}
-
 /// What a camera analyses and how.
 #[derive(Clone, Debug)]
 pub struct CameraSetup {
@@ -191,37 +195,21 @@ impl CameraSetup {
 pub struct CameraAnalyzer {
     camera: String,
     mode: Mode,
-    anchor: Anchor,
     opts: AnalysisOptions,
     models: Models,
-    tracker: Tracker,
-    lines: Vec<Line>,
+    counting: CameraCounter,
     track_faces: HashMap<u64, Vec<FaceSample>>,
     metrics: Arc<Metrics>,
 }
 
 impl CameraAnalyzer {
     pub fn new(setup: CameraSetup, models: Models, metrics: Arc<Metrics>) -> Self {
-        let anchor = setup.anchor.unwrap_or(match setup.mode {
-            Mode::People => Anchor::Feet,
-            Mode::Faces => Anchor::Center,
-        });
         Self {
             camera: setup.camera,
             mode: setup.mode,
-            anchor,
             opts: setup.options,
             models,
-            tracker: Tracker::new(setup.tracker),
-            lines: setup
-                .lines
-                .into_iter()
-                .map(|cfg| Line {
-                    cfg,
-                    counter: None,
-                    size: (0, 0),
-                })
-                .collect(),
+            counting: CameraCounter::new(setup.lines, setup.mode, setup.anchor, setup.tracker),
             track_faces: HashMap::new(),
             metrics,
         }
@@ -294,30 +282,10 @@ impl CameraAnalyzer {
             }
         };
 
-        let update: TrackUpdate = self.tracker.update(&dets, ts);
+        let step = self.counting.step(&dets, ts, img.width, img.height);
+        let update = step.update;
         out.tracks = update.tracks.len();
-
-        // Counting.
-        for line in &mut self.lines {
-            if line.counter.is_none() || line.size != (img.width, img.height) {
-                line.counter = Some(LineCounter::new(
-                    line.cfg.id.clone(),
-                    line.cfg.geometry(img.width, img.height),
-                ));
-                line.size = (img.width, img.height);
-            }
-        }
-        for tr in &update.tracks {
-            let p = match self.anchor {
-                Anchor::Feet => tr.bbox.bottom_center(),
-                Anchor::Center => tr.bbox.center(),
-            };
-            for line in &mut self.lines {
-                if let Some(c) = line.counter.as_mut().and_then(|c| c.observe(tr.id, p, ts)) {
-                    out.crossings.push((c, line.cfg.site_boundary));
-                }
-            }
-        }
+        out.crossings = step.crossings;
 
         // Best faces per track, embedded in one batch.
         if self.models.embedder.is_some() {
@@ -389,7 +357,7 @@ impl CameraAnalyzer {
 
     /// Ends every track (camera stopped or file finished) and returns their ids.
     pub fn finish(&mut self) -> Vec<u64> {
-        let ended = self.tracker.finish();
+        let ended = self.counting.finish();
         for id in &ended {
             self.end_track(*id);
         }
@@ -401,12 +369,7 @@ impl CameraAnalyzer {
     }
 
     fn end_track(&mut self, id: u64) {
-        for line in &mut self.lines {
-            if let Some(c) = line.counter.as_mut() {
-                c.track_ended(id);
-            }
-        }
-        // Privacy: a track's faces exist only while the track does.
+        // The lines forgot the track in `CameraCounter`. Privacy: a track's faces exist only while the track does.
         self.track_faces.remove(&id);
     }
 
@@ -420,7 +383,7 @@ impl CameraAnalyzer {
         self.metrics
             .tracks_active
             .get_or_create(&cam)
-            .set(self.tracker.active_count() as i64);
+            .set(self.counting.active_tracks() as i64);
         for (c, _) in &out.crossings {
             let dir = match c.direction {
                 Direction::In => "in",
@@ -473,7 +436,6 @@ fn attach_faces(faces: &[Face], people: &[Detection]) -> Vec<Option<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::track::BBox;
     use checkpoint_vision::Rect;
 
     fn face(x: f32, y: f32, s: f32) -> Face {

@@ -652,4 +652,32 @@ in_side = "right"
             "cameras[0].reliable_fps"
         );
     }
+
+    #[test]
+    fn tracking_keys_parse_and_are_checked_by_name() {
+        // Every key, as an operator tuning low analysis rates would write them.
+        let all = format!(
+            "{GOOD}\n[tracking]\nhigh_score = 0.5\nlow_score = 0.1\nnew_track_score = 0.6\nmatch_iou = 0.2\n\
+             low_match_iou = 0.5\nunconfirmed_match_iou = 0.3\nlost_timeout_s = 1.5\nlost_min_frames = 6\n\
+             min_hits = 2\ntentative_misses = 1\ngate_radius = 0.25\nspeed_change = 1.2\nmax_speed = 5.0\n\
+             max_size_ratio = 2.0\n"
+        );
+        let c = Config::parse(&all).unwrap();
+        assert_eq!(c.tracking.lost_min_frames, 6);
+        assert_eq!(c.tracking.max_speed, Some(5.0));
+        // Unset speeds stay unset: each camera fills them in for what it tracks (faces or people).
+        assert_eq!(Config::parse(GOOD).unwrap().tracking.max_speed, None);
+        for (line, key) in [
+            ("max_speed = 0", "tracking.max_speed"),
+            ("speed_change = -1", "tracking.speed_change"),
+            ("gate_radius = 9", "tracking.gate_radius"),
+            ("max_size_ratio = 0.5", "tracking.max_size_ratio"),
+            ("lost_min_frames = 1000", "tracking.lost_min_frames"),
+            ("tentative_misses = 1000", "tracking.tentative_misses"),
+            ("max_sped = 3", "tracking"),
+        ] {
+            let (k, msg) = Config::parse(&format!("{GOOD}\n[tracking]\n{line}\n")).unwrap_err();
+            assert!(k.starts_with(key), "{line}: {k} ({msg})");
+        }
+    }
 }

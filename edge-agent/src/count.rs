@@ -7,6 +7,15 @@
 //! Detector jitter and people pausing on the line therefore never count, while a
 //! real "in, then back out" counts once each way.
 //!
+//! Crossings are decided on the trajectory, not on consecutive frames: the segment
+//! from the last point outside the band to the next one, however far apart in time.
+//! At 2 analysed frames per second a person may be seen once before the line and once
+//! after it, or be missed for a few frames in between (the tracker bridges the gap and
+//! keeps the id); either way that one segment crosses the line and counts once.
+//! [`CameraCounter`] puts a camera's tracker and lines together, and walks a newly
+//! confirmed track through its sightings from before confirmation, so a person
+//! confirmed only after the line is still seen coming from the other side.
+//!
 //! # Side convention
 //!
 //! Image coordinates: x to the right, y **down**. Stand at `a` and look towards
@@ -25,6 +34,9 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
+
+use crate::analysis::{Anchor, LineConfig, Mode};
+use crate::track::{BoxKind, Detection, TrackUpdate, Tracker, TrackerConfig};
 
 /// Lines shorter than this (pixels) are degenerate: their direction, and hence
 /// which side is which, is dominated by rounding.
@@ -179,14 +191,14 @@ pub struct LineCounter {
     band: f64,
     /// Per track: the last observation outside the band. Tracks never seen outside
     /// the band have no entry; nothing about them is needed yet.
-    tracks: HashMap<u64, Anchor>,
+    tracks: HashMap<u64, Outside>,
     entries: u64,
     exits: u64,
 }
 
 /// A point outside the band, in line coordinates.
 #[derive(Clone, Copy, Debug)]
-struct Anchor {
+struct Outside {
     side: Side,
     /// Position along the line from `a`, pixels.
     along: f64,
@@ -236,7 +248,7 @@ impl LineCounter {
             return None;
         }
         let side = side_from_distance(d)?;
-        let here = Anchor { side, along, d };
+        let here = Outside { side, along, d };
 
         let prev = match self.tracks.entry(track_id) {
             // First confirmed side of this track: that is where it came from, not a
@@ -295,6 +307,130 @@ impl LineCounter {
     /// Number of tracks for which per-track state is held (for memory monitoring).
     pub fn tracked_count(&self) -> usize {
         self.tracks.len()
+    }
+}
+
+/// A camera's tracker and counting lines together: what the agent runs on every analysed frame, and what
+/// `checkpoint-bench counting-rates` replays on cached detections, so both measure the same thing.
+#[derive(Debug)]
+pub struct CameraCounter {
+    tracker: Tracker,
+    anchor: Anchor,
+    lines: Vec<CameraLine>,
+}
+
+#[derive(Debug)]
+struct CameraLine {
+    cfg: LineConfig,
+    /// Built for the first frame's size and rebuilt when the size changes (lines may be normalised).
+    counter: Option<LineCounter>,
+    size: (u32, u32),
+}
+
+/// What one frame did to the tracks and the lines.
+#[derive(Debug, Default)]
+pub struct CountStep {
+    /// The tracker's output for the frame.
+    pub update: TrackUpdate,
+    /// Crossings completed in this frame, each with its line's `site_boundary`.
+    pub crossings: Vec<(Crossing, bool)>,
+}
+
+impl CameraCounter {
+    /// Lines as configured, what the camera tracks, the point of a box tested against the lines (default:
+    /// feet for people, centre for faces), and the tracker settings (speeds left unset take the mode's
+    /// defaults).
+    pub fn new(
+        lines: Vec<LineConfig>,
+        mode: Mode,
+        anchor: Option<Anchor>,
+        tracker: TrackerConfig,
+    ) -> Self {
+        let (kind, default_anchor) = match mode {
+            Mode::People => (BoxKind::People, Anchor::Feet),
+            Mode::Faces => (BoxKind::Faces, Anchor::Center),
+        };
+        Self {
+            tracker: Tracker::new(tracker.for_boxes(kind)),
+            anchor: anchor.unwrap_or(default_anchor),
+            lines: lines
+                .into_iter()
+                .map(|cfg| CameraLine {
+                    cfg,
+                    counter: None,
+                    size: (0, 0),
+                })
+                .collect(),
+        }
+    }
+
+    /// Tracks `dets` (found in a `width` x `height` frame taken at `ts` seconds) and counts the crossings
+    /// they complete. Tracks confirmed in this frame are walked through their earlier sightings first, so
+    /// a crossing made before confirmation counts, with the time it was made. State of ended tracks is
+    /// dropped from the lines.
+    pub fn step(&mut self, dets: &[Detection], ts: f64, width: u32, height: u32) -> CountStep {
+        self.tracker.set_frame_size(width, height);
+        let update = self.tracker.update(dets, ts);
+        for line in &mut self.lines {
+            if line.counter.is_none() || line.size != (width, height) {
+                line.counter = Some(LineCounter::new(
+                    line.cfg.id.clone(),
+                    line.cfg.geometry(width, height),
+                ));
+                line.size = (width, height);
+            }
+        }
+        let mut crossings = Vec::new();
+        for tr in &update.tracks {
+            let path = tr
+                .earlier
+                .iter()
+                .map(|o| (o.ts, o.bbox))
+                .chain(std::iter::once((ts, tr.bbox)));
+            for (t, b) in path {
+                let p = self.anchor.point(&b);
+                for line in &mut self.lines {
+                    if let Some(c) = line.counter.as_mut().and_then(|c| c.observe(tr.id, p, t)) {
+                        crossings.push((c, line.cfg.site_boundary));
+                    }
+                }
+            }
+        }
+        for id in &update.ended {
+            self.forget(*id);
+        }
+        CountStep { update, crossings }
+    }
+
+    /// Ends every track (camera stopped, file finished) and returns their ids.
+    pub fn finish(&mut self) -> Vec<u64> {
+        let ended = self.tracker.finish();
+        for id in &ended {
+            self.forget(*id);
+        }
+        ended
+    }
+
+    /// Confirmed tracks not yet ended.
+    pub fn active_tracks(&self) -> usize {
+        self.tracker.active_count()
+    }
+
+    /// Entries and exits counted so far on line `id`.
+    pub fn totals(&self, id: &str) -> Option<(u64, u64)> {
+        self.lines.iter().find(|l| l.cfg.id == id).map(|l| {
+            l.counter
+                .as_ref()
+                .map_or((0, 0), |c| (c.entries(), c.exits()))
+        })
+    }
+
+    fn forget(&mut self, id: u64) {
+        for line in &mut self.lines {
+            if let Some(c) = line.counter.as_mut() {
+                c.track_ended(id);
+            }
+        }
     }
 }
 
@@ -630,6 +766,74 @@ mod tests {
             );
         }
         assert_eq!(geom().validate(), Ok(()));
+    }
+
+    fn camera_counter(tracker: TrackerConfig) -> CameraCounter {
+        let line = LineConfig {
+            id: "door".into(),
+            a: [100.0, 300.0],
+            b: [500.0, 300.0],
+            coords: crate::analysis::Coords::Pixels,
+            in_side: Side::Right,
+            band: Some(20.0),
+            site_boundary: true,
+        };
+        CameraCounter::new(vec![line], Mode::Faces, None, tracker)
+    }
+
+    fn face_at(cx: f32, cy: f32) -> Detection {
+        Detection {
+            bbox: crate::track::BBox {
+                x: cx - 30.0,
+                y: cy - 40.0,
+                w: 60.0,
+                h: 80.0,
+            },
+            score: 0.9,
+        }
+    }
+
+    #[test]
+    fn a_track_confirmed_after_the_line_still_counts_with_the_crossing_time() {
+        // 2 fps, confirmation needs 3 sightings: the first is above the line, the next two below it.
+        let mut c = camera_counter(TrackerConfig {
+            min_hits: 3,
+            ..TrackerConfig::default()
+        });
+        let mut got = Vec::new();
+        for (i, y) in [220.0, 380.0, 460.0, 540.0].into_iter().enumerate() {
+            let step = c.step(&[face_at(300.0, y)], i as f64 * 0.5, 640, 720);
+            got.extend(step.crossings);
+        }
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].0.direction, Direction::In);
+        assert_eq!(
+            got[0].0.ts, 0.5,
+            "the sighting that completed it, not the confirmation"
+        );
+        assert!(got[0].1, "site boundary");
+        assert_eq!(c.totals("door"), Some((1, 0)));
+        assert_eq!(c.totals("nope"), None);
+    }
+
+    #[test]
+    fn a_gap_across_the_line_counts_once() {
+        // Missed for three analysed frames while crossing at 2 fps: one track, one crossing.
+        let mut c = camera_counter(TrackerConfig::default());
+        let mut got = Vec::new();
+        for i in 0..10 {
+            let y = 80.0 + 60.0 * i as f32;
+            let dets = if (3..6).contains(&i) {
+                vec![]
+            } else {
+                vec![face_at(300.0, y)]
+            };
+            got.extend(c.step(&dets, i as f64 * 0.5, 640, 720).crossings);
+        }
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(c.active_tracks(), 1);
+        assert_eq!(c.finish(), vec![1]);
+        assert_eq!(c.active_tracks(), 0);
     }
 
     #[test]

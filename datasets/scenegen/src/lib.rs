@@ -21,6 +21,7 @@
 mod background;
 mod decode;
 mod encode;
+mod eval;
 mod faces;
 mod plan;
 mod rng;
@@ -32,6 +33,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use decode::{decode_frames, probe_video, snapshot, VideoProbe};
+pub use eval::{
+    analysed_frames, observable_crossers, score_crossings, synthetic_detections, CountScore,
+    Counted, DetectorNoise, IdAudit, SyntheticDetection, Target,
+};
 pub use faces::usable_photo;
 pub use truth::{box_centre, Direction, Totals, Truth, TruthActor, TruthLine, TRUTH_VERSION};
 
@@ -139,8 +144,10 @@ pub struct SceneSpec {
     pub non_crossers: usize,
     /// The counting line; `None` = [`Line::horizontal`].
     pub line: Option<Line>,
-    /// Fraction of crossers who stop on the line (face centre 2-6 px from it) for 1-3 s.
+    /// Fraction of crossers who stop on the line (face centre 2-6 px from it) for `pause_s`.
     pub pause_fraction: f64,
+    /// How long those stop, seconds (min, max; drawn uniformly). Default 1-3 s.
+    pub pause_s: (f32, f32),
     /// Fraction of crossers who step back and forth across the line (amplitude 5-13 px) before going on.
     pub jitter_fraction: f64,
     /// At most this many people in the picture at once.
@@ -175,6 +182,7 @@ impl Default for SceneSpec {
             non_crossers: 2,
             line: None,
             pause_fraction: 0.2,
+            pause_s: (1.0, 3.0),
             jitter_fraction: 0.2,
             max_concurrent: 4,
             face_height_px: (64.0, 110.0),
@@ -189,6 +197,47 @@ impl Default for SceneSpec {
 }
 
 impl SceneSpec {
+    /// The names [`SceneSpec::preset`] knows.
+    pub const PRESETS: [&'static str; 4] = ["standard", "fast", "crowd", "stop"];
+
+    /// The scenes of the frame-rate sweep (`checkpoint-bench counting-rates`), each 60 s of 720p at 25 fps:
+    ///
+    /// * `standard`: the default scene (16 crossers, 2 non-crossers, seed 7).
+    /// * `fast`: everyone walks twice as fast (200-340 px/s): at 2 fps a face moves 100-170 px, one and a
+    ///   half to three of its heights, between analysed frames.
+    /// * `crowd`: 1920x1080, 60 crossers and 4 non-crossers with faces of 48-72 px: up to 16 people in the
+    ///   picture at once and 10 or more for three quarters of the scene, side by side in nine lanes.
+    /// * `stop`: 80% of the crossers stop on the line for 1-6 s, the rest step back and forth across it.
+    pub fn preset(name: &str) -> Option<SceneSpec> {
+        let base = SceneSpec::default();
+        Some(match name {
+            "standard" => base,
+            "fast" => SceneSpec {
+                seed: 8,
+                speed_px_s: (200.0, 340.0),
+                ..base
+            },
+            "crowd" => SceneSpec {
+                seed: 9,
+                width: 1920,
+                height: 1080,
+                actors: 60,
+                non_crossers: 4,
+                max_concurrent: 20,
+                face_height_px: (48.0, 72.0),
+                ..base
+            },
+            "stop" => SceneSpec {
+                seed: 10,
+                pause_fraction: 0.8,
+                jitter_fraction: 0.2,
+                pause_s: (1.0, 6.0),
+                ..base
+            },
+            _ => return None,
+        })
+    }
+
     /// The line actually used.
     pub fn effective_line(&self) -> Line {
         self.line
@@ -231,6 +280,12 @@ impl SceneSpec {
                 "pause_fraction and jitter_fraction must be in 0..=1 and add up to at most 1"
                     .into(),
             );
+        }
+        let (p0, p1) = self.pause_s;
+        if !(0.1..=60.0).contains(&p0) || !(p0..=60.0).contains(&p1) {
+            return bad(format!(
+                "pause length {p0}..{p1} s: need 0.1 <= min <= max <= 60"
+            ));
         }
         if self.max_concurrent == 0 {
             return bad("max_concurrent must be at least 1".into());
@@ -360,7 +415,13 @@ fn prepare(spec: &SceneSpec) -> Result<Prepared, SceneError> {
         } else {
             (false, false)
         };
-        let draw = Draw::new(&mut arng, role, spec.speed_px_s, p, j);
+        let draw = Draw::new(
+            &mut arng,
+            role,
+            spec.speed_px_s,
+            p.then_some(spec.pause_s),
+            j,
+        );
         casts.push(Cast {
             identity: id.name.clone(),
             photo: photo.rel_path.clone(),

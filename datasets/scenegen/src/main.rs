@@ -5,10 +5,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use checkpoint_scenegen::{
-    default_faces_dir, generate, snapshot, Background, Line, SceneSpec, Truth, TRUTH_FILE,
-    VIDEO_FILE,
-};
+use checkpoint_scenegen::{generate, snapshot, Line, SceneSpec, Truth, TRUTH_FILE, VIDEO_FILE};
 use clap::{Args, Parser, Subcommand};
 
 /// Test videos for the people counter: real face photos crossing a counting line, with ground truth.
@@ -68,25 +65,31 @@ struct GenerateArgs {
     /// Output directory (created if missing; scene.mp4 and truth.json are overwritten).
     #[arg(long)]
     out: PathBuf,
-    /// Seed: the same seed and options give the same truth.
-    #[arg(long, default_value_t = 7)]
-    seed: u64,
-    /// People crossing the line (about half each way), each a distinct LFW identity.
-    #[arg(long, default_value_t = 16)]
-    actors: usize,
-    /// People walking parallel to the line without crossing it.
-    #[arg(long, default_value_t = 2)]
-    non_crossers: usize,
-    /// Length in seconds; 0 = just long enough for everyone.
-    #[arg(long, default_value_t = 60.0)]
-    duration: f64,
-    #[arg(long, default_value_t = 1280)]
-    width: u32,
-    #[arg(long, default_value_t = 720)]
-    height: u32,
-    /// Video frame rate (the counter usually analyses 10 fps of it).
-    #[arg(long, default_value_t = 25)]
-    fps: u32,
+    /// Start from a named scene (standard, fast, crowd, stop: see datasets/README.md); the options below
+    /// change it [default: standard].
+    #[arg(long)]
+    preset: Option<String>,
+    /// Seed: the same seed and options give the same truth [default: 7].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// People crossing the line (about half each way), each a distinct LFW identity [default: 16].
+    #[arg(long)]
+    actors: Option<usize>,
+    /// People walking parallel to the line without crossing it [default: 2].
+    #[arg(long)]
+    non_crossers: Option<usize>,
+    /// Length in seconds; 0 = just long enough for everyone [default: 60].
+    #[arg(long)]
+    duration: Option<f64>,
+    /// [default: 1280]
+    #[arg(long)]
+    width: Option<u32>,
+    /// [default: 720]
+    #[arg(long)]
+    height: Option<u32>,
+    /// Video frame rate (the counter usually analyses 10 fps of it) [default: 25].
+    #[arg(long)]
+    fps: Option<u32>,
     /// LFW-layout faces directory [default: $CHECKPOINT_ASSETS/datasets/faces/lfw_fold1, else
     /// <repo>/../shared/datasets/faces/lfw_fold1].
     #[arg(long)]
@@ -94,36 +97,42 @@ struct GenerateArgs {
     /// Counting line as X1,Y1,X2,Y2 [default: horizontal across the middle, left to right].
     #[arg(long, value_parser = parse_line, allow_hyphen_values = true)]
     line: Option<Line>,
-    /// Fraction of crossers who stop on the line for 1-3 s.
-    #[arg(long, default_value_t = 0.2)]
-    pause_fraction: f64,
-    /// Fraction of crossers who step back and forth across the line before going on.
-    #[arg(long, default_value_t = 0.2)]
-    jitter_fraction: f64,
-    /// At most this many people in the picture at once.
-    #[arg(long, default_value_t = 4)]
-    max_concurrent: usize,
-    /// Smallest face height, pixels.
-    #[arg(long, default_value_t = 64.0)]
-    face_min: f32,
-    /// Largest face height, pixels.
-    #[arg(long, default_value_t = 110.0)]
-    face_max: f32,
-    /// Slowest walking speed, pixels per second.
-    #[arg(long, default_value_t = 100.0)]
-    speed_min: f32,
-    /// Fastest walking speed, pixels per second.
-    #[arg(long, default_value_t = 170.0)]
-    speed_max: f32,
+    /// Fraction of crossers who stop on the line [default: 0.2].
+    #[arg(long)]
+    pause_fraction: Option<f64>,
+    /// Shortest stop on the line, seconds [default: 1].
+    #[arg(long)]
+    pause_min: Option<f32>,
+    /// Longest stop on the line, seconds [default: 3].
+    #[arg(long)]
+    pause_max: Option<f32>,
+    /// Fraction of crossers who step back and forth across the line before going on [default: 0.2].
+    #[arg(long)]
+    jitter_fraction: Option<f64>,
+    /// At most this many people in the picture at once [default: 4].
+    #[arg(long)]
+    max_concurrent: Option<usize>,
+    /// Smallest face height, pixels [default: 64].
+    #[arg(long)]
+    face_min: Option<f32>,
+    /// Largest face height, pixels [default: 110].
+    #[arg(long)]
+    face_max: Option<f32>,
+    /// Slowest walking speed, pixels per second [default: 100].
+    #[arg(long)]
+    speed_min: Option<f32>,
+    /// Fastest walking speed, pixels per second [default: 170].
+    #[arg(long)]
+    speed_max: Option<f32>,
     /// H.264 bitrate in kbit/s [default: 0.1 bit per pixel].
     #[arg(long)]
     bitrate: Option<u32>,
-    /// x264 threads (1 = reproducible stream, 0 = automatic).
-    #[arg(long, default_value_t = 1)]
-    encoder_threads: u32,
-    /// Per-frame sensor noise amplitude in 8-bit levels (0 = none).
-    #[arg(long, default_value_t = 2)]
-    noise: u8,
+    /// x264 threads (1 = reproducible stream, 0 = automatic) [default: 1].
+    #[arg(long)]
+    encoder_threads: Option<u32>,
+    /// Per-frame sensor noise amplitude in 8-bit levels (0 = none) [default: 2].
+    #[arg(long)]
+    noise: Option<u8>,
     /// Do not paint the line on the floor.
     #[arg(long)]
     no_line_marking: bool,
@@ -163,29 +172,7 @@ fn parse_line(s: &str) -> Result<Line, String> {
 }
 
 fn run_generate(a: GenerateArgs) -> anyhow::Result<()> {
-    let spec = SceneSpec {
-        width: a.width,
-        height: a.height,
-        fps: a.fps,
-        duration_s: (a.duration > 0.0).then_some(a.duration),
-        seed: a.seed,
-        actors: a.actors,
-        non_crossers: a.non_crossers,
-        line: a.line,
-        pause_fraction: a.pause_fraction,
-        jitter_fraction: a.jitter_fraction,
-        max_concurrent: a.max_concurrent,
-        face_height_px: (a.face_min, a.face_max),
-        speed_px_s: (a.speed_min, a.speed_max),
-        faces_dir: a.faces.unwrap_or_else(default_faces_dir),
-        background: Background {
-            sensor_noise: a.noise,
-            draw_line: !a.no_line_marking,
-        },
-        bitrate_kbps: a.bitrate,
-        encoder_threads: a.encoder_threads,
-        write_boxes: !a.no_boxes,
-    };
+    let spec = spec_of(&a)?;
     let t0 = Instant::now();
     let truth = generate(&spec, &a.out)?;
     let secs = t0.elapsed().as_secs_f64();
@@ -210,9 +197,65 @@ fn run_generate(a: GenerateArgs) -> anyhow::Result<()> {
         "crossings  in {}  out {}  (non-crossers {}; {} paused, {} jitter)",
         truth.totals.in_, truth.totals.out, truth.totals.none, paused, jitter
     );
+    println!(
+        "at once    at most {} people in the picture",
+        truth.max_in_picture()
+    );
     println!("faces      {}", spec.faces_dir.display());
     println!("took       {secs:.1} s");
     Ok(())
+}
+
+/// The preset (or the standard scene) with the options given on the command line applied.
+fn spec_of(a: &GenerateArgs) -> anyhow::Result<SceneSpec> {
+    let name = a.preset.as_deref().unwrap_or("standard");
+    let Some(mut spec) = SceneSpec::preset(name) else {
+        bail!(
+            "unknown preset {name:?}: one of {}",
+            SceneSpec::PRESETS.join(", ")
+        );
+    };
+    fn set<T: Clone>(field: &mut T, v: &Option<T>) {
+        if let Some(v) = v {
+            *field = v.clone();
+        }
+    }
+    set(&mut spec.seed, &a.seed);
+    set(&mut spec.actors, &a.actors);
+    set(&mut spec.non_crossers, &a.non_crossers);
+    if let Some(d) = a.duration {
+        spec.duration_s = (d > 0.0).then_some(d);
+    }
+    set(&mut spec.width, &a.width);
+    set(&mut spec.height, &a.height);
+    set(&mut spec.fps, &a.fps);
+    if let Some(f) = &a.faces {
+        spec.faces_dir = f.clone();
+    }
+    if let Some(l) = a.line {
+        spec.line = Some(l);
+    }
+    set(&mut spec.pause_fraction, &a.pause_fraction);
+    set(&mut spec.pause_s.0, &a.pause_min);
+    set(&mut spec.pause_s.1, &a.pause_max);
+    set(&mut spec.jitter_fraction, &a.jitter_fraction);
+    set(&mut spec.max_concurrent, &a.max_concurrent);
+    set(&mut spec.face_height_px.0, &a.face_min);
+    set(&mut spec.face_height_px.1, &a.face_max);
+    set(&mut spec.speed_px_s.0, &a.speed_min);
+    set(&mut spec.speed_px_s.1, &a.speed_max);
+    if a.bitrate.is_some() {
+        spec.bitrate_kbps = a.bitrate;
+    }
+    set(&mut spec.encoder_threads, &a.encoder_threads);
+    set(&mut spec.background.sensor_noise, &a.noise);
+    if a.no_line_marking {
+        spec.background.draw_line = false;
+    }
+    if a.no_boxes {
+        spec.write_boxes = false;
+    }
+    Ok(spec)
 }
 
 fn run_snapshot(a: SnapshotArgs) -> anyhow::Result<()> {

@@ -120,7 +120,7 @@ impl Draw {
         rng: &mut Rng,
         role: Role,
         speed: (f32, f32),
-        pause: bool,
+        pause: Option<(f32, f32)>,
         jitter: bool,
     ) -> Draw {
         let speed = rng.range(speed.0 as f64, speed.1 as f64);
@@ -133,7 +133,12 @@ impl Draw {
         let bob_freq = rng.range(1.6, 2.1);
         let slack_frac = rng.range(-1.0, 1.0);
         let option_start = rng.next_u64();
-        let pause = pause.then(|| (rng.sign() * rng.range(2.0, 6.0), rng.range(1.0, 3.0)));
+        let pause = pause.map(|(lo, hi)| {
+            (
+                rng.sign() * rng.range(2.0, 6.0),
+                rng.range(lo as f64, hi as f64),
+            )
+        });
         let jitter = jitter.then(|| {
             let approach = rng.range(5.0, 12.0);
             let m = 3 + rng.below(3);

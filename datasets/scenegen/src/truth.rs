@@ -183,6 +183,39 @@ impl Truth {
             .filter_map(move |a| a.box_at(frame).map(|b| (a, b)))
     }
 
+    /// The most actors in the picture at the same time.
+    pub fn max_in_picture(&self) -> usize {
+        let len = self.frames as usize + 2;
+        let mut delta = vec![0i64; len];
+        for a in &self.actors {
+            let (k0, k1) = (a.first_frame as usize, a.last_frame as usize);
+            if k0 < len {
+                delta[k0] += 1;
+                delta[(k1 + 1).min(len - 1)] -= 1;
+            }
+        }
+        let mut now = 0i64;
+        let mut most = 0i64;
+        for d in delta {
+            now += d;
+            most = most.max(now);
+        }
+        most as usize
+    }
+
+    /// Frames during which at least `n` actors are in the picture.
+    pub fn frames_with_at_least(&self, n: usize) -> u64 {
+        (0..self.frames)
+            .filter(|&k| {
+                self.actors
+                    .iter()
+                    .filter(|a| a.first_frame <= k && k <= a.last_frame)
+                    .count()
+                    >= n
+            })
+            .count() as u64
+    }
+
     /// Seconds at which `frame` is shown.
     pub fn frame_time_s(&self, frame: u64) -> f64 {
         frame as f64 / self.fps as f64
