@@ -55,6 +55,7 @@ fn envelopes(n: usize, start: OffsetDateTime) -> Vec<Envelope> {
                     },
                     track_id: i as u64,
                     stream_time_s: i as f64 * 0.1,
+                    site_boundary: Some(true),
                 }),
                 _ => EventKind::CameraStatus(CameraStatus {
                     camera: format!("cam-{}", i % 4),

@@ -339,7 +339,7 @@ async fn apply(
                     .await?;
             }
         }
-        EventKind::LineCrossing(_) => {}
+        EventKind::LineCrossing(lc) => crate::occupancy::record_crossing(tx, e, lc).await?,
     }
     Ok(())
 }

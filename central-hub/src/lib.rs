@@ -4,7 +4,8 @@
 //! Modules follow the domain: `ingest` (broker to database, exactly once in effect), `auth` (users, roles,
 //! sessions; `login_limit`, `hashing` and `login_audit` guard sign-in), `audit` (hash-chained log), `api`
 //! (HTTP), `http_server` and `tls` (the listener), `web` (the operators' UI, built in), `serve` (wiring,
-//! periodic jobs), `broker` (agent accounts, the hub's own Mosquitto), `keys` (the watchlist-signing key).
+//! periodic jobs), `broker` (agent accounts, the hub's own Mosquitto), `keys` (the watchlist-signing key),
+//! `occupancy` (each site's occupancy from its boundary lines' crossings, with its starting figure and reset).
 
 pub mod api;
 pub mod audit;
@@ -22,6 +23,7 @@ pub mod lodging;
 pub mod login_audit;
 pub mod login_limit;
 pub mod metrics;
+pub mod occupancy;
 pub mod policies;
 pub mod private_files;
 pub mod records;

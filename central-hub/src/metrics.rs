@@ -26,6 +26,11 @@ pub struct ScopeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SiteLabel {
+    pub site: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabel {
     pub status: String,
 }
@@ -50,6 +55,11 @@ pub struct Metrics {
     pub audit_checkpoints: Counter,
     pub audit_checkpoint_errors: Counter,
     pub audit_checkpoint_seq: Gauge,
+    /// People on site, computed at the hub (src/occupancy.rs); absent while a site is not set up or its
+    /// count is faulty.
+    pub site_occupancy: Family<SiteLabel, Gauge>,
+    /// 1 while a site's occupancy is negative: a counting fault.
+    pub site_occupancy_fault: Family<SiteLabel, Gauge>,
 }
 
 impl Metrics {
@@ -73,6 +83,8 @@ impl Metrics {
             audit_checkpoints: Counter::default(),
             audit_checkpoint_errors: Counter::default(),
             audit_checkpoint_seq: Gauge::default(),
+            site_occupancy: Family::default(),
+            site_occupancy_fault: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -155,6 +167,16 @@ impl Metrics {
             "password_hashes_in_flight",
             "Argon2 password hashes running now (bounded by [http] password_hash_threads)",
             m.password_hashes_in_flight.clone(),
+        );
+        registry.register(
+            "site_occupancy",
+            "People on site: starting occupancy plus entries minus exits over the boundary lines since the last reset, computed at the hub (absent while the site is not set up or its count is faulty)",
+            m.site_occupancy.clone(),
+        );
+        registry.register(
+            "site_occupancy_fault",
+            "1 while the site's occupancy comes out negative: a counting fault (the dashboard names the lines)",
+            m.site_occupancy_fault.clone(),
         );
         Self { registry, ..m }
     }

@@ -129,6 +129,7 @@ pub async fn retention(db: &Db, cfg: &HubConfig) -> Result<(u64, u64)> {
         .bind(now)
         .execute(&db.pool)
         .await?;
+    crate::occupancy::prune(db, ev_cutoff).await?;
     Ok((snaps, events))
 }
 
@@ -258,6 +259,15 @@ pub async fn serve(cfg: HubConfig) -> Result<()> {
                 }
                 if let Err(e) = refresh_agent_gauges(&db, &metrics).await {
                     tracing::error!(error = %e, "agent gauges");
+                }
+                if let Err(e) = crate::occupancy::refresh_gauges(
+                    &db,
+                    &metrics,
+                    i64::from(cfg.utc_offset_hours) * 60,
+                )
+                .await
+                {
+                    tracing::error!(error = %e, "occupancy gauges");
                 }
                 if last_retention.elapsed() >= Duration::from_secs(cfg.retention.interval_s) {
                     last_retention = std::time::Instant::now();

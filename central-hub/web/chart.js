@@ -20,7 +20,8 @@ function niceScale(max, ticks = 4) {
  * opts: { title, labels: [string], series: [{label, values: [number], kind?: 'bar'|'line'}], stacked,
  *         height, width, testid, empty, zeroIsData }.
  * Bars of several series are grouped side by side, or stacked with `stacked`; `kind: 'line'` draws a line
- * over the bars (e.g. occupancy over entries and exits).
+ * over the bars (e.g. occupancy over entries and exits). A line's value may be null (no figure for that
+ * period, e.g. a counting fault): the line breaks there instead of drawing a zero.
  */
 export function chart(opts) {
   const { title, labels, series, stacked = false, height = 240, testid } = opts;
@@ -107,10 +108,20 @@ export function chart(opts) {
   // lines
   for (const sr of lines) {
     const idx = series.indexOf(sr);
-    const pts = sr.values.map((v, i) => `${(M.l + slot * (i + 0.5)).toFixed(1)},${y(v || 0).toFixed(1)}`);
-    svg.append(s('polyline', { points: pts.join(' '), class: `line series-${idx}` }));
+    // One polyline per run of values that exist.
+    let run = [];
+    const flush = () => {
+      if (run.length) svg.append(s('polyline', { points: run.join(' '), class: `line series-${idx}` }));
+      run = [];
+    };
     sr.values.forEach((v, i) => {
-      const c = s('circle', { cx: M.l + slot * (i + 0.5), cy: y(v || 0), r: 3, class: `dot series-${idx}` });
+      if (v === null || v === undefined) flush();
+      else run.push(`${(M.l + slot * (i + 0.5)).toFixed(1)},${y(v).toFixed(1)}`);
+    });
+    flush();
+    sr.values.forEach((v, i) => {
+      if (v === null || v === undefined) return;
+      const c = s('circle', { cx: M.l + slot * (i + 0.5), cy: y(v), r: 3, class: `dot series-${idx}` });
       c.append(s('title', null, `${labels[i]}: ${sr.label} ${num(v)}`));
       svg.append(c);
     });
@@ -140,7 +151,7 @@ export function chart(opts) {
     h(
       'tbody',
       null,
-      labels.map((l, i) => h('tr', null, h('th', { scope: 'row' }, l), series.map((sr) => h('td', null, num(sr.values[i] || 0))))),
+      labels.map((l, i) => h('tr', null, h('th', { scope: 'row' }, l), series.map((sr) => h('td', null, sr.values[i] === null ? '–' : num(sr.values[i] || 0))))),
     ),
     ),
   );

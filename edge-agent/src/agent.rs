@@ -826,6 +826,7 @@ impl CameraWork {
                 direction,
                 track_id: c.track_id,
                 stream_time_s: c.ts,
+                site_boundary: Some(boundary),
             }));
         }
         let Some(w) = self.watch.as_mut() else {

@@ -6,6 +6,7 @@ mod health;
 mod live;
 pub mod lodging;
 mod monitor;
+pub mod occupancy;
 pub mod records;
 mod users;
 pub mod watchlists;
@@ -73,8 +74,8 @@ pub struct ErrorBody {
     pub error: String,
     /// Stable code for refusals a client handles specially (e.g. `login_throttled`, `bad_credentials`,
     /// `input_too_long`, `agent_account`, `role_agent_not_allowed`, `image_too_large`, `enroller_cannot_confirm`,
-    /// `note_required`, `alert_not_dismissed`, `exam_not_assigned`); absent otherwise. Messages may change,
-    /// codes do not.
+    /// `note_required`, `alert_not_dismissed`, `exam_not_assigned`, `unknown_site`, `bad_starting_occupancy`,
+    /// `bad_reset_time`, `bad_utc_offset`, `bad_hours`); absent otherwise. Messages may change, codes do not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
 }
@@ -294,6 +295,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(watchlists::Doc::openapi());
     doc.merge(lodging::Doc::openapi());
     doc.merge(exams::Doc::openapi());
+    doc.merge(occupancy::Doc::openapi());
     doc
 }
 
@@ -368,6 +370,7 @@ pub fn router(state: AppState) -> Router {
         .merge(watchlists::routes())
         .merge(lodging::routes())
         .merge(exams::routes())
+        .merge(occupancy::routes())
         .merge(crate::web::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -387,6 +390,7 @@ mod tests {
             include_str!("watchlists.rs"),
             include_str!("lodging.rs"),
             include_str!("exams.rs"),
+            include_str!("occupancy.rs"),
         ];
         let mut out = Vec::new();
         for src in sources {

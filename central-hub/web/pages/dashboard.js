@@ -1,7 +1,8 @@
 // Counts dashboard: per site and line, entries, exits and occupancy now; entries and exits per hour (last
-// 24 h) and per day (last 14 days); the agents' and cameras' health. Counts of a camera analysed below the rate
-// counting needs (protocol 1.3 `degraded`) carry a warning badge with the rate, and the hours they were
-// degraded are listed under the hourly chart. Updated by the live stream (`count`,
+// 24 h) and per day (last 14 days); the agents' and cameras' health. Occupancy is the hub's (pages/occupancy.js):
+// a number, or a counting fault with the lines involved. Counts of a camera analysed below the rate counting
+// needs (protocol 1.3 `degraded`) carry a warning badge with the rate, and the hours they were degraded are
+// listed under the hourly chart. Updated by the live stream (`count`,
 // `agent`, `camera` events, coalesced), not by polling; only the "last seen" ages are re-read twice a minute.
 
 import { get, qs } from '../api.js';
@@ -9,6 +10,7 @@ import { h, replace, select, field } from '../dom.js';
 import { t, tv, num, dateTime, ago, time, date, dayStart, hourStart } from '../i18n.js';
 import { chart } from '../chart.js';
 import { pageHead, section, table, badge, loading, coalesce } from './common.js';
+import { occupancyKpi, occupancyView, settingsForm, OCCUPANCY_SETTERS } from './occupancy.js';
 
 const STATE_KIND = { online: 'ok', offline: 'neutral', stale: 'danger', up: 'ok', starting: 'info', reconnecting: 'warn', down: 'danger', ended: 'neutral' };
 const HOUR = 3600_000;
@@ -38,7 +40,10 @@ function render(root, ctx, params) {
   const linesBox = h('div');
   const hourly = h('div', { class: 'chart-box' });
   const daily = h('div', { class: 'chart-box' });
-  const occBox = h('div', { class: 'chart-box' });
+  const occBox = h('div', { class: 'chart-box', 'data-testid': 'occupancy' });
+  // Rendered when the site changes or after a save, not on every live refresh (it would wipe what is typed).
+  const occSettings = h('div');
+  let occSettingsSite = null;
   const health = h('div', { 'data-testid': 'dash-health' });
   const sysBox = h('div');
   const updated = h('p', { class: 'muted small', role: 'status' });
@@ -51,6 +56,7 @@ function render(root, ctx, params) {
     degradedBox,
     h('div', { class: 'grid-2' }, section(t('dashboard.hourly'), hourly, unreliableBox), section(t('dashboard.daily'), daily)),
     section(t('dashboard.occupancy_chart'), occBox),
+    ctx.can(OCCUPANCY_SETTERS) ? section(t('dashboard.occ_settings'), occSettings) : null,
     section(t('dashboard.lines'), linesBox),
     section(t('dashboard.health'), health),
     section(t('dashboard.system_alerts'), sysBox),
@@ -152,17 +158,20 @@ function render(root, ctx, params) {
   async function loadSite() {
     if (!site) {
       replace(kpis, h('p', { class: 'empty', 'data-testid': 'dash-empty' }, t('dashboard.no_sites_long')));
-      for (const b of [hourly, daily, occBox, linesBox]) replace(b);
+      for (const b of [hourly, daily, occBox, linesBox, occSettings]) replace(b);
+      occSettingsSite = null;
       return;
     }
     const now = Date.now();
     const enc = encodeURIComponent(site);
     const hourFrom = hourStart(now) - 23 * HOUR;
     const dayFrom = dayStart(now) - 13 * DAY;
-    const [lines, hours, days] = await Promise.all([
+    const [lines, hours, days, occ] = await Promise.all([
       get(`/api/sites/${enc}/lines`),
       get(`/api/sites/${enc}/counts${qs({ bucket: 'hour', from_ms: hourFrom, to_ms: now + HOUR })}`),
       get(`/api/sites/${enc}/counts${qs({ bucket: 'day', from_ms: dayFrom, to_ms: now + DAY })}`),
+      // A site the hub does not know yet (typed into the address) has no occupancy: 404, not a page error.
+      get(`/api/sites/${enc}/occupancy${qs({ hours: 24 })}`).catch((e) => (e?.status === 404 ? null : Promise.reject(e))),
     ]);
     if (disposed) return;
     const keys = [...new Set(lines.map(lineId).concat(hours.map(lineId)))].sort();
@@ -171,16 +180,11 @@ function render(root, ctx, params) {
     const shown = lines.filter(pick);
     const entries = shown.reduce((s, r) => s + r.total_entries, 0);
     const exits = shown.reduce((s, r) => s + r.total_exits, 0);
-    // Occupancy is per site as each agent last reported it: the newest report of each agent, summed.
-    const perAgent = new Map();
-    for (const r of lines) if (!perAgent.has(r.agent) || perAgent.get(r.agent).ts_ms < r.ts_ms) perAgent.set(r.agent, r);
-    const occupancy = [...perAgent.values()].reduce((s, r) => s + r.occupancy, 0);
-    const lastTs = Math.max(0, ...lines.map((r) => r.ts_ms));
     replace(
       kpis,
       kpi(t('dashboard.entries'), entries, 'entries', t('dashboard.since_start')),
       kpi(t('dashboard.exits'), exits, 'exits', t('dashboard.since_start')),
-      kpi(t('dashboard.occupancy'), occupancy, 'occupancy', lastTs ? t('dashboard.as_of', { t: dateTime(lastTs) }) : t('common.no_data')),
+      occupancyKpi(occ),
     );
     updated.textContent = t('dashboard.updated', { t: time(Date.now(), true) });
     const degradedNow = shown.filter((r) => r.degraded);
@@ -231,41 +235,12 @@ function render(root, ctx, params) {
         empty: t('dashboard.no_counts'),
       }),
     );
-    // Occupancy through the last 24 h: today's figure walked back through each hour's entries and exits (all
-    // lines of the site, since occupancy is the site's).
-    const [aEn, aEx] = (() => {
-      const en = hourStarts.map(() => 0);
-      const ex = hourStarts.map(() => 0);
-      for (const r of hours) {
-        const i = hourStarts.indexOf(r.bucket_start_ms);
-        if (i >= 0) {
-          en[i] += r.entries;
-          ex[i] += r.exits;
-        }
-      }
-      return [en, ex];
-    })();
-    const occ = hourStarts.map(() => 0);
-    let level = occupancy;
-    for (let i = hourStarts.length - 1; i >= 0; i--) {
-      occ[i] = Math.max(0, level);
-      level -= aEn[i] - aEx[i];
-    }
-    replace(
-      occBox,
-      lines.length
-        ? chart({
-            title: t('dashboard.occupancy_title', { site }),
-            labels: hourStarts.map((ms) => time(ms + HOUR)),
-            series: [{ label: t('dashboard.occupancy'), values: occ, kind: 'line' }],
-            testid: 'chart-occupancy',
-            width: occBox.clientWidth,
-            zeroIsData: true,
-            height: 200,
-          })
-        : h('p', { class: 'empty' }, t('dashboard.no_counts')),
-      h('p', { class: 'muted small' }, t('dashboard.occupancy_note')),
-    );
+    // Occupancy is the site's, computed by the hub from its boundary lines (the line filter does not apply).
+    replace(occBox, occupancyView(occ, site, occBox.clientWidth));
+    if (!occ) {
+      replace(occSettings, h('p', { class: 'empty' }, t('dashboard.no_counts')));
+      occSettingsSite = null;
+    } else if (occSettingsSite !== site && ctx.can(OCCUPANCY_SETTERS)) showSettings(occ);
     replace(
       linesBox,
       table({
@@ -280,11 +255,23 @@ function render(root, ctx, params) {
           { label: t('dashboard.line'), cell: (r) => r.line },
           { label: t('dashboard.entries'), cls: 'num', cell: (r) => num(r.total_entries) },
           { label: t('dashboard.exits'), cls: 'num', cell: (r) => num(r.total_exits) },
-          { label: t('dashboard.occupancy'), cls: 'num', cell: (r) => num(r.occupancy) },
           { label: t('dashboard.reliability'), cell: lineRate },
           { label: t('dashboard.reported'), cell: (r) => dateTime(r.ts_ms, true) },
         ],
       }),
+    );
+  }
+
+  function showSettings(occ, notice) {
+    occSettingsSite = site;
+    const forSite = site;
+    replace(
+      occSettings,
+      settingsForm(forSite, occ, ctx.errorText, (fresh) => {
+        if (site !== forSite) return;
+        showSettings(fresh, t('dashboard.occ_saved', { n: num(fresh.settings.starting_occupancy) }));
+        loadSite();
+      }, notice),
     );
   }
 

@@ -11,6 +11,7 @@
 //!
 //! [`rtsp_server`] holds an in-process RTSP server for end-to-end tests and demos.
 
+pub mod clips;
 pub mod config;
 pub mod error;
 pub mod pipeline;
@@ -23,7 +24,7 @@ pub use config::{
     RtspTransport, SourceConfig, SourceKind, TestSource, V4l2Source,
 };
 pub use error::MediaError;
-pub use pipeline::{available_decoders, probe_file, FileProbe, VideoCodec};
+pub use pipeline::{available_decoders, probe_file, require_decoder, FileProbe, VideoCodec};
 pub use queue::{
     frame_channel, Claimed, Frame, FrameReceiver, FrameSender, RecvError, RecvTimeoutError,
 };

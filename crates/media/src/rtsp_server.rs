@@ -37,7 +37,43 @@ enum MountSpec {
         height: u32,
         fps: u32,
         codec: VideoCodec,
+        audio: Option<RtspAudio>,
     },
+}
+
+/// Audio a test mount sends beside its video, as IP cameras with a microphone do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RtspAudio {
+    /// AAC (`mpeg4-generic`), the usual choice of IP cameras.
+    Aac,
+    /// G.711 mu-law (`PCMU`), common on older cameras.
+    Pcmu,
+    /// Opus.
+    Opus,
+}
+
+impl RtspAudio {
+    /// Encoder and payloader fragment, the payloader named `name`.
+    fn fragment(self, name: &str) -> String {
+        let src = "audiotestsrc is-live=true wave=ticks ! audioconvert ! audioresample";
+        match self {
+            Self::Aac => format!(
+                "{src} ! audio/x-raw,rate=16000,channels=1 ! avenc_aac ! rtpmp4gpay name={name} pt=97"
+            ),
+            Self::Pcmu => format!(
+                "{src} ! audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay name={name}"
+            ),
+            Self::Opus => format!("{src} ! opusenc ! rtpopuspay name={name} pt=98"),
+        }
+    }
+
+    fn elements(self) -> &'static [&'static str] {
+        match self {
+            Self::Aac => &["audiotestsrc", "avenc_aac", "rtpmp4gpay"],
+            Self::Pcmu => &["audiotestsrc", "mulawenc", "rtppcmupay"],
+            Self::Opus => &["audiotestsrc", "opusenc", "rtpopuspay"],
+        }
+    }
 }
 
 struct Running {
@@ -153,9 +189,43 @@ impl RtspTestServer {
                 "test pattern needs width, height and fps > 0".into(),
             ));
         }
+        self.mount_pattern(mount, width, height, fps, codec, None)
+    }
+
+    /// Like [`mount_test_pattern`](Self::mount_test_pattern) with an audio stream as well. The
+    /// audio stream comes first in the SDP, so a client that took the first stream would get
+    /// audio: the camera must pick the video stream itself.
+    pub fn mount_test_pattern_with_audio(
+        &self,
+        mount: &str,
+        width: u32,
+        height: u32,
+        fps: u32,
+        audio: RtspAudio,
+    ) -> Result<(), MediaError> {
+        self.mount_pattern(mount, width, height, fps, VideoCodec::H264, Some(audio))
+    }
+
+    fn mount_pattern(
+        &self,
+        mount: &str,
+        width: u32,
+        height: u32,
+        fps: u32,
+        codec: VideoCodec,
+        audio: Option<RtspAudio>,
+    ) -> Result<(), MediaError> {
+        if width == 0 || height == 0 || fps == 0 {
+            return Err(MediaError::RtspServer(
+                "test pattern needs width, height and fps > 0".into(),
+            ));
+        }
         if codec == VideoCodec::H265 {
             require_element("x265enc")?;
             require_element("rtph265pay")?;
+        }
+        for e in audio.map(RtspAudio::elements).unwrap_or_default() {
+            require_element(e)?;
         }
         self.add_mount(
             mount,
@@ -164,6 +234,7 @@ impl RtspTestServer {
                 height,
                 fps,
                 codec,
+                audio,
             },
         )
     }
@@ -305,18 +376,25 @@ fn make_factory(spec: &MountSpec) -> Result<rtsp::RTSPMediaFactory, MediaError> 
             height,
             fps,
             codec,
+            audio,
         } => {
+            // Payloaders are numbered in SDP order; audio, when present, takes pay0.
+            let (video_pay, audio_branch) = match audio {
+                Some(a) => ("pay1", a.fragment("pay0")),
+                None => ("pay0", String::new()),
+            };
             let enc = match codec {
                 VideoCodec::H264 => format!(
-                    "x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} threads=1 ! {pay}"
+                    "x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} threads=1 \
+                     ! rtph264pay name={video_pay} pt=96 config-interval=-1"
                 ),
                 VideoCodec::H265 => format!(
                     "x265enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} \
-                     ! rtph265pay name=pay0 pt=96 config-interval=-1"
+                     ! rtph265pay name={video_pay} pt=96 config-interval=-1"
                 ),
             };
             format!(
-                "( videotestsrc is-live=true pattern=ball \
+                "( {audio_branch} videotestsrc is-live=true pattern=ball \
                    ! video/x-raw,format=I420,width={width},height={height},framerate={fps}/1 ! {enc} )"
             )
         }
@@ -474,36 +552,5 @@ pub fn write_test_clip(
            ! video/x-raw,format=I420,width={width},height={height},framerate={fps}/1 \
            ! x264enc speed-preset=ultrafast key-int-max={fps} ! h264parse ! mp4mux ! filesink location={location}"
     );
-    let pipeline = gst::parse::launch(&description).map_err(|e| MediaError::Pipeline {
-        message: e.to_string(),
-        description: description.clone(),
-    })?;
-    let bus = pipeline
-        .bus()
-        .ok_or_else(|| MediaError::RtspServer("pipeline without bus".into()))?;
-    let _ = pipeline.set_state(gst::State::Playing);
-    let result = loop {
-        let Some(msg) = bus.timed_pop(gst::ClockTime::from_seconds(30)) else {
-            break Err(MediaError::Pipeline {
-                message: "timed out writing clip".into(),
-                description,
-            });
-        };
-        match msg.view() {
-            gst::MessageView::Eos(_) => break Ok(()),
-            gst::MessageView::Error(e) => {
-                break Err(MediaError::Gst {
-                    element: msg
-                        .src()
-                        .map(|s| s.path_string().to_string())
-                        .unwrap_or_default(),
-                    message: e.error().to_string(),
-                    debug: e.debug().map(|d| d.to_string()).unwrap_or_default(),
-                })
-            }
-            _ => {}
-        }
-    };
-    let _ = pipeline.set_state(gst::State::Null);
-    result
+    crate::clips::run_to_eos(&description, Duration::from_secs(30))
 }

@@ -24,7 +24,10 @@ use tracing::{debug, info, warn};
 
 use crate::config::{CodecHint, DecoderPreference, DropPolicy, SourceConfig, SourceKind};
 use crate::error::require_element;
-use crate::pipeline::{choose_decoder, codec_from_rtp_caps, probe_file, Attempt, Plan, VideoCodec};
+use crate::pipeline::{
+    choose_decoder, codec_from_rtp_caps, link_chosen_stream, probe_file, require_decoder, Attempt,
+    Plan, VideoCodec,
+};
 use crate::queue::{Frame, FrameSender, Lane, Pushed};
 use crate::MediaError;
 
@@ -225,6 +228,7 @@ fn dry_run(cfg: &SourceConfig, plan: &Plan) -> Result<(), MediaError> {
                 "filesrc",
                 "parsebin",
                 "videoscale",
+                "videoflip",
                 "videoconvert",
                 "appsink",
             ] {
@@ -239,7 +243,11 @@ fn dry_run(cfg: &SourceConfig, plan: &Plan) -> Result<(), MediaError> {
         Some(c) => Some(choose_decoder(c, cfg.decoder, false)?),
         None => None,
     };
-    let description = plan.describe(&Attempt { codec, decoder })?;
+    let description = plan.describe(&Attempt {
+        codec,
+        decoder,
+        stream: None,
+    })?;
     let pipeline = Plan::parse(&description)?;
     plan.verify(&pipeline, &description)
 }
@@ -644,21 +652,26 @@ enum Outcome {
 fn supervise(inner: Arc<Inner>, plan: Plan) {
     let cfg = &inner.cfg;
     let mut rng = seed(&inner.camera_id);
+    let mut stream: Option<String> = None;
     let mut codec: Option<VideoCodec> = match &cfg.source {
         SourceKind::Rtsp(r) => Some(Plan::initial_rtsp_codec(r.codec)),
-        SourceKind::File(f) => match probe_file(&f.path) {
-            Ok(p) => {
-                info!(camera = %inner.camera_id, video = %p.video_caps, streams = ?p.streams, "probed file");
-                p.codec
+        // A codec no installed decoder handles fails here, at once, naming what to install.
+        SourceKind::File(f) => {
+            match probe_file(&f.path).and_then(|p| require_decoder(&p, &f.path).map(|_| p)) {
+                Ok(p) => {
+                    info!(camera = %inner.camera_id, video = %p.video_caps_full, stream = p.video_stream, streams = ?p.streams, "probed file");
+                    stream = Some(p.video_caps);
+                    p.codec
+                }
+                Err(e) => {
+                    inner.emit(SourceState::Down {
+                        reason: e.to_string(),
+                    });
+                    inner.lane.close();
+                    return;
+                }
             }
-            Err(e) => {
-                inner.emit(SourceState::Down {
-                    reason: e.to_string(),
-                });
-                inner.lane.close();
-                return;
-            }
-        },
+        }
         SourceKind::V4l2(_) | SourceKind::Test(_) => None,
     };
     let needs_decoder = matches!(cfg.source, SourceKind::Rtsp(_) | SourceKind::File(_));
@@ -681,13 +694,17 @@ fn supervise(inner: Arc<Inner>, plan: Plan) {
                 }
                 Err(e) => {
                     break SourceState::Down {
-                        reason: e.to_string(),
+                        reason: format!("cannot decode {} video: {e}", c.label()),
                     }
                 }
             },
             None => None,
         };
-        let attempt = Attempt { codec, decoder };
+        let attempt = Attempt {
+            codec,
+            decoder,
+            stream: stream.clone(),
+        };
         inner.timeline.lock().new_segment();
         match run_pipeline(&inner, &plan, &attempt) {
             Outcome::Stopped => break SourceState::Stopped,
@@ -800,6 +817,10 @@ fn wire(
         // CRITICAL for every skipped frame.
         gst::PadProbeReturn::Handled
     });
+
+    if let (SourceKind::File(_), Some(caps_name)) = (&inner.cfg.source, &attempt.stream) {
+        link_chosen_stream(pipeline, caps_name);
+    }
 
     let (sinner, sctx) = (inner.clone(), ctx.clone());
     appsink.set_callbacks(
@@ -987,18 +1008,20 @@ fn watch(
                 }
                 MessageView::Element(el) => {
                     if let Some(s) = el.structure().filter(|s| s.name() == "missing-plugin") {
-                        let detail = s
-                            .get::<gst::Caps>("detail")
-                            .map(|c| c.to_string())
-                            .or_else(|_| s.get::<String>("detail"))
-                            .unwrap_or_default();
-                        let package = if detail.contains("video/x-h26") {
-                            "gstreamer1.0-libav"
-                        } else {
-                            crate::error::debian_package("")
-                        };
-                        missing_plugin =
-                            Some(format!("no GStreamer plugin handles {detail}: install the Debian package {package}"));
+                        missing_plugin = Some(match s.get::<gst::Caps>("detail") {
+                            Ok(caps) => {
+                                let place = match &cfg.source {
+                                    SourceKind::File(f) => f.path.display().to_string(),
+                                    _ => format!("camera {}", inner.camera_id),
+                                };
+                                crate::error::missing_codec(&caps, &place).to_string()
+                            }
+                            Err(_) => format!(
+                                "no GStreamer plugin handles {}: install the Debian package {}",
+                                s.get::<String>("detail").unwrap_or_default(),
+                                crate::error::debian_package("")
+                            ),
+                        });
                     }
                 }
                 MessageView::Warning(w) => {

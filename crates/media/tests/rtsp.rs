@@ -297,3 +297,61 @@ fn mounted_non_h264_file_is_reencoded_and_ends_like_a_camera_that_hangs_up() {
     });
     assert!(state.is_ok(), "{state:?}");
 }
+
+/// IP cameras with a microphone: the audio stream comes first in the SDP; the camera takes the
+/// video stream over TCP and over UDP, whatever the audio codec.
+#[test]
+fn camera_with_audio_stream_delivers_video_over_tcp_and_udp() {
+    use checkpoint_media::rtsp_server::RtspAudio;
+    use checkpoint_media::RtspTransport;
+    let server = RtspTestServer::start("127.0.0.1", 0).expect("server");
+    let audios = [
+        ("/aac", RtspAudio::Aac),
+        ("/pcmu", RtspAudio::Pcmu),
+        ("/opus", RtspAudio::Opus),
+    ];
+    for (mount, audio) in audios {
+        server
+            .mount_test_pattern_with_audio(mount, 160, 120, 15, audio)
+            .expect("mount");
+    }
+    let (tx, rx) = frame_channel();
+    let mut cams = Vec::new();
+    for (mount, _) in audios {
+        for transport in [RtspTransport::Tcp, RtspTransport::Udp] {
+            let mut r = RtspSource::new(server.url(mount));
+            r.transport = transport;
+            let id = format!("{mount}-{transport:?}");
+            let cfg = SourceConfig::new(SourceKind::Rtsp(r));
+            cams.push((
+                id.clone(),
+                CameraSource::spawn(&id, cfg, tx.clone()).expect("spawn"),
+            ));
+        }
+    }
+    drop(tx);
+    let (seen, _t) = drain(rx);
+    let all_flowing = (0..150).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        cams.iter().all(|(id, _)| count(&seen, id) >= 5)
+    });
+    for (id, cam) in &cams {
+        eprintln!("{id}: {} frames, {:?}", count(&seen, id), cam.state());
+    }
+    assert!(all_flowing, "every camera delivered frames");
+    for (id, cam) in &cams {
+        assert!(
+            matches!(
+                cam.state(),
+                SourceState::Up {
+                    width: 160,
+                    height: 120,
+                    ..
+                }
+            ),
+            "{id}: {:?}",
+            cam.state()
+        );
+        assert_eq!(cam.stats().snapshot().reconnects, 0, "{id}");
+    }
+}

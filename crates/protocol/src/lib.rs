@@ -119,6 +119,11 @@ pub struct LineCrossing {
     pub track_id: u64,
     /// Position in the camera's stream, seconds.
     pub stream_time_s: f64,
+    /// Whether the line bounds the site, so that its crossings change the site's occupancy (the line's
+    /// `site_boundary` in the agent's config). Protocol 1.3; absent from older agents, whose crossings the hub
+    /// counts as boundary crossings (the agents' default) and marks as such.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_boundary: Option<bool>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -362,6 +367,7 @@ mod tests {
                 direction: Direction::In,
                 track_id: 7,
                 stream_time_s: 1.5,
+                site_boundary: Some(true),
             }),
         );
         let j = e.to_json();
@@ -369,6 +375,32 @@ mod tests {
         let back = Envelope::from_json(j.as_bytes()).unwrap();
         assert_eq!(back.id, e.id);
         assert_eq!(back.event, e.event);
+    }
+
+    #[test]
+    fn crossings_of_agents_before_1_3_parse_without_the_boundary_flag() {
+        let old = r#"{"id":"01936f2e-5b1c-7cc2-9a41-1f0d3c2b8e77","v":1,"site":"pier","agent":"a1",
+            "ts":"2026-11-24T05:12:03.512Z","kind":"line_crossing",
+            "data":{"camera":"c","line":"l","direction":"out","track_id":3,"stream_time_s":2.0}}"#;
+        let e = Envelope::from_json(old.as_bytes()).unwrap();
+        let EventKind::LineCrossing(c) = &e.event else {
+            panic!("{e:?}")
+        };
+        assert_eq!(c.site_boundary, None);
+        // Written back without the field, so a 1.2 hub still takes what a 1.3 agent relays unflagged.
+        assert!(!e.to_json().contains("site_boundary"));
+        let flagged = old.replace(
+            r#""stream_time_s":2.0}"#,
+            r#""stream_time_s":2.0,"site_boundary":false}"#,
+        );
+        let e = Envelope::from_json(flagged.as_bytes()).unwrap();
+        assert!(matches!(
+            e.event,
+            EventKind::LineCrossing(LineCrossing {
+                site_boundary: Some(false),
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -147,7 +147,8 @@ use format::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Class {
-    /// Never dropped, never compacted; accepted even past `max_bytes`.
+    /// Never dropped, never compacted; accepted even past `max_bytes`. Watchlist alerts, and line crossings
+    /// (the hub's occupancy is summed from them).
     Alert,
     /// May be merged by the caller's aggregator when the outbox is full.
     Count,
