@@ -563,7 +563,14 @@ fn govern(governor: &mut Governor, cameras: &mut [Camera], metrics: &Metrics, ad
             .load
             .sampling_fps
             .get_or_create(&metrics.camera(&c.id))
-            .set(c.sampling.fps.unwrap_or(want).min(1e6));
+            // Every decoded frame (no analysis_fps): what the camera delivers; a file read as fast as it is
+            // analysed has no rate of its own (0).
+            .set(
+                c.sampling
+                    .fps
+                    .or(Some(want).filter(|w| w.is_finite()))
+                    .unwrap_or(0.0),
+            );
     }
 }
 
