@@ -11,12 +11,12 @@
 //! irregularly or dropped, and a "frame" for the motion model is the median recent
 //! frame interval.
 
-mod assign;
 mod kalman;
 
 use std::collections::VecDeque;
 
-use assign::assign;
+// The assignment solver did not change in issue 13: the agent's own is used.
+use edge_agent::track::assign::assign;
 use kalman::{measurement, KalmanBox};
 
 /// Axis-aligned box in pixels (top-left corner plus size): the vision crate's detector box, so detections

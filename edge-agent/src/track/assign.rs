@@ -8,7 +8,7 @@
 
 /// Result of [`assign`]; all indices refer to the rows/columns of the cost matrix.
 #[derive(Debug, Default, PartialEq)]
-pub(crate) struct Assignment {
+pub struct Assignment {
     pub matches: Vec<(usize, usize)>,
     pub unmatched_rows: Vec<usize>,
     pub unmatched_cols: Vec<usize>,
@@ -22,7 +22,7 @@ pub(crate) struct Assignment {
 /// `limit` in total. Clamping every cost at `limit` and then discarding pairs that
 /// were not admissible is exactly equivalent, because a clamped pair contributes the
 /// same as leaving both ends unmatched; that lets a plain rectangular solver do it.
-pub(crate) fn assign(cost: &[f64], rows: usize, cols: usize, limit: f64) -> Assignment {
+pub fn assign(cost: &[f64], rows: usize, cols: usize, limit: f64) -> Assignment {
     debug_assert_eq!(cost.len(), rows * cols);
     let admissible = |c: f64| c.is_finite() && c <= limit;
     if rows == 0 || cols == 0 || !limit.is_finite() || cost.len() != rows * cols {

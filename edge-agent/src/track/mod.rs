@@ -29,7 +29,7 @@
 //! * **Speeds and distances in box heights, per kind of box** ([`BoxKind`]): a face moves several of its
 //!   heights a second, a whole person about one.
 
-mod assign;
+pub mod assign;
 mod gate;
 mod kalman;
 
