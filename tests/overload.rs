@@ -25,13 +25,11 @@ use checkpoint_protocol::{
 use checkpoint_scenegen::{Direction as TruthDirection, SceneSpec, Truth};
 use serde_json::Value;
 
-const LOADS: [&str; 3] = ["load-1", "load-2", "load-3"];
-/// The default reliable rate (`edge_agent::load::DEFAULT_RELIABLE_FPS`), which `slow` uses.
+const LOADS: [&str; 4] = ["load-1", "load-2", "load-3", "load-4"];
+/// The default reliable rate (`edge_agent::load::DEFAULT_RELIABLE_FPS`), which `slow` and the scene camera
+/// use: in faces mode the tracker counts every crossing of the standard scenes from 25 down to 2 analysed fps
+/// (`tests/counting_rates.rs`).
 const DEFAULT_RELIABLE_FPS: f64 = 2.0;
-/// The rate the scene camera declares it needs: the tracker of this branch counts the standard gate scene
-/// exactly at 5 fps and above, not yet at 2-4 (issue 13, item 2). Once item 2's sweep holds at
-/// [`DEFAULT_RELIABLE_FPS`], this override goes and the scene camera uses the default like any other.
-const SCENE_RELIABLE_FPS: f64 = 5.0;
 /// What the load cameras declare they need.
 const LOAD_RELIABLE_FPS: f64 = 20.0;
 /// Frames analysed in the first seconds, while the governor has not measured anything yet, are not judged.
@@ -39,10 +37,10 @@ const SETTLE_S: f64 = 12.0;
 
 /// The agent's config: the scene camera plays the standard gate scene in real time (like a live camera), the
 /// load cameras are live 720p test patterns that want 25 fps each, `slow` wants 1 fps. One analysis worker
-/// with one inference thread on the CPU: together they want 86 face detections per second on 720p frames (at
-/// 640 px, `face_detect_max_side`), about twice what the shared 2-core machine this was written on gives
-/// (30-45), so the load cameras are held to the share while the scene keeps its 10 fps if the share is above
-/// that (and is held too if not).
+/// with one inference thread on the CPU: together they want 111 face detections per second on 720p frames (at
+/// 640 px, `face_detect_max_side`). The shared 2-core machine this was written on gives 30-45, a CI runner
+/// gave at least 86 (three load cameras were not enough to overload it), so the load cameras are held to the
+/// share while the scene keeps its 10 fps if the share is above that (and is held too if not).
 fn agent_config(
     dir: &Path,
     site: &str,
@@ -80,7 +78,6 @@ dir = "{outbox}"
 [[cameras]]
 id = "scene"
 mode = "faces"
-reliable_fps = {SCENE_RELIABLE_FPS}
 [cameras.stream]
 analysis_fps = 10
 source = {{ kind = "file", path = "{scene}", realtime = true }}
@@ -457,7 +454,7 @@ fn overload_samples_evenly_marks_degraded_counts_and_counts_right_above_the_reli
         }
     }
     // A degraded state is logged once per change, not every second.
-    for cam in ["slow", "scene", "load-1", "load-2", "load-3"] {
+    for cam in LOADS.iter().copied().chain(["slow", "scene"]) {
         let logged = log
             .lines()
             .filter(|l| {
@@ -547,16 +544,34 @@ fn overload_samples_evenly_marks_degraded_counts_and_counts_right_above_the_reli
         .map(|(c, r)| (c, *r))
         .collect();
     eprintln!("overload: shed load {shed}; capped cameras {capped:?}; all rates {rates:?}");
-    if shed {
-        assert!(
-            capped.len() >= 2,
-            "the share held back fewer than two cameras: {rates:?}"
+    // The governor may shed load for a while (at start, or while the machine is busy with something else) and
+    // stop once the worker keeps up again: what is judged is the share at the end of the run.
+    let load_capped: Vec<(&String, f64)> = capped
+        .iter()
+        .filter(|(c, _)| LOADS.contains(&c.as_str()))
+        .copied()
+        .collect();
+    if load_capped.is_empty() {
+        eprintln!(
+            "overload: this machine kept up with all {} cameras at the end; the even share was not exercised",
+            rates.len()
         );
-        let lo = capped.iter().map(|(_, r)| *r).fold(f64::INFINITY, f64::min);
-        let hi = capped.iter().map(|(_, r)| *r).fold(0.0, f64::max);
+    } else {
+        assert!(shed, "cameras capped without the governor saying so");
+        // All four load cameras want more than any share that holds one of them back.
+        assert_eq!(
+            load_capped.len(),
+            LOADS.len(),
+            "the share held back only some of the load cameras: {capped:?} of {rates:?}"
+        );
+        let lo = load_capped
+            .iter()
+            .map(|(_, r)| *r)
+            .fold(f64::INFINITY, f64::min);
+        let hi = load_capped.iter().map(|(_, r)| *r).fold(0.0, f64::max);
         assert!(
             hi <= lo * 1.2,
-            "uneven rates among the capped cameras: {capped:?}"
+            "uneven rates among the capped cameras: {load_capped:?}"
         );
         let load_shed: f64 = LOADS
             .iter()
@@ -571,7 +586,8 @@ fn overload_samples_evenly_marks_degraded_counts_and_counts_right_above_the_reli
             load_shed > 0.0,
             "no frame skipped at the sampler for load:\n{metrics}"
         );
-    } else {
+    }
+    if !shed {
         // A machine fast enough for everything: then no load camera may be degraded for overload.
         for cam in LOADS {
             assert!(!ever_degraded(cam), "{cam} degraded without any load shed");
@@ -591,8 +607,10 @@ fn overload_samples_evenly_marks_degraded_counts_and_counts_right_above_the_reli
     );
 
     // (c) The hub marks the counts of every camera that reported degraded, and only those.
-    let expected: BTreeMap<&str, bool> = ["scene", "slow", "load-1", "load-2", "load-3"]
-        .into_iter()
+    let expected: BTreeMap<&str, bool> = LOADS
+        .iter()
+        .copied()
+        .chain(["scene", "slow"])
         .map(|c| (c, ever_degraded(c)))
         .collect();
     let settled = wait_until(Duration::from_secs(30), || {

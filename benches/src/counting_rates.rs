@@ -48,8 +48,8 @@ pub struct Options {
     pub out: PathBuf,
     /// Print, frame by frame at the first rate, what happened around this actor of each scene.
     pub trace: Option<u32>,
-    /// The MOTChallenge sequences (`../shared/datasets/mot`), for people mode on real footage.
-    pub mot: Option<PathBuf>,
+    /// `../shared`, for people mode on real footage (the MOT sequences and the videos in `datasets/labels`).
+    pub shared: Option<PathBuf>,
 }
 
 /// Detections of every frame of a scene, as the agent's detector of one mode reports them.
@@ -88,16 +88,18 @@ pub fn run(rt: &Runtime, o: &Options) -> Result<()> {
         })
         .collect::<Result<_>>()?;
     println!("\n## Counting across analysis rates\n");
-    println!(
+    if o.scenes.iter().any(|s| !s.is_empty() && s != "none") {
+        println!(
         "Tracker and counter of the agent replayed on each scene's cached detections; each rate from {} \
          starting frames (fewer where the rate leaves fewer distinct ones), figures summed. Tolerance \
          {TOLERANCE_S} s. `extra` = counted crossings that did not happen (double counts in brackets); \
          `frag` = a person's track id changed; `swap` = a track moved to another person.\n",
-        o.phases
-    );
+            o.phases
+        );
+    }
     let mut rows = Vec::new();
     let mut quality = Vec::new();
-    for name in &o.scenes {
+    for name in o.scenes.iter().filter(|s| !s.is_empty() && *s != "none") {
         let spec = SceneSpec::preset(name).with_context(|| {
             format!(
                 "unknown scene {name}: one of {}",
@@ -117,18 +119,43 @@ pub fn run(rt: &Runtime, o: &Options) -> Result<()> {
             }
         }
     }
-    print_quality(&quality);
-    print_table(&rows, &o.rates, &modes);
-    if let Some(mot) = &o.mot {
+    if !rows.is_empty() {
+        print_quality(&quality);
+        print_table(&rows, &o.rates, &modes);
+    }
+    if let Some(shared) = &o.shared {
         if modes.contains(&Target::People) {
-            real_footage(rt, mot, &o.out, &o.rates, o.phases)?;
+            real_footage(rt, shared, &o.out, &o.rates, o.phases)?;
         }
     }
     Ok(())
 }
 
-/// A MOTChallenge sequence with line counts derived from its ground truth (`truth.json` beside the video in
-/// `../shared/datasets/mot/<name>/`).
+/// A real recording with true line crossings: a MOTChallenge sequence (`truth.json` beside the video in
+/// `../shared/datasets/mot/<name>/`, counts derived from its ground-truth tracks) or a video in `../shared`
+/// that we labelled ourselves (`datasets/labels/<name>.json`).
+struct Footage {
+    name: String,
+    video: PathBuf,
+    width: u32,
+    height: u32,
+    fps: u32,
+    frames: u64,
+    lines: Vec<FootageLine>,
+}
+
+struct FootageLine {
+    id: String,
+    /// Normalised.
+    a: [f32; 2],
+    b: [f32; 2],
+    in_side: Side,
+    /// Fraction of the diagonal.
+    band: f32,
+    /// True crossings: frame (0-based, decode order) and direction.
+    events: Vec<(u64, Direction)>,
+}
+
 #[derive(Deserialize)]
 struct MotTruth {
     sequence: String,
@@ -155,38 +182,175 @@ struct MotEvent {
     dir: String,
 }
 
-/// People mode on real footage: the MOT sequences' line counts at each rate, NanoDet detections cached
-/// like the scenes'. The sequences are short (7.2 s and 2.8 s), so each rate runs from every distinct
-/// starting frame up to `phases`, and the figures are few: a sanity check on real people, not a statistic.
-fn real_footage(rt: &Runtime, mot: &Path, out: &Path, rates: &[f64], phases: usize) -> Result<()> {
-    let mut seqs = Vec::new();
-    for name in ["TUD-Stadtmitte", "TUD-Campus"] {
-        let dir = mot.join(name);
-        let Ok(text) = std::fs::read_to_string(dir.join("truth.json")) else {
-            println!("\n({} not found: real footage skipped)", dir.display());
-            return Ok(());
-        };
-        let t: MotTruth =
-            serde_json::from_str(&text).with_context(|| format!("{}/truth.json", dir.display()))?;
-        seqs.push((dir, t));
+/// Our own labels (`datasets/labels/*.json`, described in that folder's README).
+#[derive(Deserialize)]
+struct Labels {
+    video: String,
+    width: u32,
+    height: u32,
+    fps: u32,
+    frames: u64,
+    lines: Vec<LabelLine>,
+    events: Vec<LabelEvent>,
+}
+
+#[derive(Deserialize)]
+struct LabelLine {
+    id: String,
+    a: [f32; 2],
+    b: [f32; 2],
+    in_side: Side,
+    band: f32,
+}
+
+#[derive(Deserialize)]
+struct LabelEvent {
+    line: String,
+    dir: String,
+    frame: u64,
+}
+
+fn direction(s: &str) -> Result<Direction> {
+    match s {
+        "in" => Ok(Direction::In),
+        "out" => Ok(Direction::Out),
+        d => bail!("direction {d:?}: in or out"),
     }
-    println!("\n### People mode on real footage (MOTChallenge TUD sequences, NanoDet)\n");
-    println!("Line counts from the sequences' ground-truth tracks (feet, 2% band, every crossing); a counted crossing matches a true one of the same line and direction within {TOLERANCE_S} s.\n");
-    println!("| rate fps | sequence | lines | in counted / truth | out counted / truth | extra | runs | before issue 13: in, out, extra |");
+}
+
+fn mot_footage(dir: &Path) -> Result<Footage> {
+    let text = std::fs::read_to_string(dir.join("truth.json"))
+        .with_context(|| format!("{}/truth.json", dir.display()))?;
+    let t: MotTruth =
+        serde_json::from_str(&text).with_context(|| format!("{}/truth.json", dir.display()))?;
+    let lines = t
+        .lines
+        .into_iter()
+        .map(|l| {
+            let events = l
+                .events
+                .iter()
+                .map(|e| Ok((e.frame_1based.saturating_sub(1), direction(&e.dir)?)))
+                .collect::<Result<_>>()?;
+            Ok(FootageLine {
+                id: l.id,
+                a: l.a,
+                b: l.b,
+                in_side: Side::Right,
+                band: 0.02,
+                events,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(Footage {
+        name: t.sequence,
+        video: dir.join(t.video),
+        width: t.width,
+        height: t.height,
+        fps: t.fps,
+        frames: t.frames,
+        lines,
+    })
+}
+
+fn labelled_footage(labels: &Path, shared: &Path) -> Result<Footage> {
+    let text = std::fs::read_to_string(labels).with_context(|| format!("{}", labels.display()))?;
+    let l: Labels = serde_json::from_str(&text).with_context(|| format!("{}", labels.display()))?;
+    let lines = l
+        .lines
+        .into_iter()
+        .map(|line| {
+            let events = l
+                .events
+                .iter()
+                .filter(|e| e.line == line.id)
+                .map(|e| Ok((e.frame, direction(&e.dir)?)))
+                .collect::<Result<_>>()?;
+            Ok(FootageLine {
+                id: line.id,
+                a: line.a,
+                b: line.b,
+                in_side: line.in_side,
+                band: line.band,
+                events,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(Footage {
+        name: labels
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        video: shared.join(l.video),
+        width: l.width,
+        height: l.height,
+        fps: l.fps,
+        frames: l.frames,
+        lines,
+    })
+}
+
+/// The real recordings found: the MOT sequences and every labelled video whose file is in `shared`.
+fn footage(shared: &Path) -> Result<Vec<Footage>> {
+    let mut out = Vec::new();
+    for name in ["TUD-Stadtmitte", "TUD-Campus"] {
+        let dir = shared.join("datasets/mot").join(name);
+        if dir.join("truth.json").exists() {
+            out.push(mot_footage(&dir)?);
+        } else {
+            println!("\n({} not found: skipped)", dir.display());
+        }
+    }
+    let labels_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/labels");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&labels_dir)
+        .with_context(|| format!("{}", labels_dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    for f in files {
+        let footage = labelled_footage(&f, shared)?;
+        if footage.video.exists() {
+            out.push(footage);
+        } else {
+            println!("\n({} not found: skipped)", footage.video.display());
+        }
+    }
+    Ok(out)
+}
+
+/// People mode on real footage: each recording's true line crossings at each rate, NanoDet detections cached
+/// like the scenes'. Each rate runs from every distinct starting frame up to `phases`; the figures are few (a
+/// few dozen crossings): a sanity check on real people, not a statistic.
+fn real_footage(
+    rt: &Runtime,
+    shared: &Path,
+    out: &Path,
+    rates: &[f64],
+    phases: usize,
+) -> Result<()> {
+    let all = footage(shared)?;
+    if all.is_empty() {
+        return Ok(());
+    }
+    println!("\n### People mode on real footage (NanoDet)\n");
+    println!("TUD sequences: line counts from the MOTChallenge ground-truth tracks (feet, 2% band, every crossing); others: our labels (`datasets/labels`). A counted crossing matches a true one of the same line and direction within 1 s plus one analysed frame.\n");
+    println!("| rate fps | recording | lines | in counted / truth | out counted / truth | extra | runs | before issue 13: in, out, extra |");
     println!("|---:|---|---:|---:|---:|---:|---:|---|");
+    let mut notes = Vec::new();
     for &rate in rates {
-        for (dir, t) in &seqs {
-            let cache_dir = out.join(&t.sequence);
+        for f in &all {
+            let cache_dir = out.join(&f.name);
             std::fs::create_dir_all(&cache_dir)?;
             let video = Video {
-                path: dir.join(&t.video),
-                frames: t.frames,
-                fps: t.fps,
-                // Any fixed number: the cache is per sequence directory.
+                path: f.video.clone(),
+                frames: f.frames,
+                fps: f.fps,
+                // Any fixed number: the cache is per recording directory.
                 id: 0,
             };
             let dets = detections(rt, &cache_dir, &video, Target::People)?;
-            let per = (t.fps as f64 / rate).max(1.0);
+            let per = (f.fps as f64 / rate).max(1.0);
             let n = phases.clamp(1, per.ceil() as usize);
             let mut starts: Vec<u64> = (0..n)
                 .map(|i| (i as f64 * per / n as f64).round() as u64)
@@ -195,8 +359,12 @@ fn real_footage(rt: &Runtime, mot: &Path, out: &Path, rates: &[f64], phases: usi
             let (mut hit, mut truth, mut extra) = ([0usize; 2], [0usize; 2], 0usize);
             let (mut old_hit, mut old_extra) = ([0usize; 2], 0usize);
             for &phase in &starts {
-                let (h, tr, e) = replay_mot(t, &dets, rate, phase, false);
-                let (oh, _, oe) = replay_mot(t, &dets, rate, phase, true);
+                let (h, tr, e, n) = replay_footage(f, &dets, rate, phase, false);
+                let (oh, _, oe, _) = replay_footage(f, &dets, rate, phase, true);
+                notes.extend(
+                    n.into_iter()
+                        .map(|n| format!("{rate} fps, {}, start {phase}: {n}", f.name)),
+                );
                 for k in 0..2 {
                     hit[k] += h[k];
                     truth[k] += tr[k];
@@ -207,8 +375,8 @@ fn real_footage(rt: &Runtime, mot: &Path, out: &Path, rates: &[f64], phases: usi
             }
             println!(
                 "| {rate} | {} | {} | {}/{} | {}/{} | {extra} | {} | {}, {}, {old_extra} |",
-                t.sequence,
-                t.lines.len(),
+                f.name,
+                f.lines.len(),
                 hit[0],
                 truth[0],
                 hit[1],
@@ -219,19 +387,33 @@ fn real_footage(rt: &Runtime, mot: &Path, out: &Path, rates: &[f64], phases: usi
             );
         }
     }
+    if !notes.is_empty() {
+        println!(
+            "\nWhat the tracker and counter got wrong, per rate, recording and starting frame:\n"
+        );
+        for n in notes {
+            println!("- {n}");
+        }
+    }
     Ok(())
 }
 
-/// One replay of a MOT sequence (with the tracker before issue 13 when `legacy`): per direction (in, out)
-/// the true crossings matched and their number, and the counted crossings that matched none.
-fn replay_mot(
-    t: &MotTruth,
+/// How far a counted crossing on real footage may be from the true one, seconds: as `tests/real_footage.rs`
+/// judges, 1 s (labels are exact to a few frames; the MOT tracks' feet jitter) plus one analysed frame.
+fn real_tolerance_s(rate: f64) -> f64 {
+    1.0 + 1.0 / rate
+}
+
+/// One replay of a recording (with the tracker before issue 13 when `legacy`): per direction (in, out) the
+/// true crossings matched and their number, and the counted crossings that matched none.
+fn replay_footage(
+    f: &Footage,
     dets: &[Vec<Detection>],
     rate: f64,
     phase: u64,
     legacy: bool,
-) -> ([usize; 2], [usize; 2], usize) {
-    let lines: Vec<LineConfig> = t
+) -> ([usize; 2], [usize; 2], usize, Vec<String>) {
+    let lines: Vec<LineConfig> = f
         .lines
         .iter()
         .map(|l| LineConfig {
@@ -239,24 +421,24 @@ fn replay_mot(
             a: l.a,
             b: l.b,
             coords: Coords::Normalized,
-            in_side: Side::Right,
-            band: Some(0.02),
+            in_side: l.in_side,
+            band: Some(l.band),
             site_boundary: true,
         })
         .collect();
     let mut counted: Vec<(String, Direction, f64)> = Vec::new();
-    let frames = analysed_frames(t.frames, t.fps, rate, phase);
+    let frames = analysed_frames(f.frames, f.fps, rate, phase);
     let at = |k: u64| dets.get(k as usize).map(Vec::as_slice).unwrap_or(&[]);
     if legacy {
         let mut tracker = legacy_track::Tracker::new(legacy_track::TrackerConfig::default());
         let mut counters: Vec<edge_agent::count::LineCounter> = lines
             .iter()
             .map(|l| {
-                edge_agent::count::LineCounter::new(l.id.clone(), l.geometry(t.width, t.height))
+                edge_agent::count::LineCounter::new(l.id.clone(), l.geometry(f.width, f.height))
             })
             .collect();
         for k in frames {
-            let ts = k as f64 / t.fps as f64;
+            let ts = k as f64 / f.fps as f64;
             let u = tracker.update(at(k), ts);
             for tr in &u.tracks {
                 for c in &mut counters {
@@ -274,8 +456,8 @@ fn replay_mot(
     } else {
         let mut counter = CameraCounter::new(lines, Mode::People, None, TrackerConfig::default());
         for k in frames {
-            let ts = k as f64 / t.fps as f64;
-            for (c, _) in counter.step(at(k), ts, t.width, t.height).crossings {
+            let ts = k as f64 / f.fps as f64;
+            for (c, _) in counter.step(at(k), ts, f.width, f.height).crossings {
                 counted.push((c.line_id, c.direction, c.ts));
             }
         }
@@ -283,29 +465,41 @@ fn replay_mot(
     }
     let mut used = vec![false; counted.len()];
     let (mut hit, mut truth) = ([0usize; 2], [0usize; 2]);
-    for l in &t.lines {
-        for e in &l.events {
-            let (k, dir) = if e.dir == "in" {
-                (0, Direction::In)
-            } else {
-                (1, Direction::Out)
-            };
+    let tolerance = real_tolerance_s(rate.min(f.fps as f64));
+    let mut notes = Vec::new();
+    for l in &f.lines {
+        for &(frame, dir) in &l.events {
+            let k = usize::from(dir == Direction::Out);
             truth[k] += 1;
-            let te = (e.frame_1based.saturating_sub(1)) as f64 / t.fps as f64;
+            let te = frame as f64 / f.fps as f64;
             let best = counted
                 .iter()
                 .enumerate()
                 .filter(|(i, c)| {
-                    !used[*i] && c.0 == l.id && c.1 == dir && (c.2 - te).abs() <= TOLERANCE_S
+                    !used[*i] && c.0 == l.id && c.1 == dir && (c.2 - te).abs() <= tolerance
                 })
                 .min_by(|x, y| (x.1 .2 - te).abs().total_cmp(&(y.1 .2 - te).abs()));
             if let Some((i, _)) = best {
                 used[i] = true;
                 hit[k] += 1;
+            } else {
+                let nearest = counted
+                    .iter()
+                    .filter(|c| c.0 == l.id && c.1 == dir)
+                    .map(|c| c.2 - te)
+                    .min_by(|a, b| a.abs().total_cmp(&b.abs()));
+                notes.push(format!(
+                    "missed {} {dir:?} at {te:.1} s (nearest counted there: {})",
+                    l.id,
+                    nearest.map_or("none".into(), |d| format!("{d:+.1} s"))
+                ));
             }
         }
     }
-    (hit, truth, used.iter().filter(|u| !**u).count())
+    for (c, _) in counted.iter().zip(&used).filter(|(_, u)| !**u) {
+        notes.push(format!("extra {} {:?} at {:.1} s", c.0, c.1, c.2));
+    }
+    (hit, truth, used.iter().filter(|u| !**u).count(), notes)
 }
 
 /// How the detector did on a scene, frame by frame, against the truth.

@@ -72,7 +72,7 @@ enum Cmd {
     /// Counting accuracy of the agent's tracker and counter at each analysis rate, per scene and mode
     /// (detections computed once per frame and cached, then replayed at each rate).
     CountingRates {
-        /// Scenes (`checkpoint_scenegen::SceneSpec::preset` names).
+        /// Scenes (`checkpoint_scenegen::SceneSpec::preset` names); `none` for real footage only.
         #[arg(
             long,
             default_value = "standard,fast,crowd,stop",
@@ -94,7 +94,7 @@ enum Cmd {
         /// Debugging: print one actor's frames (at the first rate) in each scene and mode.
         #[arg(long)]
         trace: Option<u32>,
-        /// Skip the real-footage sweep (people mode on ../shared/datasets/mot).
+        /// Skip the real-footage sweep (people mode on ../shared/datasets/mot and the labelled videos).
         #[arg(long)]
         no_real_footage: bool,
     },
@@ -187,7 +187,7 @@ fn main() -> Result<()> {
                 phases,
                 out,
                 trace,
-                mot: (!no_real_footage).then(|| shared_dir().join("datasets/mot")),
+                shared: (!no_real_footage).then(shared_dir),
             },
         ),
         Cmd::All => {

@@ -69,7 +69,9 @@ pub struct LoadConfig {
     pub adaptive_sampling: bool,
     /// The analysis rate (frames per second of stream time) a camera's counts need to be reliable; below
     /// it the camera reports `degraded` and the hub marks its counts. Per camera: `cameras[].reliable_fps`.
-    pub reliable_fps: f64,
+    /// Unset: by mode, 2 for faces ([`crate::load::DEFAULT_RELIABLE_FPS`]) and 5 for people
+    /// ([`crate::load::DEFAULT_RELIABLE_FPS_PEOPLE`]).
+    pub reliable_fps: Option<f64>,
 }
 
 impl Default for LoadConfig {
@@ -77,7 +79,7 @@ impl Default for LoadConfig {
         Self {
             analysis_threads: 0,
             adaptive_sampling: true,
-            reliable_fps: crate::load::DEFAULT_RELIABLE_FPS,
+            reliable_fps: None,
         }
     }
 }
@@ -259,9 +261,14 @@ pub struct CameraConfig {
 }
 
 impl CameraConfig {
-    /// The analysis rate this camera's counts need.
+    /// The analysis rate this camera's counts need: its own setting, else `[load]`'s, else its mode's default.
     pub fn reliable_fps(&self, load: &LoadConfig) -> f64 {
-        self.reliable_fps.unwrap_or(load.reliable_fps)
+        self.reliable_fps
+            .or(load.reliable_fps)
+            .unwrap_or(match self.mode {
+                Mode::Faces => crate::load::DEFAULT_RELIABLE_FPS,
+                Mode::People => crate::load::DEFAULT_RELIABLE_FPS_PEOPLE,
+            })
     }
 }
 
@@ -386,7 +393,7 @@ impl Config {
                 "must be 0 (automatic) to 1024",
             );
         }
-        if let Err(m) = check_reliable_fps(self.load.reliable_fps) {
+        if let Some(Err(m)) = self.load.reliable_fps.map(check_reliable_fps) {
             return err("load.reliable_fps".into(), m);
         }
         if self.analysis.faces_per_track == 0 {
@@ -620,6 +627,11 @@ in_side = "right"
         assert_eq!(
             c.cameras[0].reliable_fps(&c.load),
             crate::load::DEFAULT_RELIABLE_FPS
+        );
+        let people = Config::parse(&GOOD.replace("mode = \"faces\"", "mode = \"people\"")).unwrap();
+        assert_eq!(
+            people.cameras[0].reliable_fps(&people.load),
+            crate::load::DEFAULT_RELIABLE_FPS_PEOPLE
         );
 
         let text = GOOD.replace(
