@@ -577,9 +577,12 @@ fn govern(governor: &mut Governor, cameras: &mut [Camera], metrics: &Metrics, ad
 fn flush_counts(sink: &EventSink, tally: &Mutex<SiteTally>, all: bool) {
     let counts = tally.lock().flush(OffsetDateTime::now_utc(), all);
     for c in counts {
+        // `net`, not "occupancy": this agent's boundary crossings since it started, which is negative whenever
+        // more people left than it saw come in; the site's occupancy is the hub's, from every agent, with its
+        // starting value and reset.
         tracing::info!(
             camera = %c.camera, line = %c.line, entries = c.total_entries, exits = c.total_exits,
-            occupancy = c.occupancy, "counts"
+            net = c.occupancy, "counts"
         );
         sink.emit(EventKind::Count(c));
     }
