@@ -6,6 +6,7 @@
 //!
 //! Run with `cargo run --release -p checkpoint-bench -- all` (see the README).
 
+mod compare;
 mod counting_rates;
 mod faiss;
 mod ingest;
@@ -66,6 +67,24 @@ enum Cmd {
         /// people or faces.
         #[arg(long, default_value = "faces")]
         mode: String,
+    },
+    /// The agent's pipeline beside the OpenCV-Python reference (benches/reference) on the same file, rounds
+    /// alternating, with the ratios.
+    Compare {
+        /// Video to analyse; by default the 720p ground-truth scene of `pipeline`.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Seconds of video per run.
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// People mode (NanoDet added on both sides).
+        #[arg(long)]
+        people: bool,
+        /// Where the reference's venv lives (created on first use).
+        #[arg(long, default_value = "target/bench/reference-venv")]
+        venv: PathBuf,
     },
     /// Both.
     All,
@@ -167,6 +186,25 @@ fn main() -> Result<()> {
             seconds,
             mode,
         } => bench_pipeline(rt, file, &streams, seconds, &mode),
+        Cmd::Compare {
+            file,
+            seconds,
+            rounds,
+            people,
+            venv,
+        } => compare::run(
+            rt,
+            &compare::Options {
+                file: match file {
+                    Some(f) => f,
+                    None => bench_video()?,
+                },
+                seconds,
+                rounds: rounds.max(1),
+                people,
+                venv,
+            },
+        ),
         Cmd::Faiss { sizes, queries } => faiss::run(&sizes, queries),
         Cmd::Watchlist { out, splits } => watchlist::run(rt, &shared_dir(), &out, splits),
         Cmd::Ingest { .. } => Ok(()),
@@ -295,6 +333,21 @@ fn bench_models(rt: &Runtime, iterations: usize) -> Result<()> {
         })?,
         1,
     );
+    // Where a detection's time goes: the pre- and post-processing against the network itself.
+    let mut stages = [0.0f64; 3];
+    for _ in 0..iterations {
+        det.detect_fit(&frame720, 960)?;
+        let t = det.last_timings();
+        for (acc, v) in stages.iter_mut().zip([t.prepare_ms, t.infer_ms, t.post_ms]) {
+            *acc += v / iterations as f64;
+        }
+    }
+    let [prepare, infer, post] = stages;
+    println!(
+        "| YuNet stages | 1280x720 → 960x544 | scale into tensor {prepare:.2}, network {infer:.2}, \
+         outputs+NMS {post:.2} | pre+post {:.0}% of the network | | |",
+        100.0 * (prepare + post) / infer
+    );
     row(
         "SFace",
         "112x112, batch 1",
@@ -384,7 +437,7 @@ fn bench_pipeline(
     Ok(())
 }
 
-fn run_streams(
+pub(crate) fn run_streams(
     rt: &Runtime,
     file: &Path,
     n: usize,

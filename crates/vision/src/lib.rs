@@ -21,7 +21,7 @@ pub use crate::image::BgrImage;
 pub use crate::nanodet::{PersonDetection, PersonDetector, PersonDetectorOptions};
 pub use crate::runtime::{Provider, Runtime, RuntimeOptions};
 pub use crate::sface::{Embedding, FaceEmbedder, EMBEDDING_DIM, SFACE_MATCH_THRESHOLD};
-pub use crate::yunet::{Face, FaceDetector, FaceDetectorOptions};
+pub use crate::yunet::{DetectTimings, Face, FaceDetector, FaceDetectorOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VisionError {

@@ -5,7 +5,7 @@ use std::path::Path;
 use ndarray::Array4;
 use ort::session::Session;
 
-use crate::geometry::{nms, resize_bilinear, Rect};
+use crate::geometry::{nms, resize_rows, Rect};
 use crate::runtime::{first_input, run_single, Provider, Runtime};
 use crate::{BgrImage, VisionError};
 
@@ -199,21 +199,26 @@ fn letterbox(img: &BgrImage) -> (Array4<f32>, Letterbox) {
     } else {
         (INPUT, INPUT, 0, 0)
     };
-    let small = resize_bilinear(img, nw, nh);
     let s = INPUT as usize;
     let mut input = Array4::<f32>::zeros((1, 3, s, s));
-    for c in 0..3 {
-        let fill = (0.0 - MEAN[c]) / STD[c];
-        input.slice_mut(ndarray::s![0, c, .., ..]).fill(fill);
-    }
-    for y in 0..nh as usize {
-        for x in 0..nw as usize {
-            let i = (y * nw as usize + x) * 3;
-            for c in 0..3 {
-                input[[0, c, y + top as usize, x + left as usize]] =
-                    (small.data[i + c] as f32 - MEAN[c]) / STD[c];
-            }
+    if let Some(buf) = input.as_slice_mut() {
+        let (p0, rest) = buf.split_at_mut(s * s);
+        let (p1, p2) = rest.split_at_mut(s * s);
+        let mut planes = [p0, p1, p2];
+        for (c, plane) in planes.iter_mut().enumerate() {
+            plane.fill((0.0 - MEAN[c]) / STD[c]);
         }
+        let scale = STD.map(|d| 1.0 / d);
+        // Scaled straight into the planes, normalised on the way (no intermediate image).
+        resize_rows(img, nw, nh, |y, row| {
+            let o = (y + top as usize) * s + left as usize;
+            for (c, plane) in planes.iter_mut().enumerate() {
+                let dst = &mut plane[o..o + nw as usize];
+                for (d, px) in dst.iter_mut().zip(row.chunks_exact(3)) {
+                    *d = (f32::from(px[c]) - MEAN[c]) * scale[c];
+                }
+            }
+        });
     }
     let lb = Letterbox {
         left,

@@ -56,6 +56,11 @@ pub struct RuntimeOptions {
     pub tensorrt_cache: Option<PathBuf>,
     /// Let TensorRT use FP16 kernels.
     pub tensorrt_fp16: bool,
+    /// Let ONNX Runtime's CPU threads spin while waiting for work (its own default). Off here: the spinning
+    /// threads take the cores that decode video and run the other cameras' sessions. On one 720p stream on 2
+    /// cores the whole pipeline ran at 43 fps with spinning and 59 fps without (`checkpoint-bench pipeline`,
+    /// issue 14). Worth turning on only when the sessions have the cores to themselves.
+    pub spin_wait: bool,
 }
 
 impl Default for RuntimeOptions {
@@ -67,6 +72,7 @@ impl Default for RuntimeOptions {
             device_id: 0,
             tensorrt_cache: None,
             tensorrt_fp16: true,
+            spin_wait: false,
         }
     }
 }
@@ -326,6 +332,11 @@ impl Runtime {
         if self.options.intra_threads > 0 {
             b = b
                 .with_intra_threads(self.options.intra_threads)
+                .map_err(|e| err(e.into()))?;
+        }
+        if !self.options.spin_wait {
+            b = b
+                .with_config_entry("session.intra_op.allow_spinning", "0")
                 .map_err(|e| err(e.into()))?;
         }
         for (k, v) in config {

@@ -4,11 +4,12 @@
 //! sqrt(cls*obj) score, NMS over integer rectangles) so results agree with OpenCV's reference pipeline.
 
 use std::path::Path;
+use std::time::Instant;
 
 use ndarray::Array4;
 use ort::session::Session;
 
-use crate::geometry::{nms, resize_bilinear, Rect};
+use crate::geometry::{nms, resize_rows, Rect};
 use crate::runtime::{first_input, run_single, Provider, Runtime};
 use crate::{BgrImage, VisionError};
 
@@ -47,6 +48,22 @@ pub struct FaceDetector {
     /// Fixed (width, height) when the model has a static input shape (the 2023mar file).
     fixed_input: Option<(u32, u32)>,
     pub options: FaceDetectorOptions,
+    /// The input tensor, kept between calls: video frames keep their size, and a fresh 6 MB zeroed tensor
+    /// per frame cost more than filling it. Its padding (right and bottom) is never written, so stays zero.
+    input: Option<Array4<f32>>,
+    /// The image size the kept tensor was last filled from.
+    input_from: (u32, u32),
+    timings: DetectTimings,
+}
+
+/// Where the time of the last detection went, milliseconds: scaling the frame into the input tensor, the
+/// network, decoding its outputs and NMS. The pre- and post-processing should stay well under the network's
+/// own time (`checkpoint-bench models` prints them).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct DetectTimings {
+    pub prepare_ms: f64,
+    pub infer_ms: f64,
+    pub post_ms: f64,
 }
 
 const STRIDES: [u32; 3] = [8, 16, 32];
@@ -67,7 +84,15 @@ impl FaceDetector {
             input_name,
             fixed_input,
             options,
+            input: None,
+            input_from: (0, 0),
+            timings: DetectTimings::default(),
         })
+    }
+
+    /// Where the time of the last [`detect`](Self::detect) or [`detect_fit`](Self::detect_fit) went.
+    pub fn last_timings(&self) -> DetectTimings {
+        self.timings
     }
 
     pub fn provider(&self) -> Provider {
@@ -105,8 +130,7 @@ impl FaceDetector {
         } else {
             return self.detect_native(img);
         };
-        let small = resize_bilinear(img, w.max(1), h.max(1));
-        let mut faces = self.detect_native(&small)?;
+        let mut faces = self.detect_scaled(img, w.max(1), h.max(1))?;
         let inv = 1.0 / scale;
         for f in &mut faces {
             f.bbox = Rect {
@@ -124,35 +148,66 @@ impl FaceDetector {
     }
 
     fn detect_native(&mut self, img: &BgrImage) -> Result<Vec<Face>, VisionError> {
+        self.detect_scaled(img, img.width, img.height)
+    }
+
+    /// Detects on `img` scaled to `w` x `h` (the network's coordinates), scaling it straight into the input
+    /// tensor.
+    fn detect_scaled(&mut self, img: &BgrImage, w: u32, h: u32) -> Result<Vec<Face>, VisionError> {
+        let t = Instant::now();
+        self.timings = DetectTimings::default();
         let (pw, ph) = match self.fixed_input {
             Some(f) => f,
-            None => (img.width.div_ceil(32) * 32, img.height.div_ceil(32) * 32),
+            None => (w.div_ceil(32) * 32, h.div_ceil(32) * 32),
         };
-        if img.width > pw || img.height > ph {
+        if w > pw || h > ph {
             return Err(VisionError::BadImage(format!(
-                "{}x{} image does not fit the detector input {pw}x{ph}",
-                img.width, img.height
+                "{w}x{h} image does not fit the detector input {pw}x{ph}"
             )));
         }
-        let mut input = Array4::<f32>::zeros((1, 3, ph as usize, pw as usize));
+        let shape = (1, 3, ph as usize, pw as usize);
+        let mut input = match self.input.take() {
+            Some(a) if a.dim() == shape && a.is_standard_layout() => a,
+            _ => Array4::<f32>::zeros(shape),
+        };
+        // A smaller image than last time (same padded size) would leave old pixels in the padding.
+        if self.input_from != (w, h) {
+            input.fill(0.0);
+            self.input_from = (w, h);
+        }
         {
             let plane = (pw * ph) as usize;
+            let stride = pw as usize;
             let buf = input
                 .as_slice_mut()
                 .ok_or_else(|| VisionError::Model("non-contiguous input".into()))?;
             let (b, rest) = buf.split_at_mut(plane);
             let (g, r) = rest.split_at_mut(plane);
-            for y in 0..img.height as usize {
-                let row = &img.data[y * img.width as usize * 3..(y + 1) * img.width as usize * 3];
-                let o = y * pw as usize;
-                for (x, px) in row.chunks_exact(3).enumerate() {
-                    b[o + x] = px[0] as f32;
-                    g[o + x] = px[1] as f32;
-                    r[o + x] = px[2] as f32;
+            let mut planes = |y: usize, row: &[u8]| {
+                let o = y * stride;
+                let (b, g, r) = (&mut b[o..o + row.len() / 3], &mut g[o..], &mut r[o..]);
+                for (((px, b), g), r) in row.chunks_exact(3).zip(b).zip(g).zip(r) {
+                    *b = f32::from(px[0]);
+                    *g = f32::from(px[1]);
+                    *r = f32::from(px[2]);
                 }
+            };
+            if (w, h) == (img.width, img.height) {
+                let len = w as usize * 3;
+                for (y, row) in img.data.chunks_exact(len).take(h as usize).enumerate() {
+                    planes(y, row);
+                }
+            } else {
+                resize_rows(img, w, h, planes);
             }
         }
-        let outputs = run_single(&mut self.session, &self.input_name, &input)?;
+        self.timings.prepare_ms = ms(t);
+        let t = Instant::now();
+        let outputs = run_single(&mut self.session, &self.input_name, &input);
+        self.input = Some(input);
+        let outputs = outputs?;
+        self.timings.infer_ms = ms(t);
+        let t = Instant::now();
 
         let mut faces: Vec<Face> = Vec::new();
         let thr = self.options.score_threshold;
@@ -222,6 +277,12 @@ impl FaceDetector {
             self.options.nms_threshold,
             self.options.top_k,
         );
-        Ok(keep.into_iter().map(|i| faces[i].clone()).collect())
+        let kept = keep.into_iter().map(|i| faces[i].clone()).collect();
+        self.timings.post_ms = ms(t);
+        Ok(kept)
     }
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
 }

@@ -1,0 +1,235 @@
+//! `compare`: the agent's pipeline beside a plain OpenCV-Python one on the same file, in one run.
+//!
+//! Each round runs, one after the other on the same video: the agent's whole pipeline on one stream (decode,
+//! detect, track, count, embed improving faces; `run_streams`), the "limit" (the same decoded frames through
+//! the agent's face detector alone: what the pipeline would reach if everything but the model were free), and
+//! the reference scripts in `benches/reference/` (OpenCV from the PyPI wheel in a venv this creates): detect
+//! and embed every face, detect only, and in people mode the same with NanoDet through `cv2.dnn`. Rounds
+//! alternate so that the machine's load drifts over all of them alike; the table gives the median of the
+//! rounds and the ratios to the references.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use checkpoint_media::{
+    frame_channel, CameraSource, RecvTimeoutError, SourceConfig, SourceKind, SourceState,
+};
+use checkpoint_vision::{
+    manifest, FaceDetector, FaceDetectorOptions, PersonDetector, PersonDetectorOptions, Runtime,
+};
+use edge_agent::analysis::{AnalysisOptions, Mode};
+use serde::Deserialize;
+
+pub struct Options {
+    pub file: PathBuf,
+    pub seconds: f64,
+    pub rounds: usize,
+    pub people: bool,
+    pub venv: PathBuf,
+}
+
+#[derive(Deserialize)]
+struct Reference {
+    fps: f64,
+    opencv: String,
+    threads: u32,
+}
+
+pub fn run(rt: &Runtime, o: &Options) -> Result<()> {
+    let python = reference_python(&o.venv)?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("reference/opencv_pipeline.py");
+    let models = manifest::default_dir();
+    let yunet = manifest::resolve("yunet", None, &models)?;
+    let sface = manifest::resolve("sface", None, &models)?;
+    let nanodet = manifest::resolve("nanodet", None, &models)?;
+    let reference = |extra: &[&str]| -> Result<Reference> {
+        let out = Command::new(&python)
+            .arg(&script)
+            .arg(&o.file)
+            .arg("--yunet")
+            .arg(&yunet)
+            .arg("--sface")
+            .arg(&sface)
+            .arg("--nanodet")
+            .arg(&nanodet)
+            .args(["--seconds", &o.seconds.to_string()])
+            .args(extra)
+            .output()
+            .context("run the OpenCV reference")?;
+        if !out.status.success() {
+            bail!(
+                "reference {extra:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("reference output: {}", String::from_utf8_lossy(&out.stdout)))
+    };
+    let mode = if o.people { Mode::People } else { Mode::Faces };
+    let mut rows: Vec<(&str, Vec<f64>)> = vec![
+        ("Checkpoint pipeline", Vec::new()),
+        (
+            if o.people {
+                "limit: decode + NanoDet + YuNet alone (agent's runtime)"
+            } else {
+                "limit: decode + YuNet alone (agent's runtime)"
+            },
+            Vec::new(),
+        ),
+        ("OpenCV-Python: detect + embed every face", Vec::new()),
+        ("OpenCV-Python: detect only", Vec::new()),
+    ];
+    if o.people {
+        rows.push((
+            "OpenCV-Python: NanoDet + detect + embed every face",
+            Vec::new(),
+        ));
+    }
+    let mut version = String::new();
+    for round in 0..o.rounds {
+        eprintln!("round {}/{}", round + 1, o.rounds);
+        let (frames, wall, _) = crate::run_streams(rt, &o.file, 1, o.seconds, mode)?;
+        rows[0].1.push(frames as f64 / wall);
+        rows[1].1.push(limit(rt, &o.file, o.seconds, o.people)?);
+        let r = reference(&[])?;
+        version = format!("OpenCV {} ({} threads)", r.opencv, r.threads);
+        rows[2].1.push(r.fps);
+        rows[3].1.push(reference(&["--no-embed"])?.fps);
+        if o.people {
+            rows[4].1.push(reference(&["--people"])?.fps);
+        }
+    }
+    let med: Vec<f64> = rows.iter().map(|(_, v)| median(v)).collect();
+    println!(
+        "\n## Checkpoint beside OpenCV-Python, {:?} mode, {} ({} s of video, median of {} rounds, {version})\n",
+        mode,
+        o.file.display(),
+        o.seconds,
+        o.rounds
+    );
+    println!("| pipeline | frames/s (median) | every round | Checkpoint / this |");
+    println!("|---|---:|---|---:|");
+    for (i, (name, v)) in rows.iter().enumerate() {
+        let all: Vec<String> = v.iter().map(|f| format!("{f:.1}")).collect();
+        println!(
+            "| {name} | {:.1} | {} | {:.2}x |",
+            med[i],
+            all.join(", "),
+            med[0] / med[i]
+        );
+    }
+    if o.people {
+        println!(
+            "\nTarget (issue 14): at least 2.0x the reference with NanoDet that embeds every face: {:.2}x.",
+            med[0] / med[4]
+        );
+    } else {
+        println!(
+            "\nTargets (issue 14): at least 2.0x the reference that embeds every face, at least 1.0x OpenCV's \
+             detection alone: {:.2}x and {:.2}x.",
+            med[0] / med[2],
+            med[0] / med[3]
+        );
+    }
+    Ok(())
+}
+
+/// Decode + the agent's detectors on every frame (NanoDet too in people mode), nothing else: the ceiling of
+/// the pipeline.
+fn limit(rt: &Runtime, file: &Path, seconds: f64, people: bool) -> Result<f64> {
+    let dir = manifest::default_dir();
+    let mut det = FaceDetector::load(
+        rt,
+        &manifest::resolve("yunet", None, &dir)?,
+        FaceDetectorOptions::default(),
+    )?;
+    let mut persons = if people {
+        Some(PersonDetector::load(
+            rt,
+            &manifest::resolve("nanodet", None, &dir)?,
+            PersonDetectorOptions::default(),
+        )?)
+    } else {
+        None
+    };
+    let side = AnalysisOptions::default().face_detect_max_side;
+    let mut cfg = SourceConfig::new(SourceKind::File(checkpoint_media::FileSource {
+        path: file.to_path_buf(),
+        realtime: false,
+        looping: false,
+    }));
+    cfg.analysis_fps = None;
+    let (tx, rx) = frame_channel();
+    let handle = CameraSource::spawn("limit", cfg, tx)?;
+    let start = Instant::now();
+    let mut frames = 0u64;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(f) => {
+                if f.pts_s > seconds {
+                    break;
+                }
+                det.detect_fit(&f.image, side)?;
+                if let Some(p) = persons.as_mut() {
+                    p.detect(&f.image)?;
+                }
+                frames += 1;
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if matches!(
+                    handle.state(),
+                    SourceState::Ended | SourceState::Down { .. }
+                ) && rx.is_empty()
+                {
+                    break;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    drop(handle);
+    Ok(frames as f64 / start.elapsed().as_secs_f64())
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s.get(s.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// The venv's python with the pinned OpenCV, created on first use.
+fn reference_python(venv: &Path) -> Result<PathBuf> {
+    let python = venv.join("bin/python");
+    let ok = python.is_file()
+        && Command::new(&python)
+            .args(["-c", "import cv2, numpy"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if ok {
+        return Ok(python);
+    }
+    eprintln!(
+        "creating the reference venv in {} (opencv-python-headless from PyPI)",
+        venv.display()
+    );
+    let status = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(venv)
+        .status()
+        .context("python3 -m venv (Debian: apt install python3-venv)")?;
+    if !status.success() {
+        bail!("python3 -m venv {} failed", venv.display());
+    }
+    let req = Path::new(env!("CARGO_MANIFEST_DIR")).join("reference/requirements.txt");
+    let status = Command::new(venv.join("bin/pip"))
+        .args(["install", "-q", "-r"])
+        .arg(&req)
+        .status()
+        .context("pip install the reference's requirements")?;
+    if !status.success() {
+        bail!("pip install -r {} failed", req.display());
+    }
+    Ok(python)
+}
