@@ -6,6 +6,7 @@
 //!
 //! Run with `cargo run --release -p checkpoint-bench -- all` (see the README).
 
+mod cameras;
 mod compare;
 mod counting_rates;
 mod faiss;
@@ -85,6 +86,19 @@ enum Cmd {
         /// Where the reference's venv lives (created on first use).
         #[arg(long, default_value = "target/bench/reference-venv")]
         venv: PathBuf,
+    },
+    /// Many live cameras through the real agent binary: analysed rate, drops, counts and memory.
+    Cameras {
+        #[arg(long, default_value_t = 8)]
+        cameras: usize,
+        /// analysis_fps of every camera.
+        #[arg(long, default_value_t = 5.0)]
+        fps: f64,
+        /// After the one-pass run, loop the scene this long and follow the agent's memory.
+        #[arg(long, default_value_t = 0.0)]
+        soak_minutes: f64,
+        #[arg(long, default_value = "target/bench/cameras")]
+        out: PathBuf,
     },
     /// Both.
     All,
@@ -205,6 +219,17 @@ fn main() -> Result<()> {
                 venv,
             },
         ),
+        Cmd::Cameras {
+            cameras,
+            fps,
+            soak_minutes,
+            out,
+        } => cameras::run(&cameras::Options {
+            cameras,
+            fps,
+            soak_minutes,
+            out,
+        }),
         Cmd::Faiss { sizes, queries } => faiss::run(&sizes, queries),
         Cmd::Watchlist { out, splits } => watchlist::run(rt, &shared_dir(), &out, splits),
         Cmd::Ingest { .. } => Ok(()),
