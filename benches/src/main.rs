@@ -30,6 +30,7 @@ use clap::{Parser, Subcommand};
 use edge_agent::analysis::{CameraAnalyzer, CameraSetup, LineConfig, Mode, Models};
 use edge_agent::count::Side;
 use edge_agent::metrics::Metrics;
+use plotters::style::RGBColor;
 
 #[derive(Parser)]
 #[command(
@@ -451,6 +452,7 @@ fn bench_pipeline(
     );
     println!("| streams | frames | wall s | total fps | fps per stream | mean frame ms |");
     println!("|---:|---:|---:|---:|---:|---:|");
+    let (mut total, mut per) = (Vec::new(), Vec::new());
     for &n in streams {
         let (frames, wall, frame_ms) = run_streams(rt, &file, n, seconds, mode)?;
         println!(
@@ -458,7 +460,33 @@ fn bench_pipeline(
             frames as f64 / wall,
             frames as f64 / wall / n as f64
         );
+        total.push((n as f64, frames as f64 / wall));
+        per.push((n as f64, frames as f64 / wall / n as f64));
     }
+    let name = format!("{mode:?}").to_lowercase();
+    let png = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../target/bench/pipeline-{name}.png"));
+    watchlist::plot::lines(
+        &png,
+        &format!("Whole pipeline, {name} mode, every frame analysed"),
+        "streams",
+        "frames per second",
+        &[
+            watchlist::plot::Curve {
+                label: "all streams together".into(),
+                points: total,
+                colour: RGBColor(31, 119, 180),
+                dashed: false,
+            },
+            watchlist::plot::Curve {
+                label: "per stream".into(),
+                points: per,
+                colour: RGBColor(214, 39, 40),
+                dashed: false,
+            },
+        ],
+    )?;
+    println!("\nplot: {}", png.display());
     Ok(())
 }
 

@@ -14,7 +14,7 @@ mod corpus;
 mod det;
 mod gallery;
 mod pertrack;
-mod plot;
+pub(crate) mod plot;
 mod stills;
 mod tracks;
 

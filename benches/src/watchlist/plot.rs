@@ -15,13 +15,59 @@ pub struct Curve {
 
 const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
-pub fn det(path: &Path, title: &str, curves: &[Curve]) -> Result<()> {
+/// Gives plotters its one font (it has none built in).
+pub fn use_font() -> Result<()> {
     let font =
         std::fs::read(FONT).map_err(|e| anyhow!("{FONT}: {e} (apt install fonts-dejavu-core)"))?;
     // plotters keeps the font for the process; registering it twice is harmless.
     let font: &'static [u8] = Box::leak(font.into_boxed_slice());
-    register_font("sans-serif", FontStyle::Normal, font)
-        .map_err(|_| anyhow!("{FONT}: not a font"))?;
+    register_font("sans-serif", FontStyle::Normal, font).map_err(|_| anyhow!("{FONT}: not a font"))
+}
+
+/// A plain line chart on linear axes from zero: one curve per series, points marked.
+pub fn lines(path: &Path, title: &str, x_desc: &str, y_desc: &str, curves: &[Curve]) -> Result<()> {
+    use_font()?;
+    let pts = curves.iter().flat_map(|c| c.points.iter());
+    let x_max = pts.clone().map(|p| p.0).fold(1.0, f64::max) * 1.1;
+    let y_max = pts.map(|p| p.1).fold(1.0, f64::max) * 1.15;
+    let root = BitMapBackend::new(path, (960, 640)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0.0f64..x_max, 0.0f64..y_max)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()?;
+    for c in curves {
+        let style = ShapeStyle::from(&c.colour).stroke_width(2);
+        let colour = c.colour;
+        chart
+            .draw_series(LineSeries::new(c.points.clone(), style))?
+            .label(c.label.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+        chart.draw_series(
+            c.points
+                .iter()
+                .map(|&p| Circle::new(p, 4, ShapeStyle::from(&colour).filled())),
+        )?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+pub fn det(path: &Path, title: &str, curves: &[Curve]) -> Result<()> {
+    use_font()?;
     let root = BitMapBackend::new(path, (960, 640)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
