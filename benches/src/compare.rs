@@ -10,12 +10,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use checkpoint_media::{
-    frame_channel, CameraSource, RecvTimeoutError, SourceConfig, SourceKind, SourceState,
-};
 use checkpoint_vision::{
     manifest, FaceDetector, FaceDetectorOptions, PersonDetector, PersonDetectorOptions, Runtime,
 };
@@ -155,41 +152,19 @@ fn limit(rt: &Runtime, file: &Path, seconds: f64, people: bool) -> Result<f64> {
         None
     };
     let side = AnalysisOptions::default().face_detect_max_side;
-    let mut cfg = SourceConfig::new(SourceKind::File(checkpoint_media::FileSource {
-        path: file.to_path_buf(),
-        realtime: false,
-        looping: false,
-    }));
-    cfg.analysis_fps = None;
-    let (tx, rx) = frame_channel();
-    let handle = CameraSource::spawn("limit", cfg, tx)?;
     let start = Instant::now();
     let mut frames = 0u64;
-    loop {
-        match rx.recv_timeout(Duration::from_millis(500)) {
-            Ok(f) => {
-                if f.pts_s > seconds {
-                    break;
-                }
-                det.detect_fit(&f.image, side)?;
-                if let Some(p) = persons.as_mut() {
-                    p.detect(&f.image)?;
-                }
-                frames += 1;
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                if matches!(
-                    handle.state(),
-                    SourceState::Ended | SourceState::Down { .. }
-                ) && rx.is_empty()
-                {
-                    break;
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => break,
+    crate::each_frame("limit", file, |f| {
+        if f.pts_s > seconds {
+            return Ok(false);
         }
-    }
-    drop(handle);
+        det.detect_fit(&f.image, side)?;
+        if let Some(p) = persons.as_mut() {
+            p.detect(&f.image)?;
+        }
+        frames += 1;
+        Ok(true)
+    })?;
     Ok(frames as f64 / start.elapsed().as_secs_f64())
 }
 

@@ -14,12 +14,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use checkpoint_media::{
-    frame_channel, CameraSource, RecvTimeoutError, SourceConfig, SourceKind, SourceState,
-};
 use checkpoint_scenegen::{
     analysed_frames, score_crossings, CountScore, Counted, Direction as TruthDirection, IdAudit,
     SceneSpec, Target, Truth,
@@ -731,52 +728,30 @@ fn detect_all(rt: &Runtime, v: &Video, mode: Target) -> Result<DetectionCache> {
         )?),
     };
     let video = v.path.clone();
-    let mut cfg = SourceConfig::new(SourceKind::File(checkpoint_media::FileSource {
-        path: video.clone(),
-        realtime: false,
-        looping: false,
-    }));
-    cfg.analysis_fps = None;
-    let (tx, rx) = frame_channel();
-    let handle = CameraSource::spawn("counting-rates", cfg, tx)?;
     let mut out: Vec<Vec<[f32; 5]>> = vec![Vec::new(); v.frames as usize];
     let mut seen = 0u64;
     let t0 = Instant::now();
-    loop {
-        match rx.recv_timeout(Duration::from_millis(500)) {
-            Ok(f) => {
-                let k = (f.pts_s * v.fps as f64).round();
-                if !(k >= 0.0 && (k as u64) < v.frames) {
-                    continue;
-                }
-                let boxes: Vec<[f32; 5]> = match &mut detector {
-                    Detector::Faces(d, side) => d
-                        .detect_fit(&f.image, *side)?
-                        .iter()
-                        .map(|x| [x.bbox.x, x.bbox.y, x.bbox.w, x.bbox.h, x.score])
-                        .collect(),
-                    Detector::People(d) => d
-                        .detect(&f.image)?
-                        .iter()
-                        .map(|x| [x.bbox.x, x.bbox.y, x.bbox.w, x.bbox.h, x.score])
-                        .collect(),
-                };
-                out[k as usize] = boxes;
-                seen += 1;
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                if matches!(
-                    handle.state(),
-                    SourceState::Ended | SourceState::Down { .. }
-                ) && rx.is_empty()
-                {
-                    break;
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => break,
+    crate::each_frame("counting-rates", &video, |f| {
+        let k = (f.pts_s * v.fps as f64).round();
+        if !(k >= 0.0 && (k as u64) < v.frames) {
+            return Ok(true);
         }
-    }
-    drop(handle);
+        let boxes: Vec<[f32; 5]> = match &mut detector {
+            Detector::Faces(d, side) => d
+                .detect_fit(&f.image, *side)?
+                .iter()
+                .map(|x| [x.bbox.x, x.bbox.y, x.bbox.w, x.bbox.h, x.score])
+                .collect(),
+            Detector::People(d) => d
+                .detect(&f.image)?
+                .iter()
+                .map(|x| [x.bbox.x, x.bbox.y, x.bbox.w, x.bbox.h, x.score])
+                .collect(),
+        };
+        out[k as usize] = boxes;
+        seen += 1;
+        Ok(true)
+    })?;
     if seen + 2 < v.frames {
         bail!("{}: decoded {seen} of {} frames", video.display(), v.frames);
     }

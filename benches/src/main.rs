@@ -490,6 +490,43 @@ fn bench_pipeline(
     Ok(())
 }
 
+/// Decodes every frame of `file` through the agent's media layer (as fast as they are taken) and hands each
+/// to `each` until it returns `false` or the file ends.
+pub(crate) fn each_frame(
+    name: &str,
+    file: &Path,
+    mut each: impl FnMut(&checkpoint_media::Frame) -> Result<bool>,
+) -> Result<()> {
+    let mut cfg = SourceConfig::new(SourceKind::File(checkpoint_media::FileSource {
+        path: file.to_path_buf(),
+        realtime: false,
+        looping: false,
+    }));
+    cfg.analysis_fps = None;
+    let (tx, rx) = frame_channel();
+    let handle = CameraSource::spawn(name, cfg, tx)?;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(f) => {
+                if !each(&f)? {
+                    break;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if matches!(
+                    handle.state(),
+                    SourceState::Ended | SourceState::Down { .. }
+                ) && rx.is_empty()
+                {
+                    break;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn run_streams(
     rt: &Runtime,
     file: &Path,
@@ -535,40 +572,19 @@ pub(crate) fn run_streams(
             models,
             Arc::new(Metrics::new()),
         );
-        let mut cfg = SourceConfig::new(SourceKind::File(checkpoint_media::FileSource {
-            path: file.to_path_buf(),
-            realtime: false,
-            looping: false,
-        }));
-        cfg.analysis_fps = None;
-        let (tx, rx) = frame_channel();
-        let handle = CameraSource::spawn(&format!("bench-{i}"), cfg, tx)?;
+        let file = file.to_path_buf();
         workers.push(std::thread::spawn(move || -> Result<(u64, f64)> {
             let (mut frames, mut busy) = (0u64, 0.0f64);
-            loop {
-                match rx.recv_timeout(Duration::from_millis(500)) {
-                    Ok(f) => {
-                        if f.pts_s > seconds {
-                            break;
-                        }
-                        let t = Instant::now();
-                        analyzer.process(&f.image, f.pts_s)?;
-                        busy += t.elapsed().as_secs_f64();
-                        frames += 1;
-                    }
-                    Err(RecvTimeoutError::Timeout) => {
-                        if matches!(
-                            handle.state(),
-                            SourceState::Ended | SourceState::Down { .. }
-                        ) && rx.is_empty()
-                        {
-                            break;
-                        }
-                    }
-                    Err(RecvTimeoutError::Disconnected) => break,
+            each_frame(&format!("bench-{i}"), &file, |f| {
+                if f.pts_s > seconds {
+                    return Ok(false);
                 }
-            }
-            drop(handle);
+                let t = Instant::now();
+                analyzer.process(&f.image, f.pts_s)?;
+                busy += t.elapsed().as_secs_f64();
+                frames += 1;
+                Ok(true)
+            })?;
             Ok((frames, busy))
         }));
     }
