@@ -1,6 +1,7 @@
 //! `checkpoint-bench`: measurements, not pass/fail tests.
 //!
-//! - `models`: latency per model call (YuNet at 320 and 640, SFace per face at batch 1 and 8, NanoDet 416).
+//! - `models`: latency per model call (YuNet at 320 and 640, SFace per face at batch 1 and 8 and with its graph
+//!   as stored, NanoDet 416).
 //! - `pipeline`: whole-pipeline frames per second (decode, detect, track, count, embed) on a 720p file, for
 //!   1..N parallel streams.
 //!
@@ -24,7 +25,7 @@ use checkpoint_media::{
 };
 use checkpoint_vision::{
     geometry::resize_bilinear, manifest, BgrImage, FaceDetector, FaceDetectorOptions, FaceEmbedder,
-    PersonDetector, PersonDetectorOptions, Provider, Runtime, RuntimeOptions,
+    GraphEdit, PersonDetector, PersonDetectorOptions, Provider, Runtime, RuntimeOptions,
 };
 use clap::{Parser, Subcommand};
 use edge_agent::analysis::{CameraAnalyzer, CameraSetup, LineConfig, Mode, Models};
@@ -384,6 +385,23 @@ fn bench_models(rt: &Runtime, iterations: usize) -> Result<()> {
         })?,
         1,
     );
+    // The same model as stored in its file: ONNX Runtime's scalar PRelu loop (see `graph_edit`).
+    let mut stored = FaceEmbedder::load_with(
+        rt,
+        &manifest::resolve("sface", None, &dir)?,
+        GraphEdit::AsStored,
+    )?;
+    row(
+        "SFace, PRelu as stored",
+        "112x112, batch 1",
+        time_it(iterations, || {
+            stored
+                .embed_aligned(std::slice::from_ref(&crop))
+                .map(|_| ())
+                .map_err(Into::into)
+        })?,
+        1,
+    );
     row(
         "SFace",
         "112x112, batch 8",
@@ -538,7 +556,7 @@ pub(crate) fn run_streams(
     let start = Instant::now();
     let mut workers = Vec::new();
     for i in 0..n {
-        let models = Models {
+        let mut models = Models {
             faces: FaceDetector::load(
                 rt,
                 &manifest::resolve("yunet", None, &dir)?,
@@ -569,7 +587,6 @@ pub(crate) fn run_streams(
         };
         let mut analyzer = CameraAnalyzer::new(
             CameraSetup::new(&format!("bench-{i}"), mode, vec![line]),
-            models,
             Arc::new(Metrics::new()),
         );
         let file = file.to_path_buf();
@@ -580,7 +597,7 @@ pub(crate) fn run_streams(
                     return Ok(false);
                 }
                 let t = Instant::now();
-                analyzer.process(&f.image, f.pts_s)?;
+                analyzer.process(&mut models, &f.image, f.pts_s)?;
                 busy += t.elapsed().as_secs_f64();
                 frames += 1;
                 Ok(true)

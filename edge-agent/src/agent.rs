@@ -30,7 +30,7 @@ use parking_lot::Mutex;
 use time::OffsetDateTime;
 
 use crate::analysis::{CameraAnalyzer, CameraSetup, Mode, Models};
-use crate::config::{CameraConfig, Config};
+use crate::config::Config;
 use crate::count::Direction as LineDirection;
 use crate::delivery::{OutboxForward, OutboxQueue};
 use crate::events::EventSink;
@@ -65,7 +65,9 @@ struct Watch {
 }
 
 /// Loads the models one camera needs.
-pub fn load_models(cfg: &Config, cam: &CameraConfig, rt: &Runtime) -> Result<Models> {
+/// Loads the models the analysis needs: the face detector always, the embedder when faces are embedded, and the
+/// person detector when `people` (some camera runs in people mode).
+pub fn load_models(cfg: &Config, people: bool, rt: &Runtime) -> Result<Models> {
     let dir = cfg.models.dir.clone().unwrap_or_else(manifest::default_dir);
     let faces = FaceDetector::load(
         rt,
@@ -84,7 +86,7 @@ pub fn load_models(cfg: &Config, cam: &CameraConfig, rt: &Runtime) -> Result<Mod
     } else {
         None
     };
-    let people = if cam.mode == Mode::People {
+    let people = if people {
         Some(PersonDetector::load(
             rt,
             &manifest::resolve("nanodet", cfg.models.person_detector.as_deref(), &dir)?,
@@ -307,8 +309,6 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<
     let (tx, rx) = frame_channel();
     let mut cameras = Vec::new();
     for cam in &cfg.cameras {
-        let models = load_models(&cfg, cam, rt)
-            .with_context(|| format!("camera {}: loading models", cam.id))?;
         let setup = CameraSetup {
             camera: cam.id.clone(),
             mode: cam.mode,
@@ -317,7 +317,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<
             tracker: cfg.tracking.clone(),
             options: cfg.analysis.clone(),
         };
-        let analyzer = CameraAnalyzer::new(setup, models, metrics.clone());
+        let analyzer = CameraAnalyzer::new(setup, metrics.clone());
         let watch = watchlist.as_ref().map(|w| Watch {
             matcher: TrackMatcher::new(w.handle(), cfg.watchlist.matching.clone()),
             snapshot_max_side: cfg.watchlist.snapshot_max_side,
@@ -386,13 +386,16 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<
             .map(|c| (c.id.clone(), (c.work.clone(), c.busy.clone())))
             .collect(),
     );
+    let people = cfg.cameras.iter().any(|c| c.mode == Mode::People);
     let mut pool = Vec::with_capacity(workers);
     for i in 0..workers {
+        let models = load_models(&cfg, people, rt)
+            .with_context(|| format!("analysis worker {i}: loading models"))?;
         let (rx, slots, ctx, stop) = (rx.clone(), slots.clone(), ctx.clone(), stop.clone());
         pool.push(
             std::thread::Builder::new()
                 .name(format!("analysis-{i}"))
-                .spawn(move || analyse(rx, slots, ctx, stop))
+                .spawn(move || analyse(models, rx, slots, ctx, stop))
                 .context("spawning an analysis worker")?,
         );
     }
@@ -784,7 +787,7 @@ impl CameraWork {
     }
 
     /// Detect, track, count and match one frame.
-    fn process(&mut self, frame: &checkpoint_media::Frame, ctx: &Ctx) {
+    fn process(&mut self, models: &mut Models, frame: &checkpoint_media::Frame, ctx: &Ctx) {
         let metrics = &ctx.metrics;
         let now = Instant::now();
         if let Some(prev) = self.last_frame {
@@ -804,7 +807,7 @@ impl CameraWork {
         }
         tracing::debug!(target: FRAME_LOG_TARGET, camera = %self.id, pts = frame.pts_s, seq = frame.seq, "frame analysed");
         let camera = self.id.as_str();
-        let out = match self.analyzer.process(&frame.image, frame.pts_s) {
+        let out = match self.analyzer.process(models, &frame.image, frame.pts_s) {
             Ok(out) => out,
             // A frame the models cannot take (corrupt, odd size) is skipped, the camera goes on.
             Err(e) => {
@@ -866,8 +869,10 @@ impl CameraWork {
 }
 
 /// An analysis worker: takes frames from the cameras round-robin, one camera at a time per worker (its
-/// tracker is sequential), until the agent stops or every camera has finished.
+/// tracker is sequential), until the agent stops or every camera has finished. The worker's own `models` run
+/// every camera's frames.
 fn analyse(
+    mut models: Models,
     frames: checkpoint_media::FrameReceiver,
     slots: Arc<Slots>,
     ctx: Arc<Ctx>,
@@ -883,7 +888,7 @@ fn analyse(
                 // State changes that came before this frame are reported before it is analysed.
                 w.drain_events(&ctx);
                 let started = Instant::now();
-                w.process(&claimed.frame, &ctx);
+                w.process(&mut models, &claimed.frame, &ctx);
                 busy.ns
                     .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 busy.frames.fetch_add(1, Ordering::Relaxed);

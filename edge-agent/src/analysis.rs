@@ -145,8 +145,9 @@ pub struct FaceSample {
     pub stream_time_s: f64,
 }
 
-/// The models a camera uses. Sessions are per analyser: ONNX Runtime sessions need `&mut` to run, and one set
-/// per camera lets cameras run in parallel without a lock.
+/// The models the analysis runs. ONNX Runtime sessions need `&mut` to run, so each analysis worker owns one set
+/// and lends it to whichever camera's frame it analyses: two workers on eight cameras hold two sets, not eight
+/// (each set is ~100 MB of weights and activation buffers).
 pub struct Models {
     pub faces: FaceDetector,
     pub embedder: Option<FaceEmbedder>,
@@ -196,19 +197,17 @@ pub struct CameraAnalyzer {
     camera: String,
     mode: Mode,
     opts: AnalysisOptions,
-    models: Models,
     counting: CameraCounter,
     track_faces: HashMap<u64, Vec<FaceSample>>,
     metrics: Arc<Metrics>,
 }
 
 impl CameraAnalyzer {
-    pub fn new(setup: CameraSetup, models: Models, metrics: Arc<Metrics>) -> Self {
+    pub fn new(setup: CameraSetup, metrics: Arc<Metrics>) -> Self {
         Self {
             camera: setup.camera,
             mode: setup.mode,
             opts: setup.options,
-            models,
             counting: CameraCounter::new(setup.lines, setup.mode, setup.anchor, setup.tracker),
             track_faces: HashMap::new(),
             metrics,
@@ -228,15 +227,16 @@ impl CameraAnalyzer {
         self.track_faces.len()
     }
 
+    /// Analyses one frame of this camera with `models` (people mode needs `models.people`).
     pub fn process(
         &mut self,
+        models: &mut Models,
         img: &BgrImage,
         ts: f64,
     ) -> Result<FrameOutcome, checkpoint_vision::VisionError> {
         let started = Instant::now();
         let t = Instant::now();
-        let faces = self
-            .models
+        let faces = models
             .faces
             .detect_fit(img, self.opts.face_detect_max_side)?;
         self.metrics
@@ -259,7 +259,7 @@ impl CameraAnalyzer {
                 (0..faces.len()).map(Some).collect(),
             ),
             Mode::People => {
-                let people = match self.models.people.as_mut() {
+                let people = match models.people.as_mut() {
                     Some(p) => {
                         let t = Instant::now();
                         let r = p.detect(img)?;
@@ -288,7 +288,7 @@ impl CameraAnalyzer {
         out.crossings = step.crossings;
 
         // Best faces per track, embedded in one batch.
-        if self.models.embedder.is_some() {
+        if models.embedder.is_some() {
             let mut todo: Vec<(u64, Face, f32)> = Vec::new();
             for tr in &update.tracks {
                 let Some(Some(fi)) = face_of_det.get(tr.det_index) else {
@@ -318,8 +318,7 @@ impl CameraAnalyzer {
                     .map(|(_, f, _)| FaceEmbedder::align(img, &f.landmarks))
                     .collect();
                 let t = Instant::now();
-                let embs = self
-                    .models
+                let embs = models
                     .embedder
                     .as_mut()
                     .map(|e| e.embed_aligned_fused(&crops))

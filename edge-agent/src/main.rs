@@ -282,8 +282,7 @@ fn watchlist_cmd(action: WatchlistCmd) -> Result<std::process::ExitCode> {
                 format!("reading the watchlist in {}", cfg.watchlist.dir.display())
             })?;
             let rt = checkpoint_vision::Runtime::init(cfg.runtime.clone())?;
-            let camera = cfg.cameras.first().context("the config has no camera")?;
-            let models = edge_agent::agent::load_models(&cfg, camera, rt)?;
+            let models = edge_agent::agent::load_models(&cfg, false, rt)?;
             let (mut det, mut emb) = (models.faces, models.embedder);
             let emb = emb.as_mut().context(
                 "detection.embed_faces is off in this config: matching needs the face embedder",
@@ -328,7 +327,7 @@ fn watchlist_cmd(action: WatchlistCmd) -> Result<std::process::ExitCode> {
                 }
             };
             let rt = checkpoint_vision::Runtime::init(cfg.runtime.clone())?;
-            let agent_models = edge_agent::agent::load_models(&cfg, &cfg.cameras[0], rt)?;
+            let agent_models = edge_agent::agent::load_models(&cfg, false, rt)?;
             let (mut det, mut emb) = (agent_models.faces, agent_models.embedder);
             let emb = emb.as_mut().context(
                 "detection.embed_faces is off in this config: enrolment needs the face embedder",

@@ -17,7 +17,7 @@ fn shared() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
 }
 
-fn analyzer(mode: Mode) -> CameraAnalyzer {
+fn analyzer(mode: Mode) -> (CameraAnalyzer, Models) {
     let rt = Runtime::get_or_default().expect("ONNX Runtime (scripts/setup)");
     let dir = manifest::default_dir();
     let models = Models {
@@ -39,20 +39,22 @@ fn analyzer(mode: Mode) -> CameraAnalyzer {
             .unwrap()
         }),
     };
-    CameraAnalyzer::new(
-        CameraSetup::new("cam", mode, vec![]),
+    (
+        CameraAnalyzer::new(
+            CameraSetup::new("cam", mode, vec![]),
+            Arc::new(Metrics::new()),
+        ),
         models,
-        Arc::new(Metrics::new()),
     )
 }
 
 #[test]
 fn people_mode_tracks_people_keeps_their_best_face_and_forgets_it_when_they_leave() {
     let img = BgrImage::open(&shared().join("datasets/faces/ageitgey/two_people.jpg")).unwrap();
-    let mut a = analyzer(Mode::People);
+    let (mut a, mut m) = analyzer(Mode::People);
     let mut last = None;
     for i in 0..5 {
-        last = Some(a.process(&img, i as f64 * 0.1).unwrap());
+        last = Some(a.process(&mut m, &img, i as f64 * 0.1).unwrap());
     }
     let out = last.unwrap();
     assert_eq!(out.people, 2, "two people in the photo");
@@ -86,7 +88,7 @@ fn people_mode_tracks_people_keeps_their_best_face_and_forgets_it_when_they_leav
     let empty = BgrImage::new(img.width, img.height, vec![0; img.data.len()]).unwrap();
     let mut ended = Vec::new();
     for i in 5..30 {
-        ended.extend(a.process(&empty, i as f64 * 0.1).unwrap().ended);
+        ended.extend(a.process(&mut m, &empty, i as f64 * 0.1).unwrap().ended);
     }
     ended.sort();
     assert_eq!(ended, vec![1, 2]);
@@ -97,9 +99,9 @@ fn people_mode_tracks_people_keeps_their_best_face_and_forgets_it_when_they_leav
 #[test]
 fn faces_mode_tracks_faces_directly_and_finish_drops_everything() {
     let img = BgrImage::open(&shared().join("datasets/faces/ageitgey/two_people.jpg")).unwrap();
-    let mut a = analyzer(Mode::Faces);
+    let (mut a, mut m) = analyzer(Mode::Faces);
     for i in 0..4 {
-        a.process(&img, i as f64 * 0.1).unwrap();
+        a.process(&mut m, &img, i as f64 * 0.1).unwrap();
     }
     assert_eq!(a.tracks_with_faces(), 2);
     let mut ended = a.finish();
@@ -110,11 +112,11 @@ fn faces_mode_tracks_faces_directly_and_finish_drops_everything() {
 
 #[test]
 fn a_frame_of_noise_is_analysed_without_error_or_detections() {
-    let mut a = analyzer(Mode::People);
+    let (mut a, mut m) = analyzer(Mode::People);
     let data: Vec<u8> = (0..320u32 * 240 * 3)
         .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
         .collect();
     let img = BgrImage::new(320, 240, data).unwrap();
-    let out = a.process(&img, 0.0).unwrap();
+    let out = a.process(&mut m, &img, 0.0).unwrap();
     assert_eq!(out.tracks, 0);
 }

@@ -302,7 +302,8 @@ fn analyse(rt: &Runtime, video: &Path, scene: u32) -> Result<(BTreeMap<u64, Vec<
     let camera = format!("tracks-scene-{scene}");
     // No counting lines: only the faces matter here.
     let setup = CameraSetup::new(&camera, Mode::Faces, Vec::new());
-    let mut analyzer = CameraAnalyzer::new(setup, load_models(rt)?, Arc::new(Metrics::new()));
+    let mut models = load_models(rt)?;
+    let mut analyzer = CameraAnalyzer::new(setup, Arc::new(Metrics::new()));
     let mut cfg = SourceConfig::new(SourceKind::File(FileSource {
         path: video.to_path_buf(),
         realtime: false,
@@ -321,9 +322,11 @@ fn analyse(rt: &Runtime, video: &Path, scene: u32) -> Result<(BTreeMap<u64, Vec<
     loop {
         match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(f) => {
-                let outcome = analyzer.process(&f.image, f.pts_s).with_context(|| {
-                    format!("analysing {} at {:.2} s", video.display(), f.pts_s)
-                })?;
+                let outcome = analyzer
+                    .process(&mut models, &f.image, f.pts_s)
+                    .with_context(|| {
+                        format!("analysing {} at {:.2} s", video.display(), f.pts_s)
+                    })?;
                 record(&analyzer, &outcome, &mut recorded, &f.image, &mut plain)?;
                 frames += 1;
             }

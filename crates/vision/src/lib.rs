@@ -7,6 +7,7 @@
 pub mod align;
 pub mod enrol;
 pub mod geometry;
+pub mod graph_edit;
 pub mod image;
 mod jpeg;
 pub mod manifest;
@@ -17,6 +18,7 @@ pub mod sface;
 pub mod yunet;
 
 pub use crate::geometry::Rect;
+pub use crate::graph_edit::GraphEdit;
 pub use crate::image::BgrImage;
 pub use crate::nanodet::{PersonDetection, PersonDetector, PersonDetectorOptions};
 pub use crate::runtime::{Provider, Runtime, RuntimeOptions};

@@ -11,6 +11,7 @@ use ort::ep::{self, ExecutionProvider as _};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 
+use crate::graph_edit::{vectorise_prelu, GraphEdit};
 use crate::VisionError;
 
 /// Where inference runs. `Auto` picks TensorRT, then CUDA, then CPU, by what the loaded library offers and what
@@ -269,15 +270,17 @@ impl Runtime {
         model: &Path,
         config: &[(&str, &str)],
     ) -> Result<(Session, Provider), VisionError> {
-        self.session_on(model, config, self.options.provider)
+        self.session_on(model, config, self.options.provider, GraphEdit::ForCpu)
     }
 
-    /// As [`Runtime::session`], on a provider other than the configured one (benchmarks, diagnostics).
+    /// As [`Runtime::session`], on a provider other than the configured one or with the graph as stored
+    /// (benchmarks, diagnostics, equality tests).
     pub fn session_on(
         &self,
         model: &Path,
         config: &[(&str, &str)],
         want: Provider,
+        edit: GraphEdit,
     ) -> Result<(Session, Provider), VisionError> {
         let order: &[Provider] = match want {
             Provider::Auto => &[Provider::Tensorrt, Provider::Cuda, Provider::Cpu],
@@ -290,7 +293,7 @@ impl Runtime {
             if want == Provider::Auto && !self.offers(p) {
                 continue;
             }
-            match self.try_session(model, config, p) {
+            match self.try_session(model, config, p, edit) {
                 Ok(s) => {
                     if want == Provider::Auto {
                         tracing::info!(model = %model.display(), provider = ?p, "execution provider chosen automatically");
@@ -323,6 +326,7 @@ impl Runtime {
         model: &Path,
         config: &[(&str, &str)],
         p: Provider,
+        edit: GraphEdit,
     ) -> Result<Session, VisionError> {
         let err = |e: ort::Error| VisionError::Runtime(format!("{}: {e}", model.display()));
         let mut b = Session::builder(&self.env)
@@ -383,8 +387,25 @@ impl Runtime {
                 .with_execution_providers(providers)
                 .map_err(|e| err(e.into()))?;
         }
+        if p == Provider::Cpu && edit == GraphEdit::ForCpu {
+            if let Some(bytes) = edited_for_cpu(model)? {
+                return b.commit_from_memory(&bytes).map_err(err);
+            }
+        }
         b.commit_from_file(model).map_err(err)
     }
+}
+
+/// The model's graph with [`crate::graph_edit`]'s CPU rewrites, or `None` when none applies.
+fn edited_for_cpu(model: &Path) -> Result<Option<Vec<u8>>, VisionError> {
+    let bytes = std::fs::read(model)
+        .map_err(|e| VisionError::Model(format!("{}: cannot read: {e}", model.display())))?;
+    let edited = vectorise_prelu(&bytes)
+        .map_err(|e| VisionError::Model(format!("{}: {e}", model.display())))?;
+    Ok(edited.map(|(bytes, n)| {
+        tracing::debug!(model = %model.display(), nodes = n, "PRelu written as vectorised Relu/Sub/Mul/Add");
+        bytes
+    }))
 }
 
 /// Name and shape (-1 or 0 for dynamic dimensions) of a session's first input.

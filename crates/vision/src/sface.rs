@@ -6,6 +6,7 @@ use ndarray::Array4;
 use ort::session::Session;
 
 use crate::align::{align_face, ALIGNED_SIZE};
+use crate::graph_edit::GraphEdit;
 use crate::runtime::{first_input, run_single, Provider, Runtime};
 use crate::{BgrImage, VisionError};
 
@@ -46,8 +47,19 @@ pub struct FaceEmbedder {
 
 impl FaceEmbedder {
     pub fn load(rt: &Runtime, model: &Path) -> Result<Self, VisionError> {
+        Self::load_with(rt, model, GraphEdit::ForCpu)
+    }
+
+    /// As [`FaceEmbedder::load`], choosing whether the graph is edited first ([`crate::graph_edit`]); the
+    /// benchmarks and equality tests load it as stored too.
+    pub fn load_with(rt: &Runtime, model: &Path, edit: GraphEdit) -> Result<Self, VisionError> {
         // The block-quantised weights are folded once instead of dequantised on every run: ~2x faster, same output.
-        let (session, provider) = rt.session(model, &[("session.disable_quant_qdq", "1")])?;
+        let (session, provider) = rt.session_on(
+            model,
+            &[("session.disable_quant_qdq", "1")],
+            rt.options().provider,
+            edit,
+        )?;
         let (input_name, shape) = first_input(&session, model)?;
         let batch_dynamic = shape.first().is_none_or(|d| *d <= 0);
         Ok(Self {

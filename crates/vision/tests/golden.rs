@@ -108,3 +108,52 @@ fn yunet_and_sface_match_opencv_golden_results() {
     }
     eprintln!("golden: {} files, {faces_checked} faces, worst box diff {worst_box:.3} px, worst cosine {worst_cos:.5}", files.len());
 }
+
+/// The CPU graph edit (PRelu written as Relu/Sub/Mul/Add, `graph_edit`) must not change a single bit of any
+/// embedding: checked on every golden face, and on the mirrored crops the agent also embeds.
+#[test]
+fn sface_with_vectorised_prelu_gives_the_same_bits_as_the_stored_graph() {
+    let shared = common::shared_dir();
+    let rt = common::runtime();
+    let model = common::model("sface");
+    let rewritten = checkpoint_vision::graph_edit::vectorise_prelu(&std::fs::read(&model).unwrap())
+        .unwrap()
+        .map(|(_, n)| n);
+    assert_eq!(
+        rewritten,
+        Some(27),
+        "SFace's 27 PRelu nodes are what the edit is for"
+    );
+    let mut edited = FaceEmbedder::load(rt, &model).unwrap();
+    let mut stored =
+        FaceEmbedder::load_with(rt, &model, checkpoint_vision::GraphEdit::AsStored).unwrap();
+    let mut compared = 0;
+    for entry in std::fs::read_dir(shared.join("datasets/golden"))
+        .unwrap()
+        .flatten()
+    {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let g: Golden = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let img = BgrImage::open(&shared.join(&g.image)).unwrap();
+        let crops: Vec<BgrImage> = g
+            .faces
+            .iter()
+            .map(|f| FaceEmbedder::align(&img, &f.landmarks))
+            .collect();
+        let a = edited.embed_aligned_fused(&crops).unwrap();
+        let b = stored.embed_aligned_fused(&crops).unwrap();
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            let same =
+                x.0.iter()
+                    .zip(&y.0)
+                    .all(|(p, q)| p.to_bits() == q.to_bits());
+            assert!(same, "{}: embeddings differ after the graph edit", g.image);
+            compared += 1;
+        }
+    }
+    assert!(compared >= 10, "only {compared} faces compared");
+}

@@ -21,7 +21,7 @@ fn auto_falls_back_to_cpu_and_explicit_gpu_providers_explain_what_is_missing() {
     let (_, used) = rt.session(&model, &[]).unwrap();
     assert_eq!(used, Provider::Cpu);
     for p in [Provider::Cuda, Provider::Tensorrt] {
-        let err = match rt.session_on(&model, &[], p) {
+        let err = match rt.session_on(&model, &[], p, checkpoint_vision::GraphEdit::ForCpu) {
             Ok(_) => panic!("{p:?} cannot work on a CPU-only runtime"),
             Err(e) => e.to_string(),
         };
