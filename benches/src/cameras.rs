@@ -18,6 +18,8 @@ use anyhow::{bail, Context, Result};
 use checkpoint_protocol::{Direction, Envelope, EventKind};
 use checkpoint_scenegen::{Direction as TruthDirection, SceneSpec, Truth};
 
+use crate::pipeline::Progress;
+
 pub struct Options {
     pub cameras: usize,
     pub fps: f64,
@@ -78,7 +80,12 @@ pub fn run(o: &Options) -> Result<()> {
     let mut peak_rss = 0u64;
     let mut metrics = String::new();
     let pass_s = truth.frames as f64 / f64::from(truth.fps);
+    let progress = Progress::new(pass_s as u64 / 2 + 10, "one pass");
     while start.elapsed().as_secs_f64() < pass_s + 20.0 {
+        progress.step(format!(
+            "{:.0} s of {pass_s:.0}",
+            start.elapsed().as_secs_f64()
+        ));
         std::thread::sleep(Duration::from_secs(2));
         peak_rss = peak_rss.max(rss_bytes(agent.child.id()).unwrap_or(0));
         if let Ok(m) = scrape(port) {
@@ -88,6 +95,7 @@ pub fn run(o: &Options) -> Result<()> {
             break;
         }
     }
+    progress.finish();
     agent.stop()?;
     let events = agent.events()?;
     println!("| camera | analysed fps | dropped: backpressure / load / of sampled | in counted / truth | out counted / truth |");
@@ -157,7 +165,12 @@ fn soak(agent_bin: &Path, o: &Options, video: &Path, truth: &Truth) -> Result<()
     let mut last: BTreeMap<String, f64> = BTreeMap::new();
     let mut first_rss = None;
     let mut max_rss = 0u64;
+    let progress = Progress::new((o.soak_minutes * 2.0).ceil() as u64, "soak");
     while start.elapsed().as_secs_f64() < o.soak_minutes * 60.0 {
+        progress.step(format!(
+            "minute {:.1}",
+            start.elapsed().as_secs_f64() / 60.0
+        ));
         std::thread::sleep(Duration::from_secs(30));
         let rss = rss_bytes(agent.child.id()).unwrap_or(0);
         let m = scrape(port).unwrap_or_default();
@@ -177,8 +190,9 @@ fn soak(agent_bin: &Path, o: &Options, video: &Path, truth: &Truth) -> Result<()
             first_rss = Some(rss);
         }
         max_rss = max_rss.max(rss);
-        println!("| {minute:.1} | {:.0} | {slowest:.2} |", rss as f64 / 1e6);
+        progress.suspend(|| println!("| {minute:.1} | {:.0} | {slowest:.2} |", rss as f64 / 1e6));
     }
+    progress.finish();
     agent.stop()?;
     if let Some(f) = first_rss {
         println!(

@@ -19,6 +19,8 @@ use checkpoint_vision::{
 use edge_agent::analysis::{AnalysisOptions, Mode};
 use serde::Deserialize;
 
+use crate::pipeline::Progress;
+
 pub struct Options {
     pub file: PathBuf,
     pub seconds: f64,
@@ -85,19 +87,28 @@ pub fn run(rt: &Runtime, o: &Options) -> Result<()> {
         ));
     }
     let mut version = String::new();
-    for round in 0..o.rounds {
-        eprintln!("round {}/{}", round + 1, o.rounds);
-        let (frames, wall, _) = crate::run_streams(rt, &o.file, 1, o.seconds, mode)?;
-        rows[0].1.push(frames as f64 / wall);
+    let runs = rows.len();
+    let progress = Progress::new((o.rounds * runs) as u64, "compare");
+    for round in 1..=o.rounds {
+        let step = |what: &str| progress.step(format!("round {round}/{}: {what}", o.rounds));
+        step("Checkpoint pipeline");
+        rows[0]
+            .1
+            .push(crate::pipeline::run_streams(rt, &o.file, 1, o.seconds, mode)?.fps());
+        step("Checkpoint limit");
         rows[1].1.push(limit(rt, &o.file, o.seconds, o.people)?);
+        step("OpenCV-Python, embedding every face");
         let r = reference(&[])?;
         version = format!("OpenCV {} ({} threads)", r.opencv, r.threads);
         rows[2].1.push(r.fps);
+        step("OpenCV-Python, detection only");
         rows[3].1.push(reference(&["--no-embed"])?.fps);
         if o.people {
+            step("OpenCV-Python with NanoDet");
             rows[4].1.push(reference(&["--people"])?.fps);
         }
     }
+    progress.finish();
     let med: Vec<f64> = rows.iter().map(|(_, v)| median(v)).collect();
     println!(
         "\n## Checkpoint beside OpenCV-Python, {:?} mode, {} ({} s of video, median of {} rounds, {version})\n",
@@ -154,7 +165,7 @@ fn limit(rt: &Runtime, file: &Path, seconds: f64, people: bool) -> Result<f64> {
     let side = AnalysisOptions::default().face_detect_max_side;
     let start = Instant::now();
     let mut frames = 0u64;
-    crate::each_frame("limit", file, |f| {
+    crate::pipeline::each_frame("limit", file, |f| {
         if f.pts_s > seconds {
             return Ok(false);
         }

@@ -731,7 +731,7 @@ fn detect_all(rt: &Runtime, v: &Video, mode: Target) -> Result<DetectionCache> {
     let mut out: Vec<Vec<[f32; 5]>> = vec![Vec::new(); v.frames as usize];
     let mut seen = 0u64;
     let t0 = Instant::now();
-    crate::each_frame("counting-rates", &video, |f| {
+    crate::pipeline::each_frame("counting-rates", &video, |f| {
         let k = (f.pts_s * v.fps as f64).round();
         if !(k >= 0.0 && (k as u64) < v.frames) {
             return Ok(true);

@@ -165,6 +165,25 @@ pub struct FrameOutcome {
     pub faces: usize,
     pub people: usize,
     pub embedded: usize,
+    /// Where this frame's time went (benchmarks plot it per stage).
+    pub timings: StageTimings,
+}
+
+/// Wall time of one frame's analysis, per stage, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StageTimings {
+    /// Face detector: scaling the frame into its input tensor.
+    pub face_prepare_ms: f64,
+    /// Face detector: the network.
+    pub face_network_ms: f64,
+    /// Face detector: decoding its outputs and NMS.
+    pub face_post_ms: f64,
+    /// Person detector (people mode), all of it.
+    pub people_ms: f64,
+    /// Tracking and line counting.
+    pub track_ms: f64,
+    /// Aligning the faces worth embedding and running the embedder on them.
+    pub embed_ms: f64,
 }
 
 /// What a camera analyses and how.
@@ -241,11 +260,15 @@ impl CameraAnalyzer {
             .detect_fit(img, self.opts.face_detect_max_side)?;
         self.metrics
             .observe_inference("yunet", t.elapsed().as_secs_f64());
+        let face_stages = models.faces.last_timings();
 
         let mut out = FrameOutcome {
             faces: faces.len(),
             ..Default::default()
         };
+        out.timings.face_prepare_ms = face_stages.prepare_ms;
+        out.timings.face_network_ms = face_stages.infer_ms;
+        out.timings.face_post_ms = face_stages.post_ms;
         // Per detection index, the face that belongs to it.
         let (dets, face_of_det): (Vec<Detection>, Vec<Option<usize>>) = match self.mode {
             Mode::Faces => (
@@ -265,6 +288,7 @@ impl CameraAnalyzer {
                         let r = p.detect(img)?;
                         self.metrics
                             .observe_inference("nanodet", t.elapsed().as_secs_f64());
+                        out.timings.people_ms = ms(t);
                         r
                     }
                     None => Vec::new(),
@@ -282,7 +306,9 @@ impl CameraAnalyzer {
             }
         };
 
+        let t = Instant::now();
         let step = self.counting.step(&dets, ts, img.width, img.height);
+        out.timings.track_ms = ms(t);
         let update = step.update;
         out.tracks = update.tracks.len();
         out.crossings = step.crossings;
@@ -313,6 +339,7 @@ impl CameraAnalyzer {
                 }
             }
             if !todo.is_empty() {
+                let aligning = Instant::now();
                 let crops: Vec<BgrImage> = todo
                     .iter()
                     .map(|(_, f, _)| FaceEmbedder::align(img, &f.landmarks))
@@ -326,6 +353,7 @@ impl CameraAnalyzer {
                     .unwrap_or_default();
                 self.metrics
                     .observe_inference("sface", t.elapsed().as_secs_f64());
+                out.timings.embed_ms = ms(aligning);
                 out.embedded = embs.len();
                 self.metrics
                     .faces_embedded
@@ -398,6 +426,10 @@ impl CameraAnalyzer {
                 .inc();
         }
     }
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
 }
 
 /// Gives each person detection at most one face: the largest face whose centre lies in the upper half of the

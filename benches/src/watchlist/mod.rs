@@ -14,10 +14,10 @@ mod corpus;
 mod det;
 mod gallery;
 mod pertrack;
-pub(crate) mod plot;
 mod stills;
 mod tracks;
 
+use crate::plot;
 use std::path::Path;
 
 use anyhow::{Context, Result};
