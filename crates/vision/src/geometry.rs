@@ -140,6 +140,200 @@ pub fn resize_rows(src: &BgrImage, w: u32, h: u32, mut put: impl FnMut(usize, &[
     }
 }
 
+/// Where [`resize_into_planes`] writes: three planes (B, G, R) of `stride` columns, the image placed at
+/// (`left`, `top`), each value stored as `(v - mean[c]) * scale[c]`.
+pub struct Planes<'a> {
+    pub planes: [&'a mut [f32]; 3],
+    pub stride: usize,
+    pub left: usize,
+    pub top: usize,
+    pub mean: [f32; 3],
+    pub scale: [f32; 3],
+}
+
+/// The bilinear resize of [`resize_bilinear`] (same values), written straight into a detector's planar float
+/// input: no intermediate image and one pass over the output.
+///
+/// Each output row is blended vertically from its two source rows (contiguous, vectorised), then sampled
+/// horizontally into the three planes. Compiled twice and picked at run time: with AVX2 where the CPU has it
+/// (8-lane 32-bit multiplies; the x86-64 baseline has none), otherwise the portable build.
+pub fn resize_into_planes(src: &BgrImage, w: u32, h: u32, out: &mut Planes<'_>) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        unsafe { avx2::resize_into_planes(src, w, h, out) };
+        return;
+    }
+    resize_into_planes_with(src, w, h, out, |blended, cols, c, mean, scale, dst| {
+        sample_row(
+            blended,
+            &cols.offsets,
+            &cols.left,
+            &cols.right,
+            c,
+            mean,
+            scale,
+            dst,
+        )
+    });
+}
+
+/// Per output column: offset of its left source value in a blended row, and the two weights. At the right
+/// edge the right weight is 0 (see `taps`) and the right value is read from the zero padding after the row.
+struct Columns {
+    offsets: Vec<i32>,
+    left: Vec<i32>,
+    right: Vec<i32>,
+}
+
+/// The resize around `sample`, which writes one output row of one channel:
+/// `dst[x] = (blended row sampled at column x, rounded, - mean) * scale`. Inlined into each caller so that the
+/// AVX2 build vectorises the vertical blend too.
+#[inline(always)]
+fn resize_into_planes_with(
+    src: &BgrImage,
+    w: u32,
+    h: u32,
+    out: &mut Planes<'_>,
+    sample: impl Fn(&[i32], &Columns, usize, f32, f32, &mut [f32]),
+) {
+    let (sw, sh) = (src.width as usize, src.height as usize);
+    let (dw, dh) = (w as usize, h as usize);
+    let need = (out.top + dh.saturating_sub(1)) * out.stride + out.left + dw;
+    if sw == 0
+        || sh == 0
+        || dw == 0
+        || dh == 0
+        || src.data.len() < sw * sh * 3
+        || out.left + dw > out.stride
+        || out.planes.iter().any(|p| p.len() < need)
+        || sw * 3 + 3 > i32::MAX as usize
+    {
+        return;
+    }
+    let taps_x = taps(sw, dw);
+    let cols = Columns {
+        offsets: taps_x.iter().map(|&(x0, _)| (x0 * 3) as i32).collect(),
+        left: taps_x.iter().map(|&(_, f)| ONE - f).collect(),
+        right: taps_x.iter().map(|&(_, f)| f).collect(),
+    };
+    let ys = taps(sh, dh);
+    let row_len = sw * 3;
+    let mut blended = vec![0i32; row_len + 3];
+    for (y, &(y0, fy)) in ys.iter().enumerate() {
+        let y1 = (y0 + 1).min(sh - 1);
+        let r0 = &src.data[y0 * row_len..(y0 + 1) * row_len];
+        let r1 = &src.data[y1 * row_len..(y1 + 1) * row_len];
+        let (b0, b1) = (ONE - fy, fy);
+        for ((o, &a), &b) in blended[..row_len].iter_mut().zip(r0).zip(r1) {
+            *o = i32::from(a) * b0 + i32::from(b) * b1;
+        }
+        let o = (y + out.top) * out.stride + out.left;
+        for (c, plane) in out.planes.iter_mut().enumerate() {
+            sample(
+                &blended,
+                &cols,
+                c,
+                out.mean[c],
+                out.scale[c],
+                &mut plane[o..o + dw],
+            );
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sample_row(
+    blended: &[i32],
+    offsets: &[i32],
+    left: &[i32],
+    right: &[i32],
+    c: usize,
+    mean: f32,
+    scale: f32,
+    dst: &mut [f32],
+) {
+    let taps = offsets.iter().zip(left).zip(right);
+    for (d, ((&o, &w0), &w1)) in dst.iter_mut().zip(taps) {
+        let i = o as usize + c;
+        // As in `resize_rows`: below 2^31, and within 0..=255 after the shift.
+        let v = (blended[i] * w0 + blended[i + 3] * w1 + HALF2) >> (2 * BITS);
+        *d = (v as f32 - mean) * scale;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{resize_into_planes_with, BgrImage, Columns, Planes, BITS, HALF2};
+
+    /// [`super::resize_into_planes`] compiled for AVX2.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn resize_into_planes(src: &BgrImage, w: u32, h: u32, out: &mut Planes<'_>) {
+        resize_into_planes_with(src, w, h, out, |blended, cols, c, mean, scale, dst| {
+            // SAFETY: AVX2 is there (this function's contract); the offsets come from
+            // `resize_into_planes_with`, as `sample_row` requires.
+            unsafe { sample_row(blended, cols, c, mean, scale, dst) }
+        });
+    }
+
+    /// [`super::sample_row`] eight columns at a time: the two source values of each column are gathered (the
+    /// pixels are packed BGR, so no fixed shuffle lines them up for an arbitrary ratio).
+    ///
+    /// # Safety
+    /// The CPU must have AVX2. Every `offsets[x] + c + 3` must index into `blended`, which
+    /// `resize_into_planes_with` guarantees (offsets point at a pixel of the row, `c < 3`, and the row has three
+    /// values of padding).
+    #[target_feature(enable = "avx2")]
+    unsafe fn sample_row(
+        blended: &[i32],
+        cols: &Columns,
+        c: usize,
+        mean: f32,
+        scale: f32,
+        dst: &mut [f32],
+    ) {
+        let n = dst.len().min(cols.offsets.len());
+        let lanes = n / 8 * 8;
+        let base = blended.as_ptr().add(c);
+        let (half, vmean, vscale) = (
+            _mm256_set1_epi32(HALF2),
+            _mm256_set1_ps(mean),
+            _mm256_set1_ps(scale),
+        );
+        let mut x = 0;
+        while x < lanes {
+            let idx = _mm256_loadu_si256(cols.offsets.as_ptr().add(x).cast());
+            let a = _mm256_i32gather_epi32::<4>(base, idx);
+            let b = _mm256_i32gather_epi32::<4>(base.add(3), idx);
+            let w0 = _mm256_loadu_si256(cols.left.as_ptr().add(x).cast());
+            let w1 = _mm256_loadu_si256(cols.right.as_ptr().add(x).cast());
+            let sum = _mm256_add_epi32(
+                _mm256_add_epi32(_mm256_mullo_epi32(a, w0), _mm256_mullo_epi32(b, w1)),
+                half,
+            );
+            let v = _mm256_cvtepi32_ps(_mm256_srai_epi32::<{ 2 * BITS as i32 }>(sum));
+            let v = _mm256_mul_ps(_mm256_sub_ps(v, vmean), vscale);
+            _mm256_storeu_ps(dst.as_mut_ptr().add(x), v);
+            x += 8;
+        }
+        super::sample_row(
+            blended,
+            &cols.offsets[lanes..n],
+            &cols.left[lanes..n],
+            &cols.right[lanes..n],
+            c,
+            mean,
+            scale,
+            &mut dst[lanes..n],
+        );
+    }
+}
+
 /// Fixed-point precision of the interpolation weights (OpenCV's `INTER_RESIZE_COEF_BITS`).
 const BITS: u32 = 11;
 const ONE: i32 = 1 << BITS;
@@ -240,6 +434,93 @@ mod tests {
                 .unwrap_or(0);
             assert!(worst <= 1, "{dw}x{dh}: off by {worst}");
         }
+    }
+
+    #[test]
+    fn resize_into_planes_gives_the_values_of_resize_bilinear_placed_and_normalised() {
+        let (w, h) = (97u32, 61u32);
+        let data: Vec<u8> = (0..w * h * 3)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let img = BgrImage {
+            width: w,
+            height: h,
+            data,
+        };
+        let (mean, scale) = ([1.0, 2.0, 3.0], [0.5, 0.25, 2.0]);
+        // The dispatched build (AVX2 where the CPU has it) and the portable one.
+        let portable = |src: &BgrImage, w: u32, h: u32, out: &mut Planes<'_>| {
+            resize_into_planes_with(src, w, h, out, |blended, cols, c, mean, scale, dst| {
+                sample_row(
+                    blended,
+                    &cols.offsets,
+                    &cols.left,
+                    &cols.right,
+                    c,
+                    mean,
+                    scale,
+                    dst,
+                )
+            })
+        };
+        type Resize<'f> = &'f dyn Fn(&BgrImage, u32, u32, &mut Planes<'_>);
+        let builds: [Resize; 2] = [&resize_into_planes, &portable];
+        for ((dw, dh), resize) in [(48, 30), (73, 46), (97, 61), (150, 100), (1, 1), (13, 61)]
+            .into_iter()
+            .flat_map(|size| builds.iter().map(move |b| (size, b)))
+        {
+            let want = resize_bilinear(&img, dw, dh);
+            let (stride, left, top) = (dw as usize + 5, 3usize, 2usize);
+            let rows = dh as usize + top + 1;
+            let mut bufs = vec![vec![-7.0f32; stride * rows]; 3];
+            let [b, g, r] = &mut bufs[..] else {
+                unreachable!()
+            };
+            let mut planes = Planes {
+                planes: [b, g, r],
+                stride,
+                left,
+                top,
+                mean,
+                scale,
+            };
+            resize(&img, dw, dh, &mut planes);
+            for (c, plane) in bufs.iter().enumerate() {
+                for y in 0..rows {
+                    for x in 0..stride {
+                        let got = plane[y * stride + x];
+                        let inside = (top..top + dh as usize).contains(&y)
+                            && (left..left + dw as usize).contains(&x);
+                        let expect = if inside {
+                            let v = want.data[((y - top) * dw as usize + x - left) * 3 + c];
+                            (f32::from(v) - mean[c]) * scale[c]
+                        } else {
+                            -7.0 // untouched
+                        };
+                        assert_eq!(got, expect, "{dw}x{dh} plane {c} at ({x}, {y})");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn resize_into_planes_refuses_a_target_too_small_instead_of_panicking() {
+        let img = BgrImage::new(8, 6, vec![9; 8 * 6 * 3]).unwrap();
+        let mut bufs = vec![vec![0.0f32; 10]; 3];
+        let [b, g, r] = &mut bufs[..] else {
+            unreachable!()
+        };
+        let mut planes = Planes {
+            planes: [b, g, r],
+            stride: 4,
+            left: 0,
+            top: 0,
+            mean: [0.0; 3],
+            scale: [1.0; 3],
+        };
+        resize_into_planes(&img, 4, 3, &mut planes);
+        assert!(bufs.iter().all(|p| p.iter().all(|v| *v == 0.0)));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::Path;
 use ndarray::Array4;
 use ort::session::Session;
 
-use crate::geometry::{nms, resize_rows, Rect};
+use crate::geometry::{nms, resize_into_planes, Planes, Rect};
 use crate::runtime::{first_input, run_single, Provider, Runtime};
 use crate::{BgrImage, VisionError};
 
@@ -208,17 +208,20 @@ fn letterbox(img: &BgrImage) -> (Array4<f32>, Letterbox) {
         for (c, plane) in planes.iter_mut().enumerate() {
             plane.fill((0.0 - MEAN[c]) / STD[c]);
         }
-        let scale = STD.map(|d| 1.0 / d);
         // Scaled straight into the planes, normalised on the way (no intermediate image).
-        resize_rows(img, nw, nh, |y, row| {
-            let o = (y + top as usize) * s + left as usize;
-            for (c, plane) in planes.iter_mut().enumerate() {
-                let dst = &mut plane[o..o + nw as usize];
-                for (d, px) in dst.iter_mut().zip(row.chunks_exact(3)) {
-                    *d = (f32::from(px[c]) - MEAN[c]) * scale[c];
-                }
-            }
-        });
+        resize_into_planes(
+            img,
+            nw,
+            nh,
+            &mut Planes {
+                planes,
+                stride: s,
+                left: left as usize,
+                top: top as usize,
+                mean: MEAN,
+                scale: STD.map(|d| 1.0 / d),
+            },
+        );
     }
     let lb = Letterbox {
         left,

@@ -9,7 +9,7 @@ use std::time::Instant;
 use ndarray::Array4;
 use ort::session::Session;
 
-use crate::geometry::{nms, resize_rows, Rect};
+use crate::geometry::{nms, resize_into_planes, Planes, Rect};
 use crate::runtime::{first_input, run_single, Provider, Runtime};
 use crate::{BgrImage, VisionError};
 
@@ -183,22 +183,31 @@ impl FaceDetector {
                 .ok_or_else(|| VisionError::Model("non-contiguous input".into()))?;
             let (b, rest) = buf.split_at_mut(plane);
             let (g, r) = rest.split_at_mut(plane);
-            let mut planes = |y: usize, row: &[u8]| {
-                let o = y * stride;
-                let (b, g, r) = (&mut b[o..o + row.len() / 3], &mut g[o..], &mut r[o..]);
-                for (((px, b), g), r) in row.chunks_exact(3).zip(b).zip(g).zip(r) {
-                    *b = f32::from(px[0]);
-                    *g = f32::from(px[1]);
-                    *r = f32::from(px[2]);
-                }
-            };
             if (w, h) == (img.width, img.height) {
                 let len = w as usize * 3;
                 for (y, row) in img.data.chunks_exact(len).take(h as usize).enumerate() {
-                    planes(y, row);
+                    let o = y * stride;
+                    let (b, g, r) = (&mut b[o..o + w as usize], &mut g[o..], &mut r[o..]);
+                    for (((px, b), g), r) in row.chunks_exact(3).zip(b).zip(g).zip(r) {
+                        *b = f32::from(px[0]);
+                        *g = f32::from(px[1]);
+                        *r = f32::from(px[2]);
+                    }
                 }
             } else {
-                resize_rows(img, w, h, planes);
+                resize_into_planes(
+                    img,
+                    w,
+                    h,
+                    &mut Planes {
+                        planes: [b, g, r],
+                        stride,
+                        left: 0,
+                        top: 0,
+                        mean: [0.0; 3],
+                        scale: [1.0; 3],
+                    },
+                );
             }
         }
         self.timings.prepare_ms = ms(t);
