@@ -338,7 +338,11 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<
             .reliable_fps
             .get_or_create(&label)
             .set(reliable_fps);
-        let handle = CameraSource::spawn(&cam.id, cam.stream.clone(), tx.clone())
+        let mut stream = cam.stream.clone();
+        if stream.decoder_threads.is_none() && cfg.cameras.len() >= cores {
+            stream.decoder_threads = Some(1);
+        }
+        let handle = CameraSource::spawn(&cam.id, stream, tx.clone())
             .with_context(|| format!("camera {}: starting video source", cam.id))?;
         let paced = handle.drop_policy() == DropPolicy::DropOldest;
         let work = CameraWork {

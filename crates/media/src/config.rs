@@ -45,6 +45,11 @@ pub struct SourceConfig {
     /// Which H.264/H.265 decoder to use.
     #[serde(default)]
     pub decoder: DecoderPreference,
+    /// Threads of a software (libav) decoder: `0` lets libav take one per core. Unset, the agent picks 1
+    /// when it has at least as many cameras as cores: each extra thread holds frames of its own and only
+    /// competes with the other cameras' decoders for the same cores. Ignored by hardware decoders.
+    #[serde(default)]
+    pub decoder_threads: Option<u32>,
     /// Backoff between reconnect attempts of live sources.
     #[serde(default)]
     pub reconnect: ReconnectConfig,
@@ -83,6 +88,7 @@ impl SourceConfig {
             max_width: None,
             max_height: None,
             decoder: DecoderPreference::default(),
+            decoder_threads: None,
             reconnect: ReconnectConfig::default(),
             watchdog_ms: default_watchdog_ms(),
             drop_policy: None,
@@ -129,6 +135,12 @@ impl SourceConfig {
             if v == Some(0) {
                 return bad(format!("{name} must be > 0"));
             }
+        }
+        if self.decoder_threads.is_some_and(|n| n > 64) {
+            return bad(format!(
+                "decoder_threads must be 0..=64, got {}",
+                self.decoder_threads.unwrap_or_default()
+            ));
         }
         if self.watchdog_ms < 200 {
             return bad(format!(
@@ -557,6 +569,11 @@ fps = 15
         cfg.reconnect.initial_backoff_ms = 5000;
         assert!(cfg.validate().is_err());
         cfg.reconnect = ReconnectConfig::default();
+        cfg.decoder_threads = Some(65);
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("decoder_threads"), "{err}");
+        cfg.decoder_threads = Some(1);
+        cfg.validate().expect("one decoder thread is valid");
         cfg.source = SourceKind::Test(TestSource {
             pattern: "ball ! fakesink".into(),
             width: 10,

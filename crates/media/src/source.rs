@@ -781,6 +781,12 @@ fn wire(
         .and_then(|s| s.downcast::<gst_app::AppSink>().ok())
         .ok_or_else(|| "no appsink named `sink`".to_string())?;
     let realtime_file = matches!(&inner.cfg.source, SourceKind::File(f) if f.realtime);
+    if let (Some(n), Some(dec)) = (inner.cfg.decoder_threads, pipeline.by_name("decoder")) {
+        // libav's decoders have it; hardware decoders do not and keep their own threads.
+        if dec.find_property("max-threads").is_some() {
+            dec.set_property("max-threads", i32::try_from(n).unwrap_or(i32::MAX));
+        }
+    }
     // Live sources are paced by their source; waiting on the clock again would only add latency.
     appsink.set_sync(realtime_file);
     appsink.set_max_buffers(1);
