@@ -164,13 +164,16 @@ pub fn resize_into_planes(src: &BgrImage, w: u32, h: u32, out: &mut Planes<'_>) 
         unsafe { avx2::resize_into_planes(src, w, h, out) };
         return;
     }
-    resize_into_planes_with(src, w, h, out, |blended, cols, c, mean, scale, dst| {
+    resize_into_planes_portable(src, w, h, out);
+}
+
+fn resize_into_planes_portable(src: &BgrImage, w: u32, h: u32, out: &mut Planes<'_>) {
+    resize_into_planes_with(src, w, h, out, |row, cols, mean, scale, dst| {
         sample_row(
-            blended,
+            row,
             &cols.offsets,
             &cols.left,
             &cols.right,
-            c,
             mean,
             scale,
             dst,
@@ -178,24 +181,27 @@ pub fn resize_into_planes(src: &BgrImage, w: u32, h: u32, out: &mut Planes<'_>) 
     });
 }
 
-/// Per output column: offset of its left source value in a blended row, and the two weights. At the right
-/// edge the right weight is 0 (see `taps`) and the right value is read from the zero padding after the row.
+/// Per output column: its left source pixel and the two weights. At the right edge the right weight is 0 (see
+/// `taps`) and the right value is read from the zero padding after the row.
 struct Columns {
     offsets: Vec<i32>,
     left: Vec<i32>,
     right: Vec<i32>,
 }
 
-/// The resize around `sample`, which writes one output row of one channel:
-/// `dst[x] = (blended row sampled at column x, rounded, - mean) * scale`. Inlined into each caller so that the
-/// AVX2 build vectorises the vertical blend too.
+/// Zero values after each blended row: the right edge's second tap, and the AVX2 build's 16-value loads.
+const ROW_PADDING: usize = 16;
+
+/// The resize around `sample`, which writes one output row of one channel from that channel's blended row:
+/// `dst[x] = (row sampled at column x, rounded, - mean) * scale`. Inlined into each caller so that the AVX2 build
+/// vectorises the vertical blend too.
 #[inline(always)]
 fn resize_into_planes_with(
     src: &BgrImage,
     w: u32,
     h: u32,
     out: &mut Planes<'_>,
-    sample: impl Fn(&[i32], &Columns, usize, f32, f32, &mut [f32]),
+    sample: impl Fn(&[i32], &Columns, f32, f32, &mut [f32]),
 ) {
     let (sw, sh) = (src.width as usize, src.height as usize);
     let (dw, dh) = (w as usize, h as usize);
@@ -207,33 +213,37 @@ fn resize_into_planes_with(
         || src.data.len() < sw * sh * 3
         || out.left + dw > out.stride
         || out.planes.iter().any(|p| p.len() < need)
-        || sw * 3 + 3 > i32::MAX as usize
+        || sw + ROW_PADDING > i32::MAX as usize
     {
         return;
     }
     let taps_x = taps(sw, dw);
     let cols = Columns {
-        offsets: taps_x.iter().map(|&(x0, _)| (x0 * 3) as i32).collect(),
+        offsets: taps_x.iter().map(|&(x0, _)| x0 as i32).collect(),
         left: taps_x.iter().map(|&(_, f)| ONE - f).collect(),
         right: taps_x.iter().map(|&(_, f)| f).collect(),
     };
     let ys = taps(sh, dh);
     let row_len = sw * 3;
-    let mut blended = vec![0i32; row_len + 3];
+    // One blended row per channel: the horizontal pass then reads each channel contiguously.
+    let mut blended = [(); 3].map(|_| vec![0i32; sw + ROW_PADDING]);
     for (y, &(y0, fy)) in ys.iter().enumerate() {
         let y1 = (y0 + 1).min(sh - 1);
         let r0 = &src.data[y0 * row_len..(y0 + 1) * row_len];
         let r1 = &src.data[y1 * row_len..(y1 + 1) * row_len];
         let (b0, b1) = (ONE - fy, fy);
-        for ((o, &a), &b) in blended[..row_len].iter_mut().zip(r0).zip(r1) {
-            *o = i32::from(a) * b0 + i32::from(b) * b1;
+        let [bb, bg, br] = &mut blended;
+        let rows = bb[..sw].iter_mut().zip(&mut bg[..sw]).zip(&mut br[..sw]);
+        for (((b, g), r), (p0, p1)) in rows.zip(r0.chunks_exact(3).zip(r1.chunks_exact(3))) {
+            *b = i32::from(p0[0]) * b0 + i32::from(p1[0]) * b1;
+            *g = i32::from(p0[1]) * b0 + i32::from(p1[1]) * b1;
+            *r = i32::from(p0[2]) * b0 + i32::from(p1[2]) * b1;
         }
         let o = (y + out.top) * out.stride + out.left;
         for (c, plane) in out.planes.iter_mut().enumerate() {
             sample(
-                &blended,
+                &blended[c],
                 &cols,
-                c,
                 out.mean[c],
                 out.scale[c],
                 &mut plane[o..o + dw],
@@ -242,22 +252,20 @@ fn resize_into_planes_with(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn sample_row(
-    blended: &[i32],
+    row: &[i32],
     offsets: &[i32],
     left: &[i32],
     right: &[i32],
-    c: usize,
     mean: f32,
     scale: f32,
     dst: &mut [f32],
 ) {
     let taps = offsets.iter().zip(left).zip(right);
     for (d, ((&o, &w0), &w1)) in dst.iter_mut().zip(taps) {
-        let i = o as usize + c;
+        let i = o as usize;
         // As in `resize_rows`: below 2^31, and within 0..=255 after the shift.
-        let v = (blended[i] * w0 + blended[i + 3] * w1 + HALF2) >> (2 * BITS);
+        let v = (row[i] * w0 + row[i + 1] * w1 + HALF2) >> (2 * BITS);
         *d = (v as f32 - mean) * scale;
     }
 }
@@ -266,7 +274,7 @@ fn sample_row(
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{resize_into_planes_with, BgrImage, Columns, Planes, BITS, HALF2};
+    use super::{resize_into_planes_with, BgrImage, Columns, Planes, BITS, HALF2, ROW_PADDING};
 
     /// [`super::resize_into_planes`] compiled for AVX2.
     ///
@@ -274,42 +282,56 @@ mod avx2 {
     /// The CPU must have AVX2.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn resize_into_planes(src: &BgrImage, w: u32, h: u32, out: &mut Planes<'_>) {
-        resize_into_planes_with(src, w, h, out, |blended, cols, c, mean, scale, dst| {
-            // SAFETY: AVX2 is there (this function's contract); the offsets come from
+        resize_into_planes_with(src, w, h, out, |row, cols, mean, scale, dst| {
+            // SAFETY: AVX2 is there (this function's contract); rows and offsets come from
             // `resize_into_planes_with`, as `sample_row` requires.
-            unsafe { sample_row(blended, cols, c, mean, scale, dst) }
+            unsafe { sample_row(row, cols, mean, scale, dst) }
         });
     }
 
-    /// [`super::sample_row`] eight columns at a time: the two source values of each column are gathered (the
-    /// pixels are packed BGR, so no fixed shuffle lines them up for an arbitrary ratio).
+    /// [`super::sample_row`] eight columns at a time. The sixteen values from the block's first left pixel are
+    /// loaded and each column's two are picked by lane permutes, which covers every downscale down to one half
+    /// (eight columns then span at most fifteen pixels); steeper blocks gather their values instead.
     ///
     /// # Safety
-    /// The CPU must have AVX2. Every `offsets[x] + c + 3` must index into `blended`, which
-    /// `resize_into_planes_with` guarantees (offsets point at a pixel of the row, `c < 3`, and the row has three
-    /// values of padding).
+    /// The CPU must have AVX2. Every offset must index a pixel of `row`, and `row` must carry `ROW_PADDING` values
+    /// after its pixels, which `resize_into_planes_with` guarantees.
     #[target_feature(enable = "avx2")]
-    unsafe fn sample_row(
-        blended: &[i32],
-        cols: &Columns,
-        c: usize,
-        mean: f32,
-        scale: f32,
-        dst: &mut [f32],
-    ) {
+    unsafe fn sample_row(row: &[i32], cols: &Columns, mean: f32, scale: f32, dst: &mut [f32]) {
         let n = dst.len().min(cols.offsets.len());
         let lanes = n / 8 * 8;
-        let base = blended.as_ptr().add(c);
         let (half, vmean, vscale) = (
             _mm256_set1_epi32(HALF2),
             _mm256_set1_ps(mean),
             _mm256_set1_ps(scale),
         );
+        let (one, seven) = (_mm256_set1_epi32(1), _mm256_set1_epi32(7));
+        let pixels = row.len() - ROW_PADDING;
         let mut x = 0;
         while x < lanes {
             let idx = _mm256_loadu_si256(cols.offsets.as_ptr().add(x).cast());
-            let a = _mm256_i32gather_epi32::<4>(base, idx);
-            let b = _mm256_i32gather_epi32::<4>(base.add(3), idx);
+            let base = cols.offsets[x] as usize;
+            let span = cols.offsets[x + 7] as usize + 1 - base;
+            let (a, b) = if span < 16 && base + 16 <= pixels + ROW_PADDING {
+                let lo = _mm256_loadu_si256(row.as_ptr().add(base).cast());
+                let hi = _mm256_loadu_si256(row.as_ptr().add(base + 8).cast());
+                let rel = _mm256_sub_epi32(idx, _mm256_set1_epi32(base as i32));
+                let pick = |r: __m256i| {
+                    // Lanes whose index is past 7 come from `hi` (the permute uses the low three bits).
+                    let from_hi = _mm256_cmpgt_epi32(r, seven);
+                    _mm256_blendv_epi8(
+                        _mm256_permutevar8x32_epi32(lo, r),
+                        _mm256_permutevar8x32_epi32(hi, r),
+                        from_hi,
+                    )
+                };
+                (pick(rel), pick(_mm256_add_epi32(rel, one)))
+            } else {
+                (
+                    _mm256_i32gather_epi32::<4>(row.as_ptr(), idx),
+                    _mm256_i32gather_epi32::<4>(row.as_ptr().add(1), idx),
+                )
+            };
             let w0 = _mm256_loadu_si256(cols.left.as_ptr().add(x).cast());
             let w1 = _mm256_loadu_si256(cols.right.as_ptr().add(x).cast());
             let sum = _mm256_add_epi32(
@@ -322,11 +344,10 @@ mod avx2 {
             x += 8;
         }
         super::sample_row(
-            blended,
+            row,
             &cols.offsets[lanes..n],
             &cols.left[lanes..n],
             &cols.right[lanes..n],
-            c,
             mean,
             scale,
             &mut dst[lanes..n],
@@ -449,22 +470,8 @@ mod tests {
         };
         let (mean, scale) = ([1.0, 2.0, 3.0], [0.5, 0.25, 2.0]);
         // The dispatched build (AVX2 where the CPU has it) and the portable one.
-        let portable = |src: &BgrImage, w: u32, h: u32, out: &mut Planes<'_>| {
-            resize_into_planes_with(src, w, h, out, |blended, cols, c, mean, scale, dst| {
-                sample_row(
-                    blended,
-                    &cols.offsets,
-                    &cols.left,
-                    &cols.right,
-                    c,
-                    mean,
-                    scale,
-                    dst,
-                )
-            })
-        };
-        type Resize<'f> = &'f dyn Fn(&BgrImage, u32, u32, &mut Planes<'_>);
-        let builds: [Resize; 2] = [&resize_into_planes, &portable];
+        type Resize = fn(&BgrImage, u32, u32, &mut Planes<'_>);
+        let builds: [Resize; 2] = [resize_into_planes, resize_into_planes_portable];
         for ((dw, dh), resize) in [(48, 30), (73, 46), (97, 61), (150, 100), (1, 1), (13, 61)]
             .into_iter()
             .flat_map(|size| builds.iter().map(move |b| (size, b)))
