@@ -263,23 +263,6 @@ impl Auth {
         Ok(rows.iter().filter_map(row_user).collect())
     }
 
-    pub async fn set_active(&self, username: &str, active: bool) -> Result<bool, AuthError> {
-        let r = sqlx::query("UPDATE users SET active = $1 WHERE username = $2")
-            .bind(i64::from(active))
-            .bind(username)
-            .execute(&self.db.pool)
-            .await?;
-        if !active {
-            sqlx::query(
-                "DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE username = $1)",
-            )
-            .bind(username)
-            .execute(&self.db.pool)
-            .await?;
-        }
-        Ok(r.rows_affected() == 1)
-    }
-
     /// Changes a user's role, display name, password or active flag in one transaction; a new role or
     /// password, or deactivation, ends their open sessions, so a demoted user loses the old role's rights at
     /// once. Agent accounts are not changed here. Returns false for an unknown user.
@@ -432,6 +415,8 @@ impl Auth {
         set_agent_active(&self.db, username, active).await
     }
 
+    /// Deletes sessions past their expiry (they are refused already; this keeps the table from growing). Run by
+    /// the hub's retention job.
     pub async fn purge_expired_sessions(&self) -> Result<u64, AuthError> {
         Ok(sqlx::query("DELETE FROM sessions WHERE expires_ms <= $1")
             .bind(now_ms())
@@ -527,7 +512,10 @@ mod tests {
             .await
             .unwrap();
         let (t, _, _) = auth.login("bob", "another good pw", here()).await.unwrap();
-        auth.set_active("bob", false).await.unwrap();
+        assert!(auth
+            .update_user("bob", None, None, None, Some(false))
+            .await
+            .unwrap());
         assert!(auth.session(&t).await.unwrap().is_none());
         assert!(matches!(
             auth.login("bob", "another good pw", here()).await,
@@ -579,6 +567,39 @@ mod tests {
             "{checked} of 60 concurrent guesses were checked"
         );
         assert_eq!(auth.hasher.verifications.get() - before, checked as u64);
+    }
+
+    #[tokio::test]
+    async fn expired_sessions_are_purged_and_live_ones_kept() {
+        let (db, _d) = testing::sqlite().await;
+        let auth = Auth::new(db.clone(), 1, 5);
+        auth.create_user("carol", "C", "a long enough pw", Role::Operator)
+            .await
+            .unwrap();
+        let (old, _, _) = auth
+            .login("carol", "a long enough pw", here())
+            .await
+            .unwrap();
+        let (live, _, _) = auth
+            .login("carol", "a long enough pw", here())
+            .await
+            .unwrap();
+        // Ages one session past its expiry, as an idle browser tab's would be.
+        sqlx::query("UPDATE sessions SET expires_ms = 0 WHERE token_hash = (SELECT MIN(token_hash) FROM sessions)")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(auth.purge_expired_sessions().await.unwrap(), 1);
+        let kept = [
+            auth.session(&old).await.unwrap(),
+            auth.session(&live).await.unwrap(),
+        ];
+        assert_eq!(
+            kept.iter().filter(|s| s.is_some()).count(),
+            1,
+            "the live session stays"
+        );
+        assert_eq!(auth.purge_expired_sessions().await.unwrap(), 0);
     }
 
     #[tokio::test]

@@ -218,7 +218,8 @@ pub async fn serve(cfg: HubConfig) -> Result<()> {
         stop_rx.clone(),
     ));
 
-    // Periodic jobs: stale agents and expired watchlist entries every 10 s, retention on its interval.
+    // Periodic jobs: stale agents and expired watchlist entries every 10 s, retention (and expired sessions) on its
+    // interval.
     let pusher = crate::watchlists::Pusher::start(
         db.clone(),
         sync_mqtt_options(&cfg)?,
@@ -227,12 +228,13 @@ pub async fn serve(cfg: HubConfig) -> Result<()> {
         stop_rx.clone(),
     );
     let jobs = {
-        let (db, cfg, metrics, st, wake) = (
+        let (db, cfg, metrics, st, wake, auth) = (
             db.clone(),
             cfg.clone(),
             metrics.clone(),
             ingest_state.clone(),
             pusher.wake.clone(),
+            auth.clone(),
         );
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -277,6 +279,13 @@ pub async fn serve(cfg: HubConfig) -> Result<()> {
                         }
                         Ok(_) => {}
                         Err(e) => tracing::error!(error = %e, "retention job"),
+                    }
+                    match auth.purge_expired_sessions().await {
+                        Ok(n) if n > 0 => {
+                            tracing::info!(sessions = n, "retention: expired sessions deleted")
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::error!(error = %e, "expired-session purge"),
                     }
                 }
             }

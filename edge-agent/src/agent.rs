@@ -442,7 +442,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<
             next_flush += interval;
             // Every line reports every interval, zeros included: the hub rolls counts up per hour and day and
             // must tell "nobody passed" from "no report".
-            flush_counts(&sink, &tally, true);
+            flush_counts(&sink, &tally);
         }
         let all_done = pool.iter().all(|w| w.is_finished());
         if stop.load(Ordering::Relaxed) || (cfg.agent.exit_when_done && all_done) {
@@ -466,7 +466,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<
             ended.iter().for_each(|id| m.matcher.track_ended(*id));
         }
     }
-    flush_counts(&sink, &tally, true);
+    flush_counts(&sink, &tally);
     sink.emit(EventKind::AgentStatus(AgentStatus {
         state: AgentState::Offline,
         version,
@@ -581,8 +581,8 @@ fn govern(governor: &mut Governor, cameras: &mut [Camera], metrics: &Metrics, ad
     }
 }
 
-fn flush_counts(sink: &EventSink, tally: &Mutex<SiteTally>, all: bool) {
-    let counts = tally.lock().flush(OffsetDateTime::now_utc(), all);
+fn flush_counts(sink: &EventSink, tally: &Mutex<SiteTally>) {
+    let counts = tally.lock().flush(OffsetDateTime::now_utc());
     for c in counts {
         // `net`, not "occupancy": this agent's boundary crossings since it started, which is negative whenever
         // more people left than it saw come in; the site's occupancy is the hub's, from every agent, with its

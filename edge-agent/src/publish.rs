@@ -159,11 +159,6 @@ impl Publisher {
         self.wake.clone()
     }
 
-    /// Tells the publisher new records are in the outbox.
-    pub fn notify(&self) {
-        self.wake.notify_one();
-    }
-
     /// Stops after sending what the outbox holds, waiting at most `grace` (and not at all while disconnected).
     pub fn stop_draining(&mut self, grace: Duration) {
         *self.drain_until.lock() = Some(Instant::now() + grace);

@@ -13,7 +13,6 @@ struct LineTally {
     total_entries: u64,
     total_exits: u64,
     boundary: bool,
-    dirty: bool,
 }
 
 pub struct SiteTally {
@@ -37,7 +36,6 @@ impl SiteTally {
             .entry((camera.to_string(), line.to_string()))
             .or_insert(LineTally {
                 boundary,
-                dirty: true,
                 ..Default::default()
             });
     }
@@ -50,7 +48,6 @@ impl SiteTally {
                 boundary,
                 ..Default::default()
             });
-        t.dirty = true;
         match direction {
             Direction::In => {
                 t.entries += 1;
@@ -81,14 +78,14 @@ impl SiteTally {
             .collect()
     }
 
-    /// Closes the interval: one `Count` per line that changed (or every line with `all`), then starts a new one.
-    pub fn flush(&mut self, now: OffsetDateTime, all: bool) -> Vec<Count> {
+    /// Closes the interval: one `Count` per line, zeros included (the hub rolls counts up per hour and day and
+    /// must tell "nobody passed" from "no report"), then starts a new one.
+    pub fn flush(&mut self, now: OffsetDateTime) -> Vec<Count> {
         let start = self.interval_start;
         self.interval_start = now;
         let occupancy = self.occupancy;
         self.lines
             .iter_mut()
-            .filter(|(_, t)| all || t.dirty)
             .map(|((camera, line), t)| {
                 let c = Count {
                     camera: camera.clone(),
@@ -103,7 +100,6 @@ impl SiteTally {
                 };
                 t.entries = 0;
                 t.exits = 0;
-                t.dirty = false;
                 c
             })
             .collect()
@@ -125,7 +121,7 @@ mod tests {
         s.record("pier", "gangway", Direction::Out, true);
         s.record("hall", "inner", Direction::In, false);
         assert_eq!(s.occupancy(), 1);
-        let c = s.flush(t0 + time::Duration::seconds(60), false);
+        let c = s.flush(t0 + time::Duration::seconds(60));
         assert_eq!(c.len(), 2);
         let g = c.iter().find(|c| c.line == "gangway").unwrap();
         assert_eq!(
@@ -133,11 +129,11 @@ mod tests {
             (2, 1, 2, 1)
         );
         s.record("pier", "gangway", Direction::In, true);
-        let c = s.flush(t0 + time::Duration::seconds(120), false);
-        assert_eq!(c.len(), 1, "only changed lines report");
-        assert_eq!(
-            (c[0].entries, c[0].total_entries, c[0].occupancy),
-            (1, 3, 2)
-        );
+        let c = s.flush(t0 + time::Duration::seconds(120));
+        assert_eq!(c.len(), 2, "every line reports, a quiet one with zeros");
+        let g = c.iter().find(|c| c.line == "gangway").unwrap();
+        assert_eq!((g.entries, g.total_entries, g.occupancy), (1, 3, 2));
+        let h = c.iter().find(|c| c.line == "inner").unwrap();
+        assert_eq!((h.entries, h.exits, h.total_entries), (0, 0, 1));
     }
 }

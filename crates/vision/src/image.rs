@@ -125,15 +125,6 @@ impl BgrImage {
         }
     }
 
-    pub fn to_rgb(&self) -> image::RgbImage {
-        let mut data = self.data.clone();
-        for px in data.chunks_exact_mut(3) {
-            px.swap(0, 2);
-        }
-        image::RgbImage::from_raw(self.width, self.height, data)
-            .expect("length checked at construction")
-    }
-
     /// Decodes a JPEG or PNG file (at most [`MAX_ENCODED_BYTES`]).
     pub fn open(path: &std::path::Path) -> Result<Self, VisionError> {
         use std::io::Read;

@@ -100,11 +100,6 @@ impl TruthActor {
         self.boxes.get((frame - self.first_frame) as usize).copied()
     }
 
-    /// Face centre at `frame`.
-    pub fn centre_at(&self, frame: u64) -> Option<[f32; 2]> {
-        self.box_at(frame).map(box_centre)
-    }
-
     /// Cut-out (whole person) box at `frame`.
     pub fn cutout_at(&self, frame: u64) -> Option<[f32; 4]> {
         self.box_at(frame).map(|b| {
@@ -214,11 +209,6 @@ impl Truth {
                     >= n
             })
             .count() as u64
-    }
-
-    /// Seconds at which `frame` is shown.
-    pub fn frame_time_s(&self, frame: u64) -> f64 {
-        frame as f64 / self.fps as f64
     }
 }
 
