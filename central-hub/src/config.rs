@@ -421,19 +421,7 @@ impl HubConfig {
     }
 
     pub fn parse(text: &str) -> Result<Self, (String, String)> {
-        let de = toml::Deserializer::new(text);
-        let cfg: HubConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            let msg = e.into_inner().message().to_string();
-            (
-                if key == "." {
-                    "(top level)".into()
-                } else {
-                    key
-                },
-                msg,
-            )
-        })?;
+        let cfg: HubConfig = checkpoint_config::parse(text)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -623,6 +611,20 @@ impl HubConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The example the README points at is valid and complete: every key the hub has a value for (defaults
+    /// included) is written in it.
+    #[test]
+    fn the_example_config_is_valid_and_complete() {
+        let text = include_str!("../../config/hub.example.toml");
+        let cfg =
+            HubConfig::parse(text).unwrap_or_else(|(k, m)| panic!("hub.example.toml: {k}: {m}"));
+        let missing = checkpoint_config::missing_keys(&cfg, text).unwrap();
+        assert!(
+            missing.is_empty(),
+            "keys the hub knows that hub.example.toml leaves out: {missing:?}"
+        );
+    }
 
     #[test]
     fn no_file_means_one_machine_defaults() {

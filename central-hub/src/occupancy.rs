@@ -508,7 +508,8 @@ pub async fn known_sites(db: &Db) -> Result<Vec<String>, DbError> {
 }
 
 async fn require_known(db: &Db, site: &str) -> Result<(), OccupancyError> {
-    if crate::broker::valid_id(site) && known_sites(db).await?.iter().any(|s| s == site) {
+    if checkpoint_protocol::valid_topic_id(site) && known_sites(db).await?.iter().any(|s| s == site)
+    {
         Ok(())
     } else {
         Err(OccupancyError::UnknownSite(clip(site, 64)))

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use checkpoint_media::SourceConfig;
+use checkpoint_protocol::valid_topic_id;
 use checkpoint_vision::RuntimeOptions;
 use serde::{Deserialize, Serialize};
 
@@ -289,19 +290,7 @@ impl Config {
 
     /// Parses and validates; the error is (key path, message).
     pub fn parse(text: &str) -> Result<Self, (String, String)> {
-        let de = toml::Deserializer::new(text);
-        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            let msg = e.into_inner().message().to_string();
-            (
-                if key == "." {
-                    "(top level)".to_string()
-                } else {
-                    key
-                },
-                msg,
-            )
-        })?;
+        let cfg: Config = checkpoint_config::parse(text)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -342,13 +331,13 @@ impl Config {
 
     fn validate(&self) -> Result<(), (String, String)> {
         let err = |k: String, m: &str| Err((k, m.to_string()));
-        if !valid_id(&self.site.id) {
+        if !valid_topic_id(&self.site.id) {
             return err(
                 "site.id".into(),
                 "must be 1-64 characters of a-z, 0-9, '-' or '_' (it is used in MQTT topics)",
             );
         }
-        if !valid_id(&self.agent.id) {
+        if !valid_topic_id(&self.agent.id) {
             return err(
                 "agent.id".into(),
                 "must be 1-64 characters of a-z, 0-9, '-' or '_' (it is used in MQTT topics)",
@@ -466,7 +455,7 @@ impl Config {
         let mut ids = HashSet::new();
         for (i, cam) in self.cameras.iter().enumerate() {
             let key = |s: &str| format!("cameras[{i}].{s}");
-            if !valid_id(&cam.id) {
+            if !valid_topic_id(&cam.id) {
                 return err(key("id"), "must be 1-64 characters of a-z, 0-9, '-' or '_'");
             }
             if !ids.insert(cam.id.as_str()) {
@@ -481,7 +470,7 @@ impl Config {
             let mut line_ids = HashSet::new();
             for (j, l) in cam.lines.iter().enumerate() {
                 let lkey = |s: &str| format!("cameras[{i}].lines[{j}].{s}");
-                if !valid_id(&l.id) {
+                if !valid_topic_id(&l.id) {
                     return err(
                         lkey("id"),
                         "must be 1-64 characters of a-z, 0-9, '-' or '_'",
@@ -530,13 +519,6 @@ fn check_reliable_fps(v: f64) -> Result<(), &'static str> {
     }
 }
 
-fn valid_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -557,6 +539,20 @@ a = [0.0, 0.5]
 b = [1.0, 0.5]
 in_side = "right"
 "#;
+
+    /// The example the README points at is valid and complete: every key the agent has a value for (defaults
+    /// included) is written in it.
+    #[test]
+    fn the_example_config_is_valid_and_complete() {
+        let text = include_str!("../../config/site.example.toml");
+        let cfg =
+            Config::parse(text).unwrap_or_else(|(k, m)| panic!("site.example.toml: {k}: {m}"));
+        let missing = checkpoint_config::missing_keys(&cfg, text).unwrap();
+        assert!(
+            missing.is_empty(),
+            "keys the agent knows that site.example.toml leaves out: {missing:?}"
+        );
+    }
 
     #[test]
     fn good_config_parses_with_defaults() {

@@ -8,6 +8,8 @@
 pub mod managed;
 pub mod mosquitto;
 
+use checkpoint_protocol::valid_topic_id;
+
 use crate::auth::{hash_password, AuthError, Role};
 use crate::db::{now_ms, Db};
 
@@ -32,17 +34,10 @@ pub fn agent_username(site: &str, agent: &str) -> String {
     format!("{site}.{agent}")
 }
 
-/// A site or agent id as the topics carry it.
-pub fn valid_id(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-}
-
 /// Creates (or replaces the password of, and reactivates) an agent's broker account; returns (username,
 /// password).
 pub async fn add_agent(db: &Db, site: &str, agent: &str) -> Result<(String, String), AuthError> {
-    if !valid_id(site) || !valid_id(agent) {
+    if !valid_topic_id(site) || !valid_topic_id(agent) {
         return Err(AuthError::BadUsername);
     }
     let username = agent_username(site, agent);

@@ -351,9 +351,38 @@ pub fn topic(site: &str, agent: &str, kind: &str) -> String {
 /// First level of every Checkpoint topic.
 pub const TOPIC_ROOT: &str = "checkpoint";
 
+/// Whether `s` may be a site or agent id: 1-64 characters of `a-z 0-9 - _` (`docs/protocol.md`, Topics). The
+/// ids are topic levels and broker usernames (`<site>.<agent>`), so neither wildcards, separators nor a dot may
+/// appear in them.
+pub fn valid_topic_id(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn topic_ids_are_one_topic_level_and_no_wildcard() {
+        for ok in ["pier-1", "a", "site_2", &"x".repeat(64)] {
+            assert!(valid_topic_id(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "Pier",
+            "a/b",
+            "+",
+            "#",
+            "a.b",
+            "a b",
+            &"x".repeat(65),
+            "é",
+        ] {
+            assert!(!valid_topic_id(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn round_trip_keeps_id_and_payload() {

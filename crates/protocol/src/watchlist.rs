@@ -420,7 +420,8 @@ impl SyncMessage {
                 }
                 validate_entries(add)?;
                 for (field, ids) in [("remove", &*remove), ("expire", &*expire)] {
-                    if let Some((i, _)) = ids.iter().enumerate().find(|(_, id)| !valid_id(id)) {
+                    if let Some((i, _)) = ids.iter().enumerate().find(|(_, id)| !valid_entry_id(id))
+                    {
                         return Err(SyncError::Malformed(format!(
                             "`{field}` item {i} is not a valid entry id"
                         )));
@@ -439,7 +440,8 @@ impl SyncMessage {
     }
 }
 
-fn valid_id(id: &str) -> bool {
+/// An entry id: any printable text up to 128 bytes (entries are named by the hub, not used in topics).
+fn valid_entry_id(id: &str) -> bool {
     !id.trim().is_empty() && id.len() <= 128 && !id.chars().any(char::is_control)
 }
 
