@@ -208,6 +208,7 @@ fn scenario(database_url: &str) {
     );
     assert_eq!(st, 422, "{e}");
     assert!(e["error"].as_str().unwrap().contains("no face"), "{e}");
+    assert_eq!(e["code"], "no_face", "{e}");
     // Not registered, not a CCCD, not base64, no such session.
     let (st, e) = call(
         &hub,

@@ -638,3 +638,46 @@ fn agent_accounts_stay_off_the_web_sqlite() {
 fn agent_accounts_stay_off_the_web_postgres() {
     agent_accounts_stay_off_the_web(&pg_schema());
 }
+
+/// Issue 15: every JSON route refuses a body it cannot take with the API's error body and a stable code
+/// (axum's own rejection is plain text, which the UI could neither parse nor translate), and every error body
+/// carries a code.
+#[test]
+fn refused_bodies_get_the_api_error_body_and_a_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), &mqtt(), &sqlite(dir.path()));
+    let admin = hub.bootstrap_admin();
+    for path in [
+        "/api/users",
+        "/api/persons",
+        "/api/watchlists/entries",
+        "/api/lodging/establishments",
+        "/api/exams/sessions",
+    ] {
+        for (body, why) in [
+            ("{not json", "malformed JSON"),
+            ("{\"colour\": 1}", "wrong fields"),
+        ] {
+            let (st, text) = hub.request("POST", path, Some(&admin), Some(body));
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{path}, {why}: not a JSON body ({e}): {st} {text}"));
+            assert_eq!(st, 400, "{path}, {why}: {text}");
+            assert_eq!(v["code"], "bad_request_body", "{path}, {why}: {text}");
+            assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{text}");
+        }
+    }
+    // An error with no specific code gets its status's.
+    let (st, text) = hub.request(
+        "PATCH",
+        "/api/users/nobody-here",
+        Some(&admin),
+        Some("{\"display_name\": \"N\"}"),
+    );
+    assert_eq!(st, 404, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["code"], "not_found", "{text}");
+    let (st, text) = hub.get("/api/users", None);
+    assert_eq!(st, 401, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["code"], "unauthorized", "{text}");
+}

@@ -70,6 +70,14 @@ fn enrolled_at_the_hub_seen_at_the_edge_confirmed_by_two_people() {
     );
     assert_eq!(st, 422, "{body}");
     assert!(body.contains("photo 0") && body.contains("faces"), "{body}");
+    // What the UI translates: the code, and which photo and how many faces.
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["code"], "several_faces", "{body}");
+    assert_eq!(v["details"]["index"], 0, "{body}");
+    assert!(
+        v["details"]["faces"].as_u64().is_some_and(|n| n >= 2),
+        "{body}"
+    );
     let (st, _) = hub.request(
         "POST",
         "/api/watchlists/entries",

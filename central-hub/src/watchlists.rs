@@ -29,10 +29,19 @@ pub enum WatchlistError {
     Invalid(String),
     #[error("no watchlist entry {0}")]
     NotFound(String),
+    /// A photo that could not be used before any face was looked for; `code` names why for the API.
     #[error("photo {index}: {reason}")]
-    Photo { index: usize, reason: String },
-    #[error("photo {index}: {reason}")]
-    PhotoTooLarge { index: usize, reason: String },
+    Photo {
+        index: usize,
+        reason: String,
+        code: &'static str,
+    },
+    /// A photo whose face cannot be enrolled (none, several, too small, turned away, too large to read).
+    #[error("photo {index}: {error}")]
+    Face {
+        index: usize,
+        error: checkpoint_vision::enrol::EnrolError,
+    },
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -224,20 +233,17 @@ pub async fn create(
             .map_err(|e| WatchlistError::Photo {
                 index: i,
                 reason: format!("not base64: {e}"),
+                code: "unreadable_image",
             })?;
         let engine = faces.ok_or_else(|| WatchlistError::Photo {
             index: i,
             reason: "face models are not loaded on this hub".into(),
+            code: "faces_unavailable",
         })?;
-        let enrolled = engine.enrol(bytes.clone()).await.map_err(|e| match e {
-            checkpoint_vision::enrol::EnrolError::TooLarge(reason) => {
-                WatchlistError::PhotoTooLarge { index: i, reason }
-            }
-            e => WatchlistError::Photo {
-                index: i,
-                reason: e.to_string(),
-            },
-        })?;
+        let enrolled = engine
+            .enrol(bytes.clone())
+            .await
+            .map_err(|error| WatchlistError::Face { index: i, error })?;
         photos.push((bytes, enrolled.embedding.0));
     }
     if photos.is_empty() && person_templates.is_empty() {

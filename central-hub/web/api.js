@@ -3,11 +3,14 @@
 
 const KEY = 'checkpoint.session';
 
-/** An error as the API reports it: `message` is written for people and is shown as is. */
+/** An error as the API reports it: `code` is stable and is what the interface translates; `message` is the hub's
+ *  English text, shown only for a code the interface has no words for. */
 export class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, code = '', details = null) {
     super(message);
     this.status = status;
+    this.code = code;
+    this.details = details;
   }
 }
 
@@ -68,13 +71,17 @@ async function send(path, { method = 'GET', body, signal, text } = {}) {
   }
   if (!res.ok) {
     let message = '';
+    let code = '';
+    let details = null;
     try {
       const j = await res.json();
       message = j.error || j.message || '';
+      code = typeof j.code === 'string' ? j.code : '';
+      details = j.details && typeof j.details === 'object' ? j.details : null;
     } catch {
       /* not JSON */
     }
-    throw new ApiError(res.status, message || `HTTP ${res.status} ${res.statusText}`);
+    throw new ApiError(res.status, message || `HTTP ${res.status} ${res.statusText}`, code, details);
   }
   return res;
 }

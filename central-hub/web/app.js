@@ -3,7 +3,7 @@
 
 import { ApiError, NETWORK, get, onExpired, post, session, setSession } from './api.js';
 import { h, replace, field, messageBox, busy } from './dom.js';
-import { LANGS, lang, loadLang, preferredLang, setLang, setUtcOffset, t, tv } from './i18n.js';
+import { LANGS, has, lang, loadLang, preferredLang, setLang, setUtcOffset, t, tv } from './i18n.js';
 import { Live } from './live.js';
 import { icon } from './icons.js';
 import alerts from './pages/alerts.js';
@@ -65,10 +65,12 @@ export function announce(text) {
   }, 50);
 }
 
-/** An API error as text for people: the hub's own message, or ours for a network failure. */
+/** An API error as text for people: the translation of its code, ours for a network failure, and the hub's
+ *  English message only for a code this interface does not know yet. */
 export function errorText(e) {
   if (e instanceof ApiError) {
     if (e.status === 0 && e.message === NETWORK) return t('error.network');
+    if (e.code && has(`error.code.${e.code}`)) return t(`error.code.${e.code}`, e.details || undefined);
     if (e.status === 403 && !e.message) return t('error.forbidden');
     return e.message;
   }

@@ -48,6 +48,11 @@ export function lang() {
   return current;
 }
 
+/** Whether a string exists for `key` (in the language or its English fallback). */
+export function has(key) {
+  return key in strings || key in fallback;
+}
+
 /** t('key', {n: 3}) with {n} replaced. A missing key shows itself, so it is easy to spot. */
 export function t(key, vars) {
   let s = strings[key] ?? fallback[key];

@@ -15,7 +15,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
 
-use super::{ApiError, ApiResult, AppState, ErrorBody, Session};
+use super::{ApiError, ApiJson, ApiResult, AppState, ErrorBody, Session};
 use crate::auth::Role;
 use crate::exams::{
     self, CandidateEntry, CandidateStatus, ExamDecision, ExamError, ExamReport, ExamSession,
@@ -134,7 +134,7 @@ impl From<ExamError> for ApiError {
 pub async fn create_session(
     State(s): State<AppState>,
     session: Session,
-    Json(req): Json<NewSession>,
+    ApiJson(req): ApiJson<NewSession>,
 ) -> ApiResult<(StatusCode, Json<ExamSession>)> {
     session.require(ORGANISERS)?;
     let created = exams::create_session(
@@ -235,7 +235,7 @@ pub async fn register_candidates(
     State(s): State<AppState>,
     session: Session,
     Path(id): Path<String>,
-    Json(req): Json<RegisterRequest>,
+    ApiJson(req): ApiJson<RegisterRequest>,
 ) -> ApiResult<Json<Registration>> {
     session.require(ORGANISERS)?;
     let reg = exams::register(&s.db, &id, &req.candidates, &session.user.username).await?;
@@ -289,7 +289,7 @@ pub async fn checkin(
     State(s): State<AppState>,
     session: Session,
     Path(id): Path<String>,
-    Json(req): Json<CheckinRequest>,
+    ApiJson(req): ApiJson<CheckinRequest>,
 ) -> ApiResult<Json<CheckinResponse>> {
     session.require(EXAM_STAFF)?;
     require_runs(&s, &session, &id).await?;
@@ -354,7 +354,7 @@ pub async fn decision(
     State(s): State<AppState>,
     session: Session,
     Path((id, cccd)): Path<(String, String)>,
-    Json(req): Json<DecisionRequest>,
+    ApiJson(req): ApiJson<DecisionRequest>,
 ) -> ApiResult<Json<ExamDecision>> {
     session.require(EXAM_STAFF)?;
     require_runs(&s, &session, &id).await?;
@@ -479,7 +479,7 @@ pub async fn assign_staff(
     State(s): State<AppState>,
     session: Session,
     Path(id): Path<String>,
-    Json(req): Json<StaffRequest>,
+    ApiJson(req): ApiJson<StaffRequest>,
 ) -> ApiResult<Json<Vec<String>>> {
     session.require(ORGANISERS)?;
     let username = req.username.trim();

@@ -9,7 +9,6 @@
 //! A wanted person's check-in raises a candidate alert (see `crate::lodging`) and answers exactly like any other
 //! check-in.
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -17,7 +16,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use utoipa::OpenApi;
 
-use super::{ApiError, ApiResult, AppState, ErrorBody, Session, WATCHERS};
+use super::{ApiError, ApiJson, ApiResult, AppState, ErrorBody, Session, WATCHERS};
 use crate::auth::Role;
 use crate::db::now_ms;
 use crate::lodging::{
@@ -39,12 +38,6 @@ impl From<LodgingError> for ApiError {
             LodgingError::Db(d) => d.into(),
         }
     }
-}
-
-/// A JSON body, or a 400 that says what is wrong with it.
-fn body<T>(b: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
-    b.map(|Json(t)| t)
-        .map_err(|e| ApiError::bad_request(e.body_text()))
 }
 
 /// Refuses (403) a lodging_staff user acting for another establishment than their own.
@@ -98,10 +91,9 @@ pub async fn list_establishments(
 pub async fn create_establishment(
     State(s): State<AppState>,
     session: Session,
-    req: Result<Json<NewEstablishment>, JsonRejection>,
+    ApiJson(req): ApiJson<NewEstablishment>,
 ) -> ApiResult<(StatusCode, Json<Establishment>)> {
     session.require(MANAGERS)?;
-    let req = body(req)?;
     let e = lodging::create_establishment(&s.db, &s.audit, &req, &session.user.username, now_ms())
         .await?;
     Ok((StatusCode::CREATED, Json(e)))
@@ -125,10 +117,9 @@ pub async fn link_staff(
     State(s): State<AppState>,
     session: Session,
     Path(id): Path<String>,
-    req: Result<Json<StaffRequest>, JsonRejection>,
+    ApiJson(req): ApiJson<StaffRequest>,
 ) -> ApiResult<Json<StaffLink>> {
     session.require(&[Role::Admin])?;
-    let req = body(req)?;
     Ok(Json(
         lodging::link_staff(
             &s.db,
@@ -168,10 +159,9 @@ pub async fn guests(
 pub async fn check_in(
     State(s): State<AppState>,
     session: Session,
-    req: Result<Json<CheckInRequest>, JsonRejection>,
+    ApiJson(req): ApiJson<CheckInRequest>,
 ) -> ApiResult<(StatusCode, Json<Stay>)> {
     session.require(DESK)?;
-    let req = body(req)?;
     require_desk(&s, &session, &req.establishment_id).await?;
     let est = find_establishment(&s, &req.establishment_id).await?;
     let now = now_ms();

@@ -13,6 +13,7 @@ pub mod watchlists;
 
 use std::sync::Arc;
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -54,6 +55,7 @@ impl AppState {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "face models are not loaded on this hub: run `python3 models/fetch.py` and restart it",
             )
+            .with_code("faces_unavailable")
         })
     }
 }
@@ -65,19 +67,113 @@ pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
     pub code: Option<&'static str>,
+    /// Values the message is made of, for interfaces that word it themselves (see `ErrorBody::details`).
+    pub details: Option<serde_json::Value>,
     /// Seconds, sent as `Retry-After` (429 and 503).
     pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
+    /// What went wrong, in English, for people and logs. Interfaces translate `code`, never this text.
     pub error: String,
-    /// Stable code for refusals a client handles specially (e.g. `login_throttled`, `bad_credentials`,
-    /// `input_too_long`, `agent_account`, `role_agent_not_allowed`, `image_too_large`, `enroller_cannot_confirm`,
-    /// `note_required`, `alert_not_dismissed`, `exam_not_assigned`, `unknown_site`, `bad_starting_occupancy`,
-    /// `bad_reset_time`, `bad_utc_offset`, `bad_hours`); absent otherwise. Messages may change, codes do not.
+    /// Stable machine-readable code; messages may change, codes do not. By status: `bad_request`,
+    /// `unauthorized`, `forbidden`, `not_found`, `conflict`, `payload_too_large`, `unsupported_media_type`,
+    /// `unprocessable`, `too_many_requests`, `unavailable`, `internal`. Specific refusals: `bad_request_body`
+    /// (a body that is not the JSON the route takes), `body_too_large`, `login_throttled`, `login_busy`,
+    /// `bad_credentials`, `input_too_long`, `bad_username`, `weak_password`, `username_taken`, `agent_account`,
+    /// `agent_account_fields`, `role_agent_not_allowed`, `image_too_large`, `unreadable_image`, `no_face`,
+    /// `several_faces`, `face_too_small`, `face_not_frontal`, `face_analysis_failed`, `no_template`,
+    /// `faces_unavailable`, `enroller_cannot_confirm`, `note_required`, `alert_not_dismissed`,
+    /// `exam_not_assigned`.
+    pub code: String,
+    /// The numbers a translated message needs, for the codes that have them: for a refused photo `index` (which
+    /// photo of a request, from 0), and `px` and `min` (`face_too_small`), `frontalness` and `min`
+    /// (`face_not_frontal`), `faces` (`several_faces`); `min` for `weak_password`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
+}
+
+/// A refused photo as the API's error: 413 for one too large to read, otherwise 422, with the refusal's code and
+/// its numbers in `details` (`index` when the request carried several photos).
+pub fn photo_error(
+    e: &checkpoint_vision::enrol::EnrolError,
+    message: String,
+    index: Option<usize>,
+) -> ApiError {
+    use checkpoint_vision::enrol::{EnrolError, MIN_ENROL_FACE_PX, MIN_FRONTALNESS};
+    let mut details = match e {
+        EnrolError::TooSmall(px) => {
+            serde_json::json!({ "px": px.round(), "min": MIN_ENROL_FACE_PX })
+        }
+        EnrolError::NotFrontal(f) => {
+            serde_json::json!({ "frontalness": (f * 100.0).round() / 100.0, "min": MIN_FRONTALNESS })
+        }
+        EnrolError::SeveralFaces(n) => serde_json::json!({ "faces": n }),
+        _ => serde_json::json!({}),
+    };
+    if let (Some(i), Some(map)) = (index, details.as_object_mut()) {
+        map.insert("index".into(), i.into());
+    }
+    let status = match e {
+        EnrolError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    let mut err = ApiError::new(status, message).with_code(e.code());
+    err.details = Some(details);
+    err
+}
+
+/// The code of an error that has no more specific one.
+fn status_code_name(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
+        StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        _ => "internal",
+    }
+}
+
+/// A JSON request body. Unlike axum's `Json`, a body that is not JSON, does not fit the route's type or is too
+/// large is refused with the API's error body and a code (`bad_request_body`, `body_too_large`,
+/// `unsupported_media_type`), so clients handle it like any other refusal.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    Json<T>: axum::extract::FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(r) => Err(body_rejection(r)),
+        }
+    }
+}
+
+/// A refused JSON body as the API's error: 413 `body_too_large`, 415 `unsupported_media_type`, and 400
+/// `bad_request_body` for a body that is not JSON or not the JSON the route takes (axum answers 422 for the
+/// latter; one status for both is simpler for clients, and it is what the routes document).
+pub fn body_rejection(r: JsonRejection) -> ApiError {
+    let (status, code) = match r.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+        }
+        _ => (StatusCode::BAD_REQUEST, "bad_request_body"),
+    };
+    ApiError::new(status, r.body_text()).with_code(code)
 }
 
 impl ApiError {
@@ -86,6 +182,7 @@ impl ApiError {
             status,
             message: message.into(),
             code: None,
+            details: None,
             retry_after: None,
         }
     }
@@ -114,7 +211,11 @@ impl IntoResponse for ApiError {
             self.status,
             Json(ErrorBody {
                 error: self.message,
-                code: self.code.map(str::to_string),
+                code: self
+                    .code
+                    .unwrap_or(status_code_name(self.status))
+                    .to_string(),
+                details: self.details,
             }),
         )
             .into_response();
@@ -163,7 +264,11 @@ impl From<AuthError> for ApiError {
                 ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg).with_code("login_busy")
             },
             AuthError::BadUsername => ApiError::bad_request(msg).with_code("bad_username"),
-            AuthError::WeakPassword(_) => ApiError::bad_request(msg).with_code("weak_password"),
+            AuthError::WeakPassword(min) => {
+                let mut err = ApiError::bad_request(msg).with_code("weak_password");
+                err.details = Some(serde_json::json!({ "min": min }));
+                err
+            }
             AuthError::Taken(_) => {
                 ApiError::new(StatusCode::CONFLICT, msg).with_code("username_taken")
             }
@@ -430,6 +535,64 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Every error code the hub can send is listed in the OpenAPI document's `ErrorBody.code`, where clients
+    /// (and the web UI's translations) learn them.
+    #[test]
+    fn every_error_code_is_in_the_openapi_document() {
+        let sources = [
+            include_str!("mod.rs"),
+            include_str!("users.rs"),
+            include_str!("records.rs"),
+            include_str!("watchlists.rs"),
+            include_str!("lodging.rs"),
+            include_str!("exams.rs"),
+            include_str!("occupancy.rs"),
+            include_str!("monitor.rs"),
+        ];
+        let mut codes: Vec<String> = Vec::new();
+        for src in sources {
+            let src = src.split("#[cfg(test)]").next().unwrap_or(src);
+            let marker = "with_code(\"";
+            for (at, _) in src.match_indices(marker) {
+                let rest = &src[at + marker.len()..];
+                if let Some(end) = rest.find('"') {
+                    codes.push(rest[..end].to_string());
+                }
+            }
+        }
+        use checkpoint_vision::enrol::EnrolError as E;
+        for e in [
+            E::Unreadable(String::new()),
+            E::TooLarge(String::new()),
+            E::NoFace,
+            E::SeveralFaces(2),
+            E::TooSmall(1.0),
+            E::NotFrontal(0.1),
+            E::Model(String::new()),
+        ] {
+            codes.push(e.code().to_string());
+        }
+        for status in [400, 401, 403, 404, 409, 413, 415, 422, 429, 503, 500] {
+            codes.push(
+                super::status_code_name(axum::http::StatusCode::from_u16(status).unwrap()).into(),
+            );
+        }
+        assert!(codes.len() > 30, "found only {codes:?}");
+        let doc = serde_json::to_value(super::openapi()).unwrap();
+        let listed = doc["components"]["schemas"]["ErrorBody"]["properties"]["code"]["description"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let missing: Vec<_> = codes
+            .iter()
+            .filter(|c| !listed.contains(&format!("`{c}`")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "codes sent but not in ErrorBody.code's description: {missing:?}"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use utoipa::OpenApi;
 
-use super::{ApiError, ApiResult, AppState, Session, WATCHERS};
+use super::{ApiError, ApiJson, ApiResult, AppState, Session, WATCHERS};
 use crate::auth::Role;
 use crate::occupancy::{self, OccupancyError, SettingsChange, SiteOccupancy};
 
@@ -110,7 +110,7 @@ pub async fn set_settings(
     State(s): State<AppState>,
     session: Session,
     Path(site): Path<String>,
-    Json(change): Json<SettingsChange>,
+    ApiJson(change): ApiJson<SettingsChange>,
 ) -> ApiResult<Json<SiteOccupancy>> {
     session.require(SETTERS)?;
     let set = occupancy::set(

@@ -10,10 +10,9 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
 
-use super::{ApiError, ApiResult, AppState, Session, WATCHERS};
+use super::{ApiError, ApiJson, ApiResult, AppState, Session, WATCHERS};
 use crate::auth::Role;
 use crate::records::{self, NewPerson, Person, RecordError, Verification};
-use checkpoint_vision::enrol::EnrolError;
 
 #[derive(OpenApi)]
 #[openapi(paths(create, import_csv, parse_qr, search, one, photo, add_photo, verify))]
@@ -46,9 +45,10 @@ impl From<RecordError> for ApiError {
             RecordError::Invalid(_) => ApiError::bad_request(e.to_string()),
             RecordError::NotFound(_) => ApiError::not_found(e.to_string()),
             RecordError::Exists(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
-            RecordError::Photo(EnrolError::TooLarge(_)) => ApiError::image_too_large(e.to_string()),
-            RecordError::Photo(_) | RecordError::NoTemplate(_) => {
+            RecordError::Photo(ref p) => super::photo_error(p, e.to_string(), None),
+            RecordError::NoTemplate(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+                    .with_code("no_template")
             }
             RecordError::Db(d) => d.into(),
         }
@@ -76,7 +76,7 @@ pub struct CreatePerson {
 pub async fn create(
     State(s): State<AppState>,
     session: Session,
-    Json(req): Json<CreatePerson>,
+    ApiJson(req): ApiJson<CreatePerson>,
 ) -> ApiResult<(StatusCode, Json<Person>)> {
     session.require(EDITORS)?;
     let rec = records::validate(&req.person)?;
@@ -170,7 +170,7 @@ pub struct QrParsed {
 pub async fn parse_qr(
     State(s): State<AppState>,
     _session: Session,
-    Json(req): Json<QrRequest>,
+    ApiJson(req): ApiJson<QrRequest>,
 ) -> ApiResult<Json<QrParsed>> {
     let today = local_today(s.cfg.utc_offset_hours);
     let q = checkpoint_identity::parse_qr(&req.payload, today)
@@ -293,7 +293,7 @@ pub async fn add_photo(
     State(s): State<AppState>,
     session: Session,
     Path(cccd): Path<String>,
-    Json(req): Json<PhotoRequest>,
+    ApiJson(req): ApiJson<PhotoRequest>,
 ) -> ApiResult<(StatusCode, Json<PhotoAdded>)> {
     session.require(EDITORS)?;
     let bytes = decode_photo(&req.photo_jpeg_b64)?;
@@ -334,7 +334,7 @@ pub async fn verify(
     State(s): State<AppState>,
     session: Session,
     Path(cccd): Path<String>,
-    Json(req): Json<VerifyRequest>,
+    ApiJson(req): ApiJson<VerifyRequest>,
 ) -> ApiResult<Json<Verification>> {
     session.require(VERIFIERS)?;
     let threshold = match &req.exam_session_id {

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, ApiResult, AppState, Session};
+use super::{ApiError, ApiJson, ApiResult, AppState, Session};
 use crate::auth::{AuthError, Role, User};
 use crate::http_server::ClientAddr;
 
@@ -66,7 +66,7 @@ fn login_body_error(r: JsonRejection) -> ApiError {
         )
         .with_code("body_too_large")
     } else {
-        ApiError::new(r.status(), r.body_text()).with_code("bad_request_body")
+        super::body_rejection(r)
     }
 }
 
@@ -128,7 +128,7 @@ pub struct NewUser {
 pub async fn create_user(
     State(s): State<AppState>,
     session: Session,
-    Json(req): Json<NewUser>,
+    ApiJson(req): ApiJson<NewUser>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
     session.require(&[Role::Admin])?;
     if req.role == Role::Agent {
@@ -178,7 +178,7 @@ pub async fn update_user(
     State(s): State<AppState>,
     session: Session,
     Path(username): Path<String>,
-    Json(req): Json<UserChange>,
+    ApiJson(req): ApiJson<UserChange>,
 ) -> ApiResult<Json<User>> {
     session.require(&[Role::Admin])?;
     if username == session.user.username

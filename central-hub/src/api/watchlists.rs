@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::OpenApi;
 
-use super::{ApiError, ApiResult, AppState, Session, WATCHERS};
+use super::{ApiError, ApiJson, ApiResult, AppState, Session, WATCHERS};
 use crate::auth::Role;
 use crate::policies::{self, ListOverview, PolicyChange, PolicyError};
 use crate::review::{self, Decision, Review, ReviewError};
@@ -68,10 +68,15 @@ impl From<WatchlistError> for ApiError {
         match e {
             WatchlistError::Invalid(_) => ApiError::bad_request(e.to_string()),
             WatchlistError::NotFound(_) => ApiError::not_found(e.to_string()),
-            WatchlistError::Photo { .. } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+            WatchlistError::Photo { index, code, .. } => {
+                let mut err =
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).with_code(code);
+                err.details = Some(serde_json::json!({ "index": index }));
+                err
             }
-            WatchlistError::PhotoTooLarge { .. } => ApiError::image_too_large(e.to_string()),
+            WatchlistError::Face { index, ref error } => {
+                super::photo_error(error, e.to_string(), Some(index))
+            }
             WatchlistError::Db(d) => d.into(),
         }
     }
@@ -131,7 +136,7 @@ pub async fn set_policy(
     State(s): State<AppState>,
     session: Session,
     Path(list): Path<String>,
-    Json(change): Json<PolicyChange>,
+    ApiJson(change): ApiJson<PolicyChange>,
 ) -> ApiResult<Json<Vec<ListOverview>>> {
     session.require(&[Role::Admin])?;
     policies::set(&s.db, &list, change, &session.user.username).await?;
@@ -183,7 +188,7 @@ pub async fn list_entries(
 pub async fn create_entry(
     State(s): State<AppState>,
     session: Session,
-    Json(req): Json<NewEntry>,
+    ApiJson(req): ApiJson<NewEntry>,
 ) -> ApiResult<(StatusCode, Json<Entry>)> {
     session.require(OWNERS)?;
     let (entry, version) =
@@ -230,7 +235,7 @@ pub async fn withdraw_entry(
     State(s): State<AppState>,
     session: Session,
     Path(id): Path<String>,
-    Json(req): Json<WithdrawRequest>,
+    ApiJson(req): ApiJson<WithdrawRequest>,
 ) -> ApiResult<Json<Entry>> {
     session.require(OWNERS)?;
     if req.reason.trim().is_empty() {
@@ -344,7 +349,7 @@ pub async fn review_alert(
     State(s): State<AppState>,
     session: Session,
     Path(id): Path<String>,
-    Json(req): Json<ReviewRequest>,
+    ApiJson(req): ApiJson<ReviewRequest>,
 ) -> ApiResult<Json<ReviewResult>> {
     session.require(REVIEWERS)?;
     let status =
@@ -380,7 +385,7 @@ pub async fn reopen_alert(
     State(s): State<AppState>,
     session: Session,
     Path(id): Path<String>,
-    Json(req): Json<ReopenRequest>,
+    ApiJson(req): ApiJson<ReopenRequest>,
 ) -> ApiResult<Json<ReviewResult>> {
     session.require(REOPENERS)?;
     let status = review::reopen(&s.db, &id, &session.user.username, &req.reason).await?;

@@ -83,42 +83,35 @@ export function debounce(fn, ms) {
   return d;
 }
 
+/** The hub's photo refusal codes and the strings (with their numbers from `details`) that say them. */
+const PHOTO_REASONS = {
+  no_face: ['no_face', () => ({})],
+  several_faces: ['several_faces', (d) => ({ n: d.faces })],
+  face_too_small: ['too_small', (d) => ({ px: d.px, min: d.min })],
+  face_not_frontal: ['not_frontal', (d) => ({ v: d.frontalness, min: d.min })],
+  unreadable_image: ['unreadable', () => ({})],
+};
+
 /**
- * The hub's face-quality feedback (enrolment, exam check-in) in the user's language. The hub writes it in
- * English for people ("photo 0: no face found: ..."); the known reasons are translated here, anything else is
- * shown as the hub wrote it. Returns {text, reason, index}.
+ * The hub's face-quality feedback (enrolment, exam check-in) in the user's language, from the refusal's code
+ * and numbers (`code`, `details` of the API's error body); any other error is shown as `errorText` words it.
+ * Returns {text, reason, index}: `index` is which photo of the request (watchlist enrolment sends several).
  */
-export function photoFeedback(message) {
-  let rest = String(message || '');
-  let index = null;
-  // "photo 2: ..." (watchlist enrolment, which photo) or "photo refused: ..." (records, exam check-in).
-  const pm = /^photo (?:(\d+)|refused): /.exec(rest);
-  if (pm) {
-    if (pm[1] !== undefined) index = Number(pm[1]);
-    rest = rest.slice(pm[0].length);
-  }
-  const rules = [
-    [/^no face found/, 'no_face', () => ({})],
-    [/^(\d+) faces of similar size found/, 'several_faces', (m) => ({ n: m[1] })],
-    [/^the face is (\d+) px, at least (\d+) px/, 'too_small', (m) => ({ px: m[1], min: m[2] })],
-    [/^the head is turned too far \(frontalness ([\d.]+), at least ([\d.]+)\)/, 'not_frontal', (m) => ({ v: m[1], min: m[2] })],
-    [/^the image cannot be read/, 'unreadable', () => ({})],
-  ];
-  for (const [re, reason, vars] of rules) {
-    const m = re.exec(rest);
-    if (m) {
-      const text = t(`photo.${reason}`, vars(m));
-      const full = index !== null ? t('photo.nth', { n: index + 1, text }) : pm ? t('photo.refused', { text }) : text;
-      return { text: full, reason, index };
-    }
-  }
-  return { text: message, reason: 'other', index };
+export function photoFeedback(err, errorText) {
+  const details = (err && typeof err.details === 'object' && err.details) || {};
+  const index = Number.isInteger(details.index) ? details.index : null;
+  const known = err && PHOTO_REASONS[err.code];
+  if (!known) return { text: errorText(err), reason: 'other', index };
+  const [reason, vars] = known;
+  const text = t(`photo.${reason}`, vars(details));
+  const full = index !== null ? t('photo.nth', { n: index + 1, text }) : t('photo.refused', { text });
+  return { text: full, reason, index };
 }
 
 /** Shows the hub's refusal of a photo on `msg`, translated, with its reason on the element for tests and
  *  styles. Returns the feedback ({text, reason, index}) for forms that also mark the photo itself. */
-export function photoError(msg, message) {
-  const fb = photoFeedback(message);
+export function photoError(msg, err, errorText) {
+  const fb = photoFeedback(err, errorText);
   msg.error(fb.text);
   msg.el.dataset.reason = fb.reason;
   return fb;

@@ -246,7 +246,7 @@ function desk(root, ctx, id) {
           ctx.announce(`${r.candidate_no}: ${tv('exam_result', r.result)}`);
           await load();
         } catch (e) {
-          photoError(msg, ctx.errorText(e));
+          photoError(msg, e, ctx.errorText);
         }
       });
     });

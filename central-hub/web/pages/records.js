@@ -142,7 +142,7 @@ function render(root, ctx) {
           const r = await post(`/api/persons/${encodeURIComponent(p.cccd)}/photos`, { photo_jpeg_b64: await fileBase64(file.files[0]) });
           if (lastQuery) search(lastQuery);
           await openRecord(p.cccd, t('records.photo_added', { n: num(r.templates), f: num(r.frontalness, 2) }));
-        }, (e) => photoError(msg, ctx.errorText(e))),
+        }, (e) => photoError(msg, e, ctx.errorText)),
       },
       field(t('records.add_photo'), file, t('records.photo_hint')),
       submit,
@@ -186,7 +186,7 @@ function render(root, ctx) {
           );
           ctx.announce(`${p.full_name}: ${text}`);
         } catch (e) {
-          photoError(msg, ctx.errorText(e));
+          photoError(msg, e, ctx.errorText);
         }
       });
     });
@@ -271,7 +271,7 @@ function render(root, ctx) {
           replace(previews);
           await search({ cccd: p.cccd, name: '' });
           openRecord(p.cccd);
-        }, (e) => photoError(msg, ctx.errorText(e))),
+        }, (e) => photoError(msg, e, ctx.errorText)),
       },
       h('div', { class: 'field-wide' }, field(t('records.qr'), qr, t('records.qr_hint')), qrBtn, qrMsg.el),
       field('CCCD', cccd, t('records.cccd_hint')),

@@ -304,7 +304,7 @@ function render(root, ctx) {
           replace(previews);
           await Promise.all([loadEntries(), loadSync(), loadPolicies()]);
         }, (err) => {
-          const fb = photoError(msg, ctx.errorText(err));
+          const fb = photoError(msg, err, ctx.errorText);
           if (fb.index !== null && previews.children[fb.index]) {
             const li = previews.children[fb.index];
             li.classList.add('bad');

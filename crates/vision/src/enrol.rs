@@ -36,6 +36,21 @@ pub enum EnrolError {
     Model(String),
 }
 
+impl EnrolError {
+    /// A stable name for the refusal, for APIs and translated interfaces (messages may change, codes do not).
+    pub fn code(&self) -> &'static str {
+        match self {
+            EnrolError::Unreadable(_) => "unreadable_image",
+            EnrolError::TooLarge(_) => "image_too_large",
+            EnrolError::NoFace => "no_face",
+            EnrolError::SeveralFaces(_) => "several_faces",
+            EnrolError::TooSmall(_) => "face_too_small",
+            EnrolError::NotFrontal(_) => "face_not_frontal",
+            EnrolError::Model(_) => "face_analysis_failed",
+        }
+    }
+}
+
 /// A usable face: the template and what was measured, for the desk's feedback.
 #[derive(Debug, Clone)]
 pub struct Enrolled {
