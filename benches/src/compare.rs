@@ -13,9 +13,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use checkpoint_vision::{
-    manifest, FaceDetector, FaceDetectorOptions, PersonDetector, PersonDetectorOptions, Runtime,
-};
+use checkpoint_vision::{manifest, Runtime};
 use edge_agent::analysis::{AnalysisOptions, Mode};
 use serde::Deserialize;
 
@@ -147,21 +145,7 @@ pub fn run(rt: &Runtime, o: &Options) -> Result<()> {
 /// Decode + the agent's detectors on every frame (NanoDet too in people mode), nothing else: the ceiling of
 /// the pipeline.
 fn limit(rt: &Runtime, file: &Path, seconds: f64, people: bool) -> Result<f64> {
-    let dir = manifest::default_dir();
-    let mut det = FaceDetector::load(
-        rt,
-        &manifest::resolve("yunet", None, &dir)?,
-        FaceDetectorOptions::default(),
-    )?;
-    let mut persons = if people {
-        Some(PersonDetector::load(
-            rt,
-            &manifest::resolve("nanodet", None, &dir)?,
-            PersonDetectorOptions::default(),
-        )?)
-    } else {
-        None
-    };
+    let (mut det, mut persons) = crate::pipeline::detectors(rt, people)?;
     let side = AnalysisOptions::default().face_detect_max_side;
     let start = Instant::now();
     let mut frames = 0u64;

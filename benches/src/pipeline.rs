@@ -323,6 +323,29 @@ pub(crate) fn each_frame(
     Ok(())
 }
 
+/// YuNet, and NanoDet when `people`, with their default options.
+pub(crate) fn detectors(
+    rt: &Runtime,
+    people: bool,
+) -> Result<(FaceDetector, Option<PersonDetector>)> {
+    let dir = manifest::default_dir();
+    let faces = FaceDetector::load(
+        rt,
+        &manifest::resolve("yunet", None, &dir)?,
+        FaceDetectorOptions::default(),
+    )?;
+    let people = if people {
+        Some(PersonDetector::load(
+            rt,
+            &manifest::resolve("nanodet", None, &dir)?,
+            PersonDetectorOptions::default(),
+        )?)
+    } else {
+        None
+    };
+    Ok((faces, people))
+}
+
 pub(crate) fn run_streams(
     rt: &Runtime,
     file: &Path,
@@ -334,25 +357,14 @@ pub(crate) fn run_streams(
     let start = Instant::now();
     let mut workers = Vec::new();
     for i in 0..n {
+        let (faces, people) = detectors(rt, mode == Mode::People)?;
         let mut models = Models {
-            faces: FaceDetector::load(
-                rt,
-                &manifest::resolve("yunet", None, &dir)?,
-                FaceDetectorOptions::default(),
-            )?,
+            faces,
             embedder: Some(FaceEmbedder::load(
                 rt,
                 &manifest::resolve("sface", None, &dir)?,
             )?),
-            people: if mode == Mode::People {
-                Some(PersonDetector::load(
-                    rt,
-                    &manifest::resolve("nanodet", None, &dir)?,
-                    PersonDetectorOptions::default(),
-                )?)
-            } else {
-                None
-            },
+            people,
         };
         let line = LineConfig {
             id: "main".into(),

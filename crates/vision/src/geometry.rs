@@ -430,18 +430,22 @@ mod tests {
         out
     }
 
-    #[test]
-    fn resize_matches_the_float_formula_within_one_level() {
-        // A deterministic noisy picture: the worst case for interpolation.
+    /// A deterministic noisy 97x61 picture: the worst case for interpolation.
+    fn noisy_picture() -> BgrImage {
         let (w, h) = (97u32, 61u32);
         let data: Vec<u8> = (0..w * h * 3)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
-        let img = BgrImage {
+        BgrImage {
             width: w,
             height: h,
             data,
-        };
+        }
+    }
+
+    #[test]
+    fn resize_matches_the_float_formula_within_one_level() {
+        let img = noisy_picture();
         for (dw, dh) in [(48, 30), (73, 46), (97, 61), (150, 100), (1, 1), (13, 61)] {
             let got = resize_bilinear(&img, dw, dh);
             assert_eq!((got.width, got.height), (dw, dh));
@@ -459,15 +463,7 @@ mod tests {
 
     #[test]
     fn resize_into_planes_gives_the_values_of_resize_bilinear_placed_and_normalised() {
-        let (w, h) = (97u32, 61u32);
-        let data: Vec<u8> = (0..w * h * 3)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-            .collect();
-        let img = BgrImage {
-            width: w,
-            height: h,
-            data,
-        };
+        let img = noisy_picture();
         let (mean, scale) = ([1.0, 2.0, 3.0], [0.5, 0.25, 2.0]);
         // The dispatched build (AVX2 where the CPU has it) and the portable one.
         type Resize = fn(&BgrImage, u32, u32, &mut Planes<'_>);
