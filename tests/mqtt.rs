@@ -134,6 +134,22 @@ impl BrokerProcess {
         }
     }
 
+    /// Stops the broker as a service manager would (SIGTERM) and waits: Mosquitto writes its persistent
+    /// sessions and queued messages out first.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            if !wait_until(Duration::from_secs(20), || {
+                matches!(c.try_wait(), Ok(Some(_)))
+            }) {
+                let _ = c.kill();
+            }
+            let _ = c.wait();
+        }
+    }
+
     pub fn restart(&mut self) {
         self.kill();
         let child = match self.kind {

@@ -13,6 +13,9 @@
 //! Needs `node`, `/usr/bin/chromium` (or `$CHROMIUM`) and `npm ci --prefix tests/web`; `scripts/test`
 //! installs them. `CHECKPOINT_SKIP_BROWSER=1` skips this test (and only that makes it pass without them).
 
+#[path = "web_ui/phone.rs"]
+mod phone;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -48,15 +51,16 @@ fn call(hub: &Hub, method: &str, path: &str, token: &str, body: &Value) -> Value
     serde_json::from_str(&resp).unwrap_or(Value::Null)
 }
 
-/// Where the screenshots go: `$CHECKPOINT_TEST_OUT/ui`, else beside the build (`<target>/ui-screenshots`).
-fn screenshot_dir() -> PathBuf {
+/// Where a test's screenshots go: `$CHECKPOINT_TEST_OUT/<name>`, else beside the build
+/// (`<target>/<name>-screenshots`). Each test has its own, since each empties it first.
+fn screenshot_dir(name: &str) -> PathBuf {
     let dir = match std::env::var_os("CHECKPOINT_TEST_OUT") {
-        Some(d) => PathBuf::from(d).join("ui"),
+        Some(d) => PathBuf::from(d).join(name),
         None => workspace_bin("central-hub")
             .parent()
             .and_then(Path::parent)
             .expect("<target>/<profile>/central-hub")
-            .join("ui-screenshots"),
+            .join(format!("{name}-screenshots")),
     };
     // Only this test's own PNGs are removed, so an old failure-*.png cannot be mistaken for a new one.
     if let Ok(entries) = std::fs::read_dir(&dir) {
@@ -263,7 +267,7 @@ fn operators_do_their_work_in_the_browser() {
     // The plan for the browser.
     let no_face = dir.path().join("no-face.png");
     std::fs::write(&no_face, faceless_png()).unwrap();
-    let out = screenshot_dir();
+    let out = screenshot_dir("ui");
     let mut user_map = serde_json::Map::new();
     user_map.insert("admin".into(), json!(["admin", "admin password 1"]));
     for (key, (user, _)) in ["sup", "op1", "op2", "lodging", "exam"].iter().zip(users) {

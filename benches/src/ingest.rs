@@ -70,26 +70,40 @@ fn envelopes(n: usize, start: OffsetDateTime) -> Vec<Envelope> {
         .collect()
 }
 
-async fn run_one(name: &str, db: &Db, total: usize, batch: usize) -> Result<()> {
+async fn run_one(name: &str, db: &Db, total: usize, batch: usize, writers: usize) -> Result<()> {
     let evs = events(total, OffsetDateTime::now_utc());
-    let started = Instant::now();
-    for chunk in evs.chunks(batch) {
-        store_batch(db, chunk, 7).await?;
-    }
-    let secs = started.elapsed().as_secs_f64();
+    let secs = store_all(db, &evs, batch, writers).await?;
     // A redelivery of everything: the cost of duplicates (QoS 1 after a hub restart).
-    let dup_started = Instant::now();
-    for chunk in evs.chunks(batch) {
-        store_batch(db, chunk, 7).await?;
-    }
-    let dup = dup_started.elapsed().as_secs_f64();
+    let dup = store_all(db, &evs, batch, writers).await?;
     println!(
-        "| {name} | {total} | {batch} | {:.0} | {:.2} | {:.0} |",
+        "| {name} | {total} | {batch} | {writers} | {:.0} | {:.2} | {:.0} |",
         total as f64 / secs,
         secs * 1000.0 / (total as f64 / batch as f64),
         total as f64 / dup
     );
     Ok(())
+}
+
+/// Stores `evs` in batches of `batch` the way the hub's ingest does: up to `writers` batches at once, each in
+/// its own transaction. Returns the seconds it took.
+async fn store_all(db: &Db, evs: &[Checked], batch: usize, writers: usize) -> Result<f64> {
+    let started = Instant::now();
+    let mut writing = std::collections::VecDeque::new();
+    for chunk in evs.chunks(batch) {
+        while writing.len() >= writers {
+            if let Some(w) = writing.pop_front() {
+                w.await??;
+            }
+        }
+        let (db, chunk) = (db.clone(), chunk.to_vec());
+        writing.push_back(tokio::spawn(
+            async move { store_batch(&db, &chunk, 7).await },
+        ));
+    }
+    for w in writing {
+        w.await??;
+    }
+    Ok(started.elapsed().as_secs_f64())
 }
 
 /// Publishes `total` events to the hub's own broker and times until the hub's ingest has stored them all.
@@ -117,8 +131,8 @@ async fn run_mqtt(name: &str, db: &Db, total: usize) -> Result<()> {
         stop_rx.clone(),
     )
     .await?;
-    cfg.mqtt.username = Some(broker.hub_user.clone());
-    cfg.mqtt.password = Some(broker.password.clone());
+    cfg.mqtt.connection.username = Some(broker.hub_user.clone());
+    cfg.mqtt.connection.password = Some(broker.password.clone());
     // One agent's login publishes everything: the broker's ACL lets it publish only as itself.
     let (agent_user, agent_password) =
         central_hub::broker::add_agent(db, "bench", "agent-0").await?;
@@ -178,6 +192,60 @@ async fn run_mqtt(name: &str, db: &Db, total: usize) -> Result<()> {
     Ok(())
 }
 
+/// Two hubs (two processes' worth of pools and tasks) storing one stream between them, as a shared
+/// subscription splits it, against one hub storing the same amount: the ratio is what a second hub adds.
+async fn run_two_hubs(
+    postgres_url: &str,
+    total: usize,
+    batch: usize,
+    writers: usize,
+) -> Result<()> {
+    let (admin, schema, one) = postgres_schema(postgres_url).await?;
+    let evs = events(total, OffsetDateTime::now_utc());
+    let one_rate = total as f64 / store_all(&one, &evs, batch, writers).await?;
+    drop_schema(admin, schema, one).await?;
+
+    let (admin, schema, a) = postgres_schema(postgres_url).await?;
+    let b = Db::open(&schema_url(postgres_url, &schema), 8).await?;
+    let evs = events(total, OffsetDateTime::now_utc());
+    // The broker hands each event to one hub; consecutive batches alternate between them.
+    let (mut for_a, mut for_b) = (Vec::new(), Vec::new());
+    for (i, chunk) in evs.chunks(batch).enumerate() {
+        if i % 2 == 0 {
+            for_a.extend_from_slice(chunk);
+        } else {
+            for_b.extend_from_slice(chunk);
+        }
+    }
+    let started = Instant::now();
+    let hub = |db: Db, share: Vec<Checked>| {
+        tokio::spawn(async move { store_all(&db, &share, batch, writers).await })
+    };
+    let (ra, rb) = tokio::join!(hub(a.clone(), for_a), hub(b.clone(), for_b));
+    ra??;
+    rb??;
+    let two_rate = total as f64 / started.elapsed().as_secs_f64();
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+        .fetch_one(&a.pool)
+        .await?;
+    anyhow::ensure!(
+        stored == total as i64,
+        "two hubs stored {stored} of {total}"
+    );
+    b.pool.close().await;
+    drop_schema(admin, schema, a).await?;
+    println!(
+        "| PostgreSQL 15 (local) | {total} | {batch} | {writers} | {one_rate:.0} | {two_rate:.0} | {:.2} |",
+        two_rate / one_rate
+    );
+    Ok(())
+}
+
+fn schema_url(postgres_url: &str, schema: &str) -> String {
+    let sep = if postgres_url.contains('?') { '&' } else { '?' };
+    format!("{postgres_url}{sep}options=-c%20search_path%3D{schema}")
+}
+
 async fn postgres_schema(postgres_url: &str) -> Result<(sqlx::AnyPool, String, Db)> {
     let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
     sqlx::any::install_default_drivers();
@@ -187,9 +255,7 @@ async fn postgres_schema(postgres_url: &str) -> Result<(sqlx::AnyPool, String, D
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
         .execute(&admin)
         .await?;
-    let sep = if postgres_url.contains('?') { '&' } else { '?' };
-    let url = format!("{postgres_url}{sep}options=-c%20search_path%3D{schema}");
-    let db = Db::open(&url, 8).await?;
+    let db = Db::open(&schema_url(postgres_url, &schema), 8).await?;
     Ok((admin, schema, db))
 }
 
@@ -208,19 +274,32 @@ pub fn run(total: usize, batches: &[usize], postgres_url: &str) -> Result<()> {
     rt.block_on(async {
         println!("\n## Hub ingest (validate, store idempotently, roll up), events per second\n");
         println!(
-            "| database | events | batch | events/s new | ms per batch | events/s duplicates |"
+            "| database | events | batch | writers | events/s new | ms per batch | events/s duplicates |"
         );
-        println!("|---|---:|---:|---:|---:|---:|");
-        for &batch in batches {
-            let dir = tempfile::tempdir()?;
-            let url = format!("sqlite://{}?mode=rwc", dir.path().join("hub.db").display());
-            let db = Db::open(&url, 4).await.context("SQLite")?;
-            run_one("SQLite (file, WAL)", &db, total, batch).await?;
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        // One writer and two (`[ingest] writers`: the hub's default is 2 on PostgreSQL, 1 on SQLite).
+        for writers in [1, 2] {
+            for &batch in batches {
+                let dir = tempfile::tempdir()?;
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("hub.db").display());
+                let db = Db::open(&url, 4).await.context("SQLite")?;
+                run_one("SQLite (file, WAL)", &db, total, batch, writers).await?;
+            }
         }
-        for &batch in batches {
-            let (admin, schema, db) = postgres_schema(postgres_url).await?;
-            run_one("PostgreSQL 15 (local)", &db, total, batch).await?;
-            drop_schema(admin, schema, db).await?;
+        for writers in [1, 2] {
+            for &batch in batches {
+                let (admin, schema, db) = postgres_schema(postgres_url).await?;
+                run_one("PostgreSQL 15 (local)", &db, total, batch, writers).await?;
+                drop_schema(admin, schema, db).await?;
+            }
+        }
+        println!("\n## Two hubs on one PostgreSQL, each storing half the stream, events per second\n");
+        println!("| database | events | batch | writers per hub | one hub | two hubs | ratio |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        for writers in [1, 2] {
+            for &batch in batches {
+                run_two_hubs(postgres_url, total, batch, writers).await?;
+            }
         }
         println!("\n## Hub ingest through MQTT (embedded broker, QoS 1, hub's batching), events per second\n");
         println!("| database | events | events/s published to stored |");

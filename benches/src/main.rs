@@ -129,9 +129,9 @@ enum Cmd {
     },
     /// Hub ingest: events per second stored on SQLite and PostgreSQL.
     Ingest {
-        #[arg(long, default_value_t = 20_000)]
+        #[arg(long, default_value_t = 100_000)]
         events: usize,
-        #[arg(long, default_value = "100,500", value_delimiter = ',')]
+        #[arg(long, default_value = "500,2000,5000", value_delimiter = ',')]
         batches: Vec<usize>,
         #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
         postgres: String,

@@ -14,13 +14,16 @@
 //! Why an HMAC and not an Ed25519 signature for checkpoints: verifying the chain needs the secret key anyway,
 //! and a signature only adds value where the public key is pinned somewhere an attacker cannot change it,
 //! which is one more secret to manage; the HMAC is unforgeable without the key, the same trust as the chain.
+//!
+//! Owns `audit_log` and `audit_epochs`; the verification of the whole log is in `verify`.
 
-use std::collections::{HashMap, HashSet};
+mod verify;
+
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 use tokio::sync::Mutex;
 
 use crate::db::{now_ms, Db, DbError};
@@ -252,7 +255,7 @@ pub fn keyed_entry_hash(
 }
 
 /// One audited action.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub seq: i64,
     pub ts_ms: i64,
@@ -268,7 +271,7 @@ pub struct AuditEntry {
 }
 
 /// One key epoch: rows from `from_seq` on are keyed with `key_id`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 struct Epoch {
     epoch: i64,
     from_seq: i64,
@@ -284,19 +287,11 @@ fn epoch_tag(key: &AuditKey, epoch: i64, from_seq: i64) -> String {
 }
 
 async fn epochs(db: &Db) -> Result<Vec<Epoch>, DbError> {
-    let rows = sqlx::query("SELECT epoch, from_seq, key_id, tag FROM audit_epochs ORDER BY epoch")
-        .fetch_all(&db.pool)
-        .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Epoch {
-                epoch: r.try_get("epoch")?,
-                from_seq: r.try_get("from_seq")?,
-                key_id: r.try_get("key_id")?,
-                tag: r.try_get("tag")?,
-            })
-        })
-        .collect()
+    Ok(
+        sqlx::query_as("SELECT epoch, from_seq, key_id, tag FROM audit_epochs ORDER BY epoch")
+            .fetch_all(&db.pool)
+            .await?,
+    )
 }
 
 /// Starts epoch `epoch` for `key` at the row after the current last one.
@@ -339,15 +334,11 @@ async fn ensure_epoch(db: &Db, key: &AuditKey) -> Result<(), AuditError> {
 
 /// The last row's sequence number and hash, or (0, GENESIS) for an empty log.
 async fn head(db: &Db) -> Result<(i64, String), DbError> {
-    Ok(
-        match sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+    let last: Option<(i64, String)> =
+        sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&db.pool)
-            .await?
-        {
-            Some(r) => (r.try_get("seq")?, r.try_get("hash")?),
-            None => (0, GENESIS.to_string()),
-        },
-    )
+            .await?;
+    Ok(last.unwrap_or_else(|| (0, GENESIS.to_string())))
 }
 
 /// A sealed record of the chain's head at one moment, one JSON line in the checkpoint file.
@@ -476,36 +467,22 @@ impl AuditLog {
         detail: &str,
     ) -> Result<AuditEntry, DbError> {
         let _g = self.lock.lock().await;
-        // SQLite refuses, without waiting, a transaction that read and then wants to write while another
-        // connection (ingest, or a `central-hub` command in another process) is writing: try again shortly.
-        let mut wait = std::time::Duration::from_millis(20);
-        for _ in 0..12 {
-            match self.try_append(actor, action, target, detail).await {
-                Err(e) if crate::db::is_busy(&e) => {
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(std::time::Duration::from_secs(1));
-                }
-                other => return other,
-            }
-        }
-        self.try_append(actor, action, target, detail).await
-    }
-
-    async fn try_append(
-        &self,
-        actor: &str,
-        action: &str,
-        target: &str,
-        detail: &str,
-    ) -> Result<AuditEntry, DbError> {
-        let mut tx = self.db.pool.begin().await?;
-        let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?;
-        let (prev_seq, prev_hash) = match last {
-            Some(r) => (r.try_get::<i64, _>("seq")?, r.try_get::<String, _>("hash")?),
-            None => (0, GENESIS.to_string()),
-        };
+        let mut tx = self.db.begin_write().await?;
+        // The process lock orders this hub's appends; other hubs on the same PostgreSQL append too, and two
+        // that read the same head would fork the chain. The transaction lock orders them all (SQLite's
+        // `BEGIN IMMEDIATE` already does).
+        crate::cluster::lock_for_transaction(
+            &mut tx,
+            self.db.backend,
+            crate::cluster::Lock::AuditChain,
+            self.db.scope(),
+        )
+        .await?;
+        let last: Option<(i64, String)> =
+            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (prev_seq, prev_hash) = last.unwrap_or_else(|| (0, GENESIS.to_string()));
         let seq = prev_seq + 1;
         let ts_ms = now_ms();
         let hash = keyed_entry_hash(
@@ -546,7 +523,7 @@ impl AuditLog {
         before_seq: Option<i64>,
         limit: i64,
     ) -> Result<Vec<AuditEntry>, DbError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT seq, ts_ms, actor, action, target, detail, prev_hash, hash FROM audit_log \
              WHERE ($1 = '' OR actor = $1) AND ($2 = '' OR action LIKE $3) AND seq < $4 \
              ORDER BY seq DESC LIMIT $5",
@@ -557,8 +534,7 @@ impl AuditLog {
         .bind(before_seq.unwrap_or(i64::MAX))
         .bind(limit.clamp(1, 1000))
         .fetch_all(&self.db.pool)
-        .await?;
-        rows.iter().map(row_entry).collect()
+        .await?)
     }
 
     /// Appends a checkpoint of the current head to the checkpoint file and the log, unless the head is the
@@ -636,209 +612,6 @@ impl AuditLog {
         log.checkpoint().await?;
         Ok(new.id.clone())
     }
-
-    /// Walks the whole chain in order, in pages, recomputing every hash under the rule of its epoch, then
-    /// compares it with every checkpoint in the checkpoint file.
-    pub async fn verify(&self) -> Result<ChainCheck, AuditError> {
-        let eps = epochs(&self.db).await?;
-        let (checkpoints, bad_line) = self.read_checkpoints()?;
-        let wanted: HashSet<i64> = checkpoints.iter().map(|c| c.seq).collect();
-        let mut at_checkpoints: HashMap<i64, String> = HashMap::from([(0, GENESIS.to_string())]);
-        let mut check = ChainCheck {
-            entries: 0,
-            ok: true,
-            first_bad_seq: None,
-            problem: None,
-            head: GENESIS.to_string(),
-            keyed_from_seq: eps.first().map(|e| e.from_seq),
-            checkpoints: checkpoints.len(),
-            last_checkpoint: checkpoints.last().cloned(),
-        };
-        let fail = |mut c: ChainCheck, seq: Option<i64>, problem: String| {
-            c.ok = false;
-            c.first_bad_seq = seq;
-            c.problem = Some(problem);
-            c
-        };
-        if let Some(problem) = bad_line {
-            return Ok(fail(check, None, problem));
-        }
-        if let Some(problem) = self.check_epochs(&eps) {
-            return Ok(fail(check, eps.first().map(|e| e.from_seq), problem));
-        }
-        let mut prev_hash = GENESIS.to_string();
-        let mut expect_seq = 1i64;
-        loop {
-            let rows = sqlx::query(
-                "SELECT seq, ts_ms, actor, action, target, detail, prev_hash, hash FROM audit_log \
-                 WHERE seq >= $1 ORDER BY seq LIMIT 1000",
-            )
-            .bind(expect_seq)
-            .fetch_all(&self.db.pool)
-            .await
-            .map_err(DbError::from)?;
-            if rows.is_empty() {
-                break;
-            }
-            for r in &rows {
-                let e = row_entry(r)?;
-                if e.seq != expect_seq {
-                    let p = format!("entry {expect_seq} is missing (next is {})", e.seq);
-                    return Ok(fail(check, Some(expect_seq), p));
-                }
-                if e.prev_hash != prev_hash {
-                    let p = format!("entry {} does not link to entry {}", e.seq, e.seq - 1);
-                    return Ok(fail(check, Some(e.seq), p));
-                }
-                let epoch = eps.iter().rev().find(|ep| ep.from_seq <= e.seq);
-                let h = match epoch {
-                    None => entry_hash(
-                        &e.prev_hash,
-                        e.seq,
-                        e.ts_ms,
-                        &e.actor,
-                        &e.action,
-                        &e.target,
-                        &e.detail,
-                    ),
-                    Some(ep) => match self.key_by_id(&ep.key_id) {
-                        Some(k) => keyed_entry_hash(
-                            k,
-                            &e.prev_hash,
-                            e.seq,
-                            e.ts_ms,
-                            &e.actor,
-                            &e.action,
-                            &e.target,
-                            &e.detail,
-                        ),
-                        None => {
-                            let p = format!(
-                                "entry {} is keyed with audit key {}, which this hub does not have",
-                                e.seq, ep.key_id
-                            );
-                            return Ok(fail(check, Some(e.seq), p));
-                        }
-                    },
-                };
-                if h != e.hash {
-                    let p = format!(
-                        "entry {} was altered: its content does not match its hash",
-                        e.seq
-                    );
-                    return Ok(fail(check, Some(e.seq), p));
-                }
-                if wanted.contains(&e.seq) {
-                    at_checkpoints.insert(e.seq, e.hash.clone());
-                }
-                prev_hash = e.hash;
-                expect_seq += 1;
-                check.entries += 1;
-            }
-        }
-        check.head = prev_hash;
-        let entries = check.entries;
-        let keyed_from = check.keyed_from_seq.unwrap_or(0);
-        for c in &checkpoints {
-            let when =
-                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(c.at_ms) * 1_000_000)
-                    .ok()
-                    .and_then(|t| {
-                        t.format(&time::format_description::well_known::Rfc3339)
-                            .ok()
-                    })
-                    .unwrap_or_else(|| c.at_ms.to_string());
-            if c.seq > entries {
-                let p = format!(
-                    "the log ends at entry {entries} but the checkpoint of {when} sealed entry {}: \
-                     {} entries were deleted from the tail",
-                    c.seq,
-                    c.seq - entries
-                );
-                return Ok(fail(check, Some(entries + 1), p));
-            }
-            if at_checkpoints.get(&c.seq) != Some(&c.head) {
-                let p = format!(
-                    "entry {} does not match the checkpoint of {when}: the chain was rewritten",
-                    c.seq
-                );
-                return Ok(fail(check, Some(c.seq), p));
-            }
-            if c.keyed_from_seq != 0 && c.keyed_from_seq != keyed_from {
-                let p = format!(
-                    "the checkpoint of {when} has the chain keyed from entry {}, the database from {}: \
-                     the switch-over record was changed",
-                    c.keyed_from_seq,
-                    if keyed_from == 0 { "nowhere".to_string() } else { keyed_from.to_string() }
-                );
-                return Ok(fail(check, Some(c.keyed_from_seq), p));
-            }
-        }
-        Ok(check)
-    }
-
-    /// Each epoch's tag must verify under its own key, and epochs must start at increasing rows.
-    fn check_epochs(&self, eps: &[Epoch]) -> Option<String> {
-        let mut prev_from = 0;
-        for ep in eps {
-            let Some(k) = self.key_by_id(&ep.key_id) else {
-                return Some(format!(
-                    "key epoch {} uses audit key {}, which this hub does not have",
-                    ep.epoch, ep.key_id
-                ));
-            };
-            if epoch_tag(k, ep.epoch, ep.from_seq) != ep.tag || ep.from_seq <= prev_from {
-                return Some(format!(
-                    "the record of key epoch {} (keyed from entry {}) was altered",
-                    ep.epoch, ep.from_seq
-                ));
-            }
-            prev_from = ep.from_seq;
-        }
-        None
-    }
-
-    /// Every checkpoint in the file, or the first line that is not a valid, sealed checkpoint.
-    fn read_checkpoints(&self) -> Result<(Vec<Checkpoint>, Option<String>), AuditError> {
-        let Some(path) = &self.checkpoint_file else {
-            return Ok((Vec::new(), None));
-        };
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(source) => {
-                return Err(AuditError::Checkpoints {
-                    path: path.clone(),
-                    source,
-                })
-            }
-        };
-        let mut out = Vec::new();
-        for (i, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let bad = |why: &str| Some(format!("{} line {}: {why}", path.display(), i + 1));
-            let Ok(c) = serde_json::from_str::<Checkpoint>(line) else {
-                return Ok((out, bad("not a checkpoint")));
-            };
-            let Some(k) = self.key_by_id(&c.key_id) else {
-                return Ok((
-                    out,
-                    bad(&format!("sealed with unknown audit key {}", c.key_id)),
-                ));
-            };
-            if checkpoint_mac(k, &c) != c.mac {
-                return Ok((
-                    out,
-                    bad("its seal does not match: the checkpoint was forged or edited"),
-                ));
-            }
-            out.push(c);
-        }
-        Ok((out, None))
-    }
 }
 
 /// Appends one JSON line and flushes it to disk: a checkpoint that a crash loses protects nothing.
@@ -862,6 +635,7 @@ fn append_line(path: &Path, c: &Checkpoint) -> std::io::Result<()> {
 /// Writes a checkpoint every `every` and one more when the hub stops.
 pub fn spawn_checkpoints(
     log: Arc<AuditLog>,
+    leadership: crate::cluster::Leadership,
     every: std::time::Duration,
     metrics: Arc<crate::metrics::Metrics>,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -874,6 +648,13 @@ pub fn spawn_checkpoints(
                 _ = tick.tick() => false,
                 _ = stop.changed() => true,
             };
+            // One hub seals the shared chain (each into its own checkpoint file while it leads).
+            if !leadership.is_leader() {
+                if stopping {
+                    return;
+                }
+                continue;
+            }
             match log.checkpoint().await {
                 Ok(Some(c)) => {
                     metrics.audit_checkpoints.inc();
@@ -892,355 +673,5 @@ pub fn spawn_checkpoints(
     })
 }
 
-fn row_entry(r: &sqlx::any::AnyRow) -> Result<AuditEntry, DbError> {
-    Ok(AuditEntry {
-        seq: r.try_get("seq")?,
-        ts_ms: r.try_get("ts_ms")?,
-        actor: r.try_get("actor")?,
-        action: r.try_get("action")?,
-        target: r.try_get("target")?,
-        detail: r.try_get("detail")?,
-        prev_hash: r.try_get("prev_hash")?,
-        hash: r.try_get("hash")?,
-    })
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::db::testing;
-
-    fn files(dir: &Path) -> AuditFiles {
-        AuditFiles {
-            key_file: dir.join("keys/audit.key"),
-            checkpoint_file: dir.join("audit-checkpoints.jsonl"),
-        }
-    }
-
-    async fn fill(log: &AuditLog, n: usize) {
-        for i in 0..n {
-            log.append("alice", "alert.view", &format!("alert-{i}"), "{}")
-                .await
-                .unwrap();
-        }
-    }
-
-    async fn entries(db: &Db) -> Vec<AuditEntry> {
-        sqlx::query("SELECT * FROM audit_log ORDER BY seq")
-            .fetch_all(&db.pool)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| row_entry(r).unwrap())
-            .collect()
-    }
-
-    /// What an attacker with write access to the database does after an edit: recomputes every hash from
-    /// row `from` on with `rule`, so each row links to the one before.
-    async fn recompute_from(db: &Db, from: i64, rule: impl Fn(&AuditEntry) -> String) {
-        let mut prev = GENESIS.to_string();
-        for mut e in entries(db).await {
-            if e.seq >= from {
-                e.prev_hash = prev.clone();
-                e.hash = rule(&e);
-                sqlx::query("UPDATE audit_log SET prev_hash = $1, hash = $2 WHERE seq = $3")
-                    .bind(&e.prev_hash)
-                    .bind(&e.hash)
-                    .bind(e.seq)
-                    .execute(&db.pool)
-                    .await
-                    .unwrap();
-            }
-            prev = e.hash;
-        }
-    }
-
-    fn unkeyed(e: &AuditEntry) -> String {
-        entry_hash(
-            &e.prev_hash,
-            e.seq,
-            e.ts_ms,
-            &e.actor,
-            &e.action,
-            &e.target,
-            &e.detail,
-        )
-    }
-
-    async fn tamper_cases(db: Db) {
-        let log = AuditLog::with_key(db.clone(), AuditKey::generate().unwrap())
-            .await
-            .unwrap();
-        fill(&log, 5).await;
-        let ok = log.verify().await.unwrap();
-        assert!(ok.ok && ok.entries == 5, "{ok:?}");
-        assert_eq!(ok.keyed_from_seq, Some(1));
-        assert_eq!(
-            log.list(Some("alice"), Some("alert."), None, 10)
-                .await
-                .unwrap()
-                .len(),
-            5
-        );
-
-        // Editing a row's content.
-        sqlx::query("UPDATE audit_log SET target = 'alert-x' WHERE seq = 3")
-            .execute(&db.pool)
-            .await
-            .unwrap();
-        let bad = log.verify().await.unwrap();
-        assert!(!bad.ok);
-        assert_eq!(bad.first_bad_seq, Some(3));
-        assert!(bad.problem.unwrap().contains("altered"));
-
-        // Finding 10: recomputing the chain after the edit, as anyone without the key can, does not help.
-        recompute_from(&db, 3, unkeyed).await;
-        let bad = log.verify().await.unwrap();
-        assert!(!bad.ok, "{bad:?}");
-        assert_eq!(bad.first_bad_seq, Some(3), "{bad:?}");
-        // Deleting a row.
-        sqlx::query("DELETE FROM audit_log WHERE seq = 2")
-            .execute(&db.pool)
-            .await
-            .unwrap();
-        let bad = log.verify().await.unwrap();
-        assert_eq!(bad.first_bad_seq, Some(2), "{bad:?}");
-        assert!(bad.problem.unwrap().contains("missing"));
-
-        // Recomputing with a key of one's own does not help either.
-        let other = AuditKey::generate().unwrap();
-        recompute_from(&db, 1, |e| {
-            keyed_entry_hash(
-                &other,
-                &e.prev_hash,
-                e.seq,
-                e.ts_ms,
-                &e.actor,
-                &e.action,
-                &e.target,
-                &e.detail,
-            )
-        })
-        .await;
-        let bad = log.verify().await.unwrap();
-        assert_eq!(bad.first_bad_seq, Some(1), "{bad:?}");
-    }
-
-    #[tokio::test]
-    async fn tampering_is_detected_on_sqlite() {
-        let (db, _dir) = testing::sqlite().await;
-        tamper_cases(db).await;
-    }
-
-    #[tokio::test]
-    async fn tampering_is_detected_on_postgres() {
-        if let Some(db) = testing::postgres().await {
-            tamper_cases(db).await;
-        }
-    }
-
-    /// Finding 10: rows deleted from the tail leave a valid, shorter chain; the checkpoints tell.
-    async fn truncation_cases(db: Db) {
-        let dir = tempfile::tempdir().unwrap();
-        let log = AuditLog::open(db.clone(), &files(dir.path()))
-            .await
-            .unwrap();
-        fill(&log, 5).await;
-        let c = log.checkpoint().await.unwrap().expect("a checkpoint");
-        assert_eq!(c.seq, 5);
-        assert!(
-            log.checkpoint().await.unwrap().is_none(),
-            "same head, no new line"
-        );
-        fill(&log, 1).await;
-        log.checkpoint()
-            .await
-            .unwrap()
-            .expect("a second checkpoint");
-        let ok = log.verify().await.unwrap();
-        assert!(ok.ok && ok.checkpoints == 2, "{ok:?}");
-
-        sqlx::query("DELETE FROM audit_log WHERE seq >= 5")
-            .execute(&db.pool)
-            .await
-            .unwrap();
-        let bad = AuditLog::for_verify(db.clone(), &files(dir.path()))
-            .unwrap()
-            .verify()
-            .await
-            .unwrap();
-        assert!(!bad.ok, "{bad:?}");
-        assert_eq!(bad.first_bad_seq, Some(5));
-        assert!(
-            bad.problem
-                .as_deref()
-                .unwrap()
-                .contains("deleted from the tail"),
-            "{bad:?}"
-        );
-
-        // A forged checkpoint line is refused as such.
-        let path = files(dir.path()).checkpoint_file;
-        let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(&path, text.replacen("\"seq\":5", "\"seq\":4", 1)).unwrap();
-        let bad = log.verify().await.unwrap();
-        assert!(
-            bad.problem
-                .as_deref()
-                .unwrap()
-                .contains("seal does not match"),
-            "{bad:?}"
-        );
-    }
-
-    #[tokio::test]
-    async fn truncation_is_detected_on_sqlite() {
-        let (db, _dir) = testing::sqlite().await;
-        truncation_cases(db).await;
-    }
-
-    #[tokio::test]
-    async fn truncation_is_detected_on_postgres() {
-        if let Some(db) = testing::postgres().await {
-            truncation_cases(db).await;
-        }
-    }
-
-    /// A database written by an older hub: its rows keep the unkeyed rule up to the switch-over, which
-    /// cannot be moved without the key.
-    async fn legacy_cases(db: Db) {
-        let mut prev = GENESIS.to_string();
-        for seq in 1..=3 {
-            let h = entry_hash(&prev, seq, 1000 + seq, "old", "alert.view", "a", "");
-            sqlx::query(
-                "INSERT INTO audit_log (seq, ts_ms, actor, action, target, detail, prev_hash, hash) \
-                 VALUES ($1, $2, 'old', 'alert.view', 'a', '', $3, $4)",
-            )
-            .bind(seq)
-            .bind(1000 + seq)
-            .bind(&prev)
-            .bind(&h)
-            .execute(&db.pool)
-            .await
-            .unwrap();
-            prev = h;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let log = AuditLog::open(db.clone(), &files(dir.path()))
-            .await
-            .unwrap();
-        fill(&log, 3).await;
-        log.checkpoint().await.unwrap();
-        let ok = log.verify().await.unwrap();
-        assert!(ok.ok, "{ok:?}");
-        assert_eq!((ok.entries, ok.keyed_from_seq), (6, Some(4)));
-        // Reopening with the same key changes nothing; another key is refused.
-        AuditLog::open(db.clone(), &files(dir.path()))
-            .await
-            .unwrap();
-        assert!(matches!(
-            AuditLog::with_key(db.clone(), AuditKey::generate().unwrap()).await,
-            Err(AuditError::WrongKey { .. })
-        ));
-
-        // Moving the switch-over so that keyed rows fall under the unkeyed rule, then recomputing them.
-        sqlx::query("UPDATE audit_epochs SET from_seq = 100")
-            .execute(&db.pool)
-            .await
-            .unwrap();
-        recompute_from(&db, 4, unkeyed).await;
-        let bad = log.verify().await.unwrap();
-        assert!(
-            bad.problem.as_deref().unwrap().contains("key epoch 1"),
-            "{bad:?}"
-        );
-        // Deleting the switch-over record instead: the checkpoint remembers it.
-        sqlx::query("DELETE FROM audit_epochs")
-            .execute(&db.pool)
-            .await
-            .unwrap();
-        let bad = log.verify().await.unwrap();
-        assert!(!bad.ok, "{bad:?}");
-    }
-
-    #[tokio::test]
-    async fn legacy_rows_then_keyed_rows_on_sqlite() {
-        let (db, _dir) = testing::sqlite().await;
-        legacy_cases(db).await;
-    }
-
-    #[tokio::test]
-    async fn legacy_rows_then_keyed_rows_on_postgres() {
-        if let Some(db) = testing::postgres().await {
-            legacy_cases(db).await;
-        }
-    }
-
-    #[tokio::test]
-    async fn the_key_file_is_private_and_rotation_keeps_old_rows_verifiable() {
-        use std::os::unix::fs::PermissionsExt;
-        let (db, dir) = testing::sqlite().await;
-        let f = files(dir.path());
-        let log = AuditLog::open(db.clone(), &f).await.unwrap();
-        let mode = std::fs::metadata(&f.key_file).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        fill(&log, 2).await;
-        let again = AuditKey::load(&f.key_file).unwrap();
-        assert_eq!(again.id(), log.key.id());
-        let new_id = AuditLog::rotate_key(db.clone(), &f).await.unwrap();
-        assert_ne!(new_id, log.key.id());
-        let log = AuditLog::open(db.clone(), &f).await.unwrap();
-        fill(&log, 2).await;
-        log.checkpoint().await.unwrap();
-        let ok = AuditLog::for_verify(db.clone(), &f)
-            .unwrap()
-            .verify()
-            .await
-            .unwrap();
-        assert!(ok.ok && ok.entries == 4, "{ok:?}");
-        std::fs::set_permissions(&f.key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(
-            AuditKey::load(&f.key_file),
-            Err(AuditError::Key { .. })
-        ));
-    }
-
-    #[tokio::test]
-    async fn append_waits_out_another_writer_on_sqlite() {
-        let (db, dir) = testing::sqlite().await;
-        let key = AuditKey::generate().unwrap();
-        let log = AuditLog::with_key(db.clone(), key).await.unwrap();
-        log.append("alice", "seed", "", "").await.unwrap();
-        // Another connection, as a `central-hub` command in another process, holds the write lock a moment.
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("hub.db").display());
-        let other = Db::open(&url, 1).await.unwrap();
-        let mut conn = other.pool.acquire().await.unwrap();
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut *conn)
-            .await
-            .unwrap();
-        sqlx::query(
-            "INSERT INTO ingest_rejects (id, topic, reason, bytes, received_ms) VALUES ('x', 't', 'r', 1, 1)",
-        )
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-        let log = Arc::new(log);
-        let writer = log.clone();
-        let waiting =
-            tokio::spawn(async move { writer.append("bob", "alert.view", "a1", "").await });
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        sqlx::query("COMMIT").execute(&mut *conn).await.unwrap();
-        let e = waiting.await.unwrap().unwrap();
-        assert_eq!(e.seq, 2);
-        assert!(log.verify().await.unwrap().ok);
-    }
-
-    #[test]
-    fn fields_are_length_prefixed() {
-        assert_ne!(
-            entry_hash(GENESIS, 1, 0, "ab", "c", "", ""),
-            entry_hash(GENESIS, 1, 0, "a", "bc", "", "")
-        );
-    }
-}
+mod tests;

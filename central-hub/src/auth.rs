@@ -18,6 +18,8 @@ use crate::db::{now_ms, Db, DbError};
 use crate::hashing::Hasher;
 use crate::login_limit::{LoginLimiter, LoginLimits, Throttled};
 
+pub mod access;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -284,7 +286,7 @@ impl Auth {
             }
             None => None,
         };
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let changed = sqlx::query(
             "UPDATE users SET role = COALESCE($1, role), display_name = COALESCE($2, display_name), \
              password_hash = COALESCE($3, password_hash), active = COALESCE($4, active) \

@@ -143,17 +143,18 @@ pub struct MqttConfig {
     pub listen: String,
     /// The Mosquitto binary the hub runs as its own broker: a name looked up in PATH and /usr/sbin, or a path.
     pub broker_bin: String,
-    pub host: String,
-    pub port: u16,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub password_file: Option<PathBuf>,
-    pub tls: bool,
-    pub ca_file: Option<PathBuf>,
+    /// An external broker's `host` and `port` (the hub's own broker is at `listen`), the login and TLS: the keys
+    /// the agent's `[mqtt]` has too.
+    #[serde(flatten)]
+    pub connection: checkpoint_mqtt::Connection,
     /// Client id of the hub's ingest session (persistent, so unacknowledged events survive a hub restart).
     /// With the hub's own broker it is also the hub's login (client ids are bound to usernames there), so it
     /// may not contain a dot (agent logins are `<site>.<agent>`).
     pub client_id: String,
+    /// Several hubs, one system: the MQTT shared-subscription group the hubs ingest through
+    /// (`$share/<group>/checkpoint/+/+/+`), so the broker gives each event to one of them. Empty: a plain
+    /// subscription (one hub). Every hub of a group needs its own `client_id`.
+    pub share_group: String,
     /// Largest event accepted, bytes (an alert with its snapshot is tens of kilobytes).
     pub max_event_bytes: usize,
     /// Kept so configurations written before anonymous logins were refused everywhere still load: only
@@ -167,14 +168,9 @@ impl Default for MqttConfig {
             embedded: true,
             listen: "127.0.0.1:1883".into(),
             broker_bin: "mosquitto".into(),
-            host: "127.0.0.1".into(),
-            port: 1883,
-            username: None,
-            password: None,
-            password_file: None,
-            tls: false,
-            ca_file: None,
+            connection: checkpoint_mqtt::Connection::default(),
             client_id: "checkpoint-hub".into(),
+            share_group: String::new(),
             max_event_bytes: 1 << 20,
             require_auth: None,
         }
@@ -197,13 +193,29 @@ pub struct IngestConfig {
     pub batch_size: usize,
     /// How long a batch waits to fill, milliseconds.
     pub batch_ms: u64,
+    /// Batches stored at once (each in its own transaction): while one waits for the database the next is
+    /// validated and encoded. 0: 2 on PostgreSQL, 1 on SQLite (whose single writer gains nothing from
+    /// a second; `benches/RESULTS.md`).
+    pub writers: usize,
+}
+
+impl IngestConfig {
+    /// `writers`, with 0 resolved for the database in use.
+    pub fn writers_for(&self, backend: crate::db::Backend) -> usize {
+        match (self.writers, backend) {
+            (0, crate::db::Backend::Postgres) => 2,
+            (0, crate::db::Backend::Sqlite) => 1,
+            (n, _) => n,
+        }
+    }
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
         Self {
-            batch_size: 500,
+            batch_size: 2000,
             batch_ms: 100,
+            writers: 0,
         }
     }
 }
@@ -480,7 +492,7 @@ impl HubConfig {
         if self.mqtt.embedded && self.mqtt.listen.parse::<SocketAddr>().is_err() {
             return err("mqtt.listen", "must be host:port, e.g. 127.0.0.1:1883");
         }
-        if !self.mqtt.embedded && (self.mqtt.host.trim().is_empty() || self.mqtt.port == 0) {
+        if !self.mqtt.embedded && self.mqtt.connection.validate().is_err() {
             return err("mqtt.host", "an external broker needs host and port");
         }
         if self.mqtt.require_auth == Some(false) {
@@ -508,6 +520,17 @@ impl HubConfig {
                 "must be 1-64 characters of a-z, A-Z, 0-9, '-' and '_' (no dot: agent logins are <site>.<agent>)",
             );
         }
+        let group = &self.mqtt.share_group;
+        if group.len() > 64
+            || !group
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return err(
+                "mqtt.share_group",
+                "must be empty or up to 64 characters of a-z, A-Z, 0-9, '-' and '_' (MQTT forbids '/', '+' and '#' in a share name)",
+            );
+        }
         if self.mqtt.max_event_bytes < 1024 {
             return err("mqtt.max_event_bytes", "must be at least 1024");
         }
@@ -524,6 +547,9 @@ impl HubConfig {
         }
         if self.ingest.batch_size == 0 || self.ingest.batch_size > 10_000 {
             return err("ingest.batch_size", "must be between 1 and 10000");
+        }
+        if self.ingest.writers > 16 {
+            return err("ingest.writers", "must be between 0 (automatic) and 16");
         }
         if self.ingest.batch_ms > 10_000 {
             return err("ingest.batch_ms", "must be at most 10000");
@@ -599,12 +625,8 @@ impl HubConfig {
         }
     }
 
-    pub fn mqtt_password(&self) -> Result<Option<String>, std::io::Error> {
-        match (&self.mqtt.password, &self.mqtt.password_file) {
-            (Some(p), _) => Ok(Some(p.clone())),
-            (None, Some(f)) => Ok(Some(std::fs::read_to_string(f)?.trim().to_string())),
-            (None, None) => Ok(None),
-        }
+    pub fn mqtt_password(&self) -> Result<Option<String>, checkpoint_mqtt::ConnectionError> {
+        self.mqtt.connection.password()
     }
 }
 
@@ -645,6 +667,8 @@ mod tests {
         // A dot would let the hub's login collide with an agent's `<site>.<agent>`.
         let (key, _) = HubConfig::parse("[mqtt]\nclient_id = \"pier.a1\"\n").unwrap_err();
         assert_eq!(key, "mqtt.client_id");
+        let (key, _) = HubConfig::parse("[mqtt]\nshare_group = \"hubs/#\"\n").unwrap_err();
+        assert_eq!(key, "mqtt.share_group");
     }
 
     #[test]

@@ -1,11 +1,32 @@
 //! The database: SQLite (the default, a file in the data directory) or PostgreSQL (at scale), through sqlx's
 //! `Any` driver so every query and migration is written once. Portable SQL only: `$N` parameters (sqlx's
 //! SQLite driver reads them by number), BIGINT milliseconds for times, 0/1 for flags, `ON CONFLICT` upserts.
+//!
+//! Each table has one owner: the only module whose SQL writes it, and whose functions the other modules call
+//! to read it. The few read-only joins into another owner's table are named with the reader. (Unit tests
+//! seed other owners' tables directly.)
+//!
+//! | tables | owner |
+//! |---|---|
+//! | `events`, `ingest_rejects` | `ingest` |
+//! | `agents`, `cameras`, `camera_degraded`, `system_alerts` | `agents` |
+//! | `counts`, `line_state` | `counts` |
+//! | `alerts` | `alerts` (reads an entry's label and case retention from `watchlist_entries`) |
+//! | `alert_reviews`, `alert_negatives` | `review` |
+//! | `users` (people), `sessions` | `auth` (`lodging` and `exams` read a user's role) |
+//! | `users` (agent accounts: role `agent`) | `broker` |
+//! | `audit_log`, `audit_epochs` | `audit` |
+//! | `persons`, `person_templates` | `records` |
+//! | `watchlist_entries`, `watchlist_photos`, `watchlist_revisions` | `watchlists` (counts a list's templates with `person_templates`) |
+//! | `watchlist_policies` | `policies` |
+//! | `lodging_establishments`, `lodging_staff`, `lodging_stays` | `lodging` |
+//! | `exam_sessions`, `exam_candidates`, `exam_checkins`, `exam_session_staff` | `exams` (reads `persons.full_name`) |
+//! | `occupancy_settings`, `occupancy_crossings`, `occupancy_hours` | `occupancy` |
 
 use std::time::Duration;
 
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Executor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -20,6 +41,9 @@ pub enum DbError {
     },
     #[error(transparent)]
     Sql(#[from] sqlx::Error),
+    /// A batch could not be encoded as the JSON parameter of a set-based write.
+    #[error("encoding a batch for the database: {0}")]
+    Encode(String),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +56,12 @@ pub enum Backend {
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// How to reach the database again for a connection of its own (PostgreSQL's LISTEN); may hold a password.
+    url: std::sync::Arc<str>,
+    /// What names this deployment's data in the database server: the schema on PostgreSQL (advisory locks
+    /// and notification channels are server-wide, so hubs of different deployments, or parallel tests with
+    /// a schema each, must not share them), `main` on SQLite.
+    scope: std::sync::Arc<str>,
 }
 
 /// The URL with any password replaced, for logs and errors.
@@ -108,9 +138,41 @@ impl Db {
                 url: redact(url),
                 source,
             })?;
-        let db = Db { pool, backend };
+        let scope: String = match backend {
+            Backend::Sqlite => "main".into(),
+            Backend::Postgres => {
+                sqlx::query_scalar("SELECT CAST(current_schema() AS TEXT)")
+                    .fetch_one(&pool)
+                    .await?
+            }
+        };
+        let db = Db {
+            pool,
+            backend,
+            url: url.into(),
+            scope: scope.into(),
+        };
         sqlx::migrate!("./migrations").run(&db.pool).await?;
         Ok(db)
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// A transaction that will write. On SQLite it takes the write lock at `BEGIN` (`BEGIN IMMEDIATE`): a
+    /// deferred transaction that reads and then writes while another connection writes is refused at once
+    /// with "database is locked", without waiting for `busy_timeout`, because waiting could deadlock. Taking
+    /// the lock first makes it wait its turn instead. PostgreSQL needs nothing of the sort.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, DbError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     pub async fn ping(&self) -> Result<(), DbError> {
@@ -119,15 +181,49 @@ impl Db {
     }
 }
 
-/// Whether an error is SQLite's "database is locked" (SQLITE_BUSY and its extended codes), which a retry cures.
-pub fn is_busy(e: &DbError) -> bool {
-    match e {
-        DbError::Sql(sqlx::Error::Database(d)) => {
-            d.code()
-                .is_some_and(|c| c == "5" || c.parse::<i32>().is_ok_and(|n| n & 0xff == 5))
-                || d.message().contains("database is locked")
+/// The rows of a set-based write as the JSON parameter [`json_rows`] reads.
+pub fn json_param<T: serde::Serialize>(rows: &[T]) -> Result<String, DbError> {
+    serde_json::to_string(rows).map_err(|e| DbError::Encode(e.to_string()))
+}
+
+/// The SQL type of a column read from a JSON rows parameter ([`json_rows`]).
+#[derive(Clone, Copy)]
+pub enum Col {
+    Text,
+    Int,
+    Real,
+}
+
+/// A `SELECT` yielding one row per object of the JSON array bound as parameter `$param`, with `cols` as
+/// its columns (each object's keys). Set-based writes bind a whole batch as one parameter this way: one
+/// statement per table per batch instead of one per row, portable between SQLite (`json_each`) and
+/// PostgreSQL (`json_to_recordset`), and one cached prepared statement whatever the batch's size.
+pub fn json_rows(backend: Backend, param: usize, cols: &[(&str, Col)]) -> String {
+    match backend {
+        Backend::Postgres => {
+            let defs: Vec<String> = cols
+                .iter()
+                .map(|(n, t)| {
+                    let t = match t {
+                        Col::Text => "text",
+                        Col::Int => "bigint",
+                        Col::Real => "double precision",
+                    };
+                    format!("{n} {t}")
+                })
+                .collect();
+            format!(
+                "SELECT * FROM json_to_recordset(${param}::json) AS j({})",
+                defs.join(", ")
+            )
         }
-        _ => false,
+        Backend::Sqlite => {
+            let picks: Vec<String> = cols
+                .iter()
+                .map(|(n, _)| format!("json_extract(value, '$.{n}') AS {n}"))
+                .collect();
+            format!("SELECT {} FROM json_each(${param})", picks.join(", "))
+        }
     }
 }
 
@@ -139,11 +235,6 @@ pub fn now_ms() -> i64 {
 /// Milliseconds since the epoch of a timestamp.
 pub fn ms(t: time::OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-/// An optional text column (NULL → None).
-pub fn opt_text(row: &AnyRow, col: &str) -> Option<String> {
-    row.try_get::<Option<String>, _>(col).ok().flatten()
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use checkpoint_vision::enrol::{enrol_bytes, EnrolError, Enrolled};
+use checkpoint_vision::guide::{guide, Guidance};
 use checkpoint_vision::{
     manifest, FaceDetector, FaceDetectorOptions, FaceEmbedder, Runtime, RuntimeOptions,
 };
@@ -52,6 +53,36 @@ impl FaceEngine {
         .map_err(|e| EnrolError::Model(format!("face analysis task failed: {e}")))?
     }
 }
+
+impl FaceEngine {
+    /// Live-capture guidance for one camera frame (`checkpoint_vision::guide`), on a blocking thread. The frame
+    /// is looked at and dropped: nothing is stored or compared.
+    pub async fn guide(self: &Arc<Self>, frame: Vec<u8>) -> Result<Guidance, EnrolError> {
+        if frame.len() > MAX_GUIDE_FRAME_BYTES {
+            return Err(EnrolError::TooLarge(format!(
+                "the frame is {} bytes; at most {MAX_GUIDE_FRAME_BYTES} are accepted (send it scaled to 640 px)",
+                frame.len()
+            )));
+        }
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let img = checkpoint_vision::BgrImage::decode(&frame)
+                .map_err(|e| EnrolError::Unreadable(e.to_string()))?;
+            let faces = me
+                .models
+                .lock()
+                .0
+                .detect(&img)
+                .map_err(|e| EnrolError::Model(e.to_string()))?;
+            Ok(guide(&img, &faces))
+        })
+        .await
+        .map_err(|e| EnrolError::Model(format!("face analysis task failed: {e}")))?
+    }
+}
+
+/// Largest frame accepted for guidance: a phone sends one every second, scaled down.
+pub const MAX_GUIDE_FRAME_BYTES: usize = 1 << 20;
 
 /// Cosine similarity of two templates (unit vectors, so the inner product); 0 for mismatched lengths.
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {

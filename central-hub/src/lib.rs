@@ -5,13 +5,19 @@
 //! sessions; `login_limit`, `hashing` and `login_audit` guard sign-in), `audit` (hash-chained log), `api`
 //! (HTTP), `http_server` and `tls` (the listener), `web` (the operators' UI, built in), `serve` (wiring,
 //! periodic jobs), `broker` (agent accounts, the hub's own Mosquitto), `keys` (the watchlist-signing key),
-//! `occupancy` (each site's occupancy from its boundary lines' crossings, with its starting figure and reset).
+//! `occupancy` (each site's occupancy from its boundary lines' crossings, with its starting figure and reset),
+//! `agents` (agent and camera health), `counts` (per-line counts), `alerts` (candidate alerts; `review` runs
+//! their two-person review). Each table has one owning module: the map is in `db`'s documentation.
 
+pub mod agents;
+pub mod alerts;
 pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod broker;
+pub mod cluster;
 pub mod config;
+pub mod counts;
 pub mod db;
 pub mod exams;
 pub mod faces;
@@ -19,6 +25,7 @@ pub mod hashing;
 pub mod http_server;
 pub mod ingest;
 pub mod keys;
+pub mod live;
 pub mod lodging;
 pub mod login_audit;
 pub mod login_limit;

@@ -348,7 +348,7 @@ async fn real_main(cli: Cli) -> Result<std::process::ExitCode> {
             }
         }
         Command::BrokerFiles { out } => {
-            let hub_user = cfg.mqtt.username.clone().context(
+            let hub_user = cfg.mqtt.connection.username.clone().context(
                 "hub.toml needs [mqtt] username and password (or password_file): the hub's own broker account",
             )?;
             let hub_password = cfg

@@ -30,6 +30,12 @@ pub struct SiteLabel {
     pub site: String,
 }
 
+/// An alert's review status: `candidate` (no confirmation yet) or `confirmed_once` (waiting for a second person).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    pub status: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabel {
     pub status: String,
@@ -41,8 +47,18 @@ pub struct Metrics {
     pub rejected: Family<ReasonLabel, Counter>,
     pub ingest_errors: Counter,
     pub ingest_batch_seconds: Histogram,
+    /// From an event's timestamp (the agent's clock) to its commit here.
+    pub ingest_lag_seconds: Histogram,
+    /// 1 on the hub that runs the jobs that must run once (`cluster::Leadership`).
+    pub leader: Gauge,
+    /// Live hints from other hubs (PostgreSQL NOTIFY) passed on to this hub's pages.
+    pub live_relayed: Counter,
     pub mqtt_connected: Gauge,
     pub agents: Family<ReasonLabel, Gauge>,
+    /// Alerts waiting for a reviewer, by status.
+    pub alerts_awaiting_review: Family<StatusLabel, Gauge>,
+    /// How long the oldest of them has waited, seconds (0 when none waits).
+    pub alerts_awaiting_review_oldest_seconds: Family<StatusLabel, Gauge>,
     pub http_requests: Family<RouteLabel, Counter>,
     /// By reason: bad_credentials, throttled, too_long, agent_account, busy.
     pub logins_refused: Family<ReasonLabel, Counter>,
@@ -70,8 +86,13 @@ impl Metrics {
             rejected: Family::default(),
             ingest_errors: Counter::default(),
             ingest_batch_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            ingest_lag_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            leader: Gauge::default(),
+            live_relayed: Counter::default(),
             mqtt_connected: Gauge::default(),
             agents: Family::default(),
+            alerts_awaiting_review: Family::default(),
+            alerts_awaiting_review_oldest_seconds: Family::default(),
             http_requests: Family::default(),
             logins_refused: Family::default(),
             logins_throttled: Family::default(),
@@ -91,6 +112,21 @@ impl Metrics {
             "events",
             "Events ingested, by kind and outcome",
             m.events.clone(),
+        );
+        registry.register(
+            "ingest_lag_seconds",
+            "Seconds from an event's timestamp (the agent's clock) to its commit at this hub",
+            m.ingest_lag_seconds.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 on the hub that runs the jobs that must run once (retention, watchlist push, stale agents, audit checkpoints)",
+            m.leader.clone(),
+        );
+        registry.register(
+            "live_relayed",
+            "Live hints received from the database's notifications (all hubs' commits) and passed to this hub's pages",
+            m.live_relayed.clone(),
         );
         registry.register(
             "events_rejected",
@@ -113,6 +149,16 @@ impl Metrics {
             m.mqtt_connected.clone(),
         );
         registry.register("agents", "Agents by state", m.agents.clone());
+        registry.register(
+            "alerts_awaiting_review",
+            "Candidate alerts waiting for a reviewer: status candidate (none yet) or confirmed_once (a second person needed)",
+            m.alerts_awaiting_review.clone(),
+        );
+        registry.register(
+            "alerts_awaiting_review_oldest_seconds",
+            "Seconds the oldest alert of each review status has waited (0 when none waits)",
+            m.alerts_awaiting_review_oldest_seconds.clone(),
+        );
         registry.register(
             "live_clients",
             "Open live-update streams (web UI pages)",

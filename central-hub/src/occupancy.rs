@@ -15,11 +15,12 @@
 
 use std::collections::BTreeMap;
 
-use checkpoint_protocol::{Direction, Envelope, LineCrossing};
 use serde::{Deserialize, Serialize};
-use sqlx::{Any, Row, Transaction};
 
-use crate::db::{ms, now_ms, Db, DbError};
+use crate::db::{now_ms, Db, DbError};
+
+mod crossings;
+pub use crossings::record_crossings;
 
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 60 * MINUTE;
@@ -69,8 +70,9 @@ impl OccupancyError {
 }
 
 /// One site's setting, as stored: in force from `set_ms` until the site's next setting.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Settings {
+    #[sqlx(rename = "starting_occupancy")]
     pub starting: i64,
     /// Minutes after local midnight of the daily reset; None: no daily reset.
     pub reset_minute: Option<i64>,
@@ -286,59 +288,16 @@ pub struct SiteOccupancy {
     pub computed_ms: i64,
 }
 
-/// Stores one crossing for occupancy, inside ingest's transaction (ingest calls this only for an event it
-/// has not seen: its id is new). Lines the agent marks as not bounding the site are not kept.
-pub async fn record_crossing(
-    tx: &mut Transaction<'_, Any>,
-    env: &Envelope,
-    c: &LineCrossing,
-) -> Result<(), DbError> {
-    if c.site_boundary == Some(false) {
-        return Ok(());
-    }
-    let flag_missing = i64::from(c.site_boundary.is_none());
-    let ts = ms(env.ts);
-    let (direction, entries, exits) = match c.direction {
-        Direction::In => ("in", 1i64, 0i64),
-        Direction::Out => ("out", 0, 1),
-    };
-    // Keyed by the event id as well: once retention has deleted the event's row from `events`, a very late
-    // replay of it would look new to ingest, but not here (crossings of a current period are never pruned).
-    let inserted = sqlx::query(
-        "INSERT INTO occupancy_crossings (event_id, site, agent, camera, line, flag_missing, direction, ts_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (event_id) DO NOTHING",
-    )
-    .bind(env.id.to_string())
-    .bind(&env.site)
-    .bind(&env.agent)
-    .bind(&c.camera)
-    .bind(&c.line)
-    .bind(flag_missing)
-    .bind(direction)
-    .bind(ts)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if inserted {
-        sqlx::query(
-            "INSERT INTO occupancy_hours (site, agent, camera, line, flag_missing, hour_ms, entries, exits) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (site, agent, camera, line, flag_missing, hour_ms) DO UPDATE SET \
-             entries = occupancy_hours.entries + excluded.entries, exits = occupancy_hours.exits + excluded.exits",
-        )
-        .bind(&env.site)
-        .bind(&env.agent)
-        .bind(&c.camera)
-        .bind(&c.line)
-        .bind(flag_missing)
-        .bind(ts.div_euclid(HOUR) * HOUR)
-        .bind(entries)
-        .bind(exits)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
+/// One line's crossings in one segment, as [`line_counts`] sums them.
+#[derive(sqlx::FromRow)]
+struct SegmentCount {
+    agent: String,
+    camera: String,
+    line: String,
+    /// 1 for crossings from agents that do not say whether the line bounds the site.
+    flag_missing: i64,
+    entries: i64,
+    exits: i64,
 }
 
 /// How [`line_counts`] reads `[from, to)`: single crossings for partial hours, hourly sums for whole ones.
@@ -392,9 +351,9 @@ pub async fn line_counts(
 ) -> Result<Vec<LineCount>, DbError> {
     let mut acc: BTreeMap<(String, String, String), LineCount> = BTreeMap::new();
     for seg in segments(from, to) {
-        let rows = match seg {
+        let rows: Vec<SegmentCount> = match seg {
             Segment::Raw(a, b) => {
-                sqlx::query(
+                sqlx::query_as(
                     "SELECT agent, camera, line, flag_missing, \
                      CAST(SUM(CASE WHEN direction = 'in' THEN 1 ELSE 0 END) AS BIGINT) AS entries, \
                      CAST(SUM(CASE WHEN direction = 'out' THEN 1 ELSE 0 END) AS BIGINT) AS exits \
@@ -408,7 +367,7 @@ pub async fn line_counts(
                 .await?
             }
             Segment::Hours(a, b) => {
-                sqlx::query(
+                sqlx::query_as(
                     "SELECT agent, camera, line, flag_missing, CAST(SUM(entries) AS BIGINT) AS entries, \
                      CAST(SUM(exits) AS BIGINT) AS exits FROM occupancy_hours \
                      WHERE site = $1 AND hour_ms >= $2 AND hour_ms < $3 \
@@ -421,21 +380,17 @@ pub async fn line_counts(
                 .await?
             }
         };
-        for r in &rows {
-            let key = (
-                r.try_get::<String, _>("agent")?,
-                r.try_get::<String, _>("camera")?,
-                r.try_get::<String, _>("line")?,
-            );
+        for r in rows {
+            let key = (r.agent, r.camera, r.line);
             let e = acc.entry(key.clone()).or_insert_with(|| LineCount {
                 agent: key.0,
                 camera: key.1,
                 line: key.2,
                 ..Default::default()
             });
-            e.entries += r.try_get::<i64, _>("entries")?;
-            e.exits += r.try_get::<i64, _>("exits")?;
-            e.flag_missing |= r.try_get::<i64, _>("flag_missing")? == 1;
+            e.entries += r.entries;
+            e.exits += r.exits;
+            e.flag_missing |= r.flag_missing == 1;
         }
     }
     Ok(acc.into_values().collect())
@@ -450,29 +405,15 @@ async fn net_between(db: &Db, site: &str, from: i64, to: i64) -> Result<i64, DbE
         .sum())
 }
 
-fn row_settings(r: &sqlx::any::AnyRow) -> Result<Settings, sqlx::Error> {
-    Ok(Settings {
-        starting: r.try_get("starting_occupancy")?,
-        reset_minute: r.try_get::<Option<i64>, _>("reset_minute").ok().flatten(),
-        utc_offset_minutes: r.try_get("utc_offset_minutes")?,
-        set_by: r.try_get("set_by")?,
-        set_ms: r.try_get("set_ms")?,
-    })
-}
-
 /// Every setting the site has had, oldest first.
 pub async fn settings_history(db: &Db, site: &str) -> Result<Vec<Settings>, DbError> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT starting_occupancy, reset_minute, utc_offset_minutes, set_by, set_ms \
          FROM occupancy_settings WHERE site = $1 ORDER BY set_ms, id",
     )
     .bind(site)
     .fetch_all(&db.pool)
-    .await?;
-    Ok(rows
-        .iter()
-        .map(row_settings)
-        .collect::<Result<Vec<_>, _>>()?)
+    .await?)
 }
 
 /// The setting in force at `t_ms`: the newest made at or before it.
@@ -482,25 +423,15 @@ fn setting_at(history: &[Settings], t_ms: i64) -> Option<&Settings> {
 
 /// Sites the hub knows: agents that reported, agent accounts, and sites already set up.
 pub async fn known_sites(db: &Db) -> Result<Vec<String>, DbError> {
-    let mut sites = std::collections::BTreeSet::new();
-    for r in sqlx::query("SELECT DISTINCT site FROM agents")
+    let mut sites: std::collections::BTreeSet<String> =
+        crate::agents::sites(db).await?.into_iter().collect();
+    let set_up: Vec<String> = sqlx::query_scalar("SELECT DISTINCT site FROM occupancy_settings")
         .fetch_all(&db.pool)
-        .await?
-    {
-        sites.insert(r.try_get::<String, _>("site")?);
-    }
-    for r in sqlx::query("SELECT DISTINCT site FROM occupancy_settings")
-        .fetch_all(&db.pool)
-        .await?
-    {
-        sites.insert(r.try_get::<String, _>("site")?);
-    }
+        .await?;
+    sites.extend(set_up);
     // Agent accounts are named `<site>.<agent>` (ids have no dot).
-    for r in sqlx::query("SELECT username FROM users WHERE role = 'agent'")
-        .fetch_all(&db.pool)
-        .await?
-    {
-        if let Some((site, _)) = r.try_get::<String, _>("username")?.split_once('.') {
+    for username in crate::broker::agent_usernames(db, false).await? {
+        if let Some((site, _)) = username.split_once('.') {
             sites.insert(site.to_string());
         }
     }
@@ -554,7 +485,7 @@ async fn store_settings(db: &Db, site: &str, settings: &Settings) -> Result<(), 
     // Two statements because sqlx's Any driver mistypes a NULL BIGINT for PostgreSQL's cached statements
     // (see ingest's camera fps); the reset minute is set separately when there is one.
     let id = uuid::Uuid::now_v7().to_string();
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     sqlx::query(
         "INSERT INTO occupancy_settings (id, site, starting_occupancy, reset_minute, utc_offset_minutes, set_by, set_ms) \
          VALUES ($1, $2, $3, NULL, $4, $5, $6)",
@@ -768,12 +699,9 @@ pub async fn prune(db: &Db, keep_after_ms: i64) -> Result<u64, OccupancyError> {
     let now = now_ms();
     let oldest_point = now - MAX_HISTORY_HOURS as i64 * HOUR;
     let mut deleted = 0;
-    let sites: Vec<String> = sqlx::query("SELECT DISTINCT site FROM occupancy_hours")
+    let sites: Vec<String> = sqlx::query_scalar("SELECT DISTINCT site FROM occupancy_hours")
         .fetch_all(&db.pool)
-        .await?
-        .iter()
-        .map(|r| r.try_get::<String, _>("site"))
-        .collect::<Result<_, _>>()?;
+        .await?;
     for site in sites {
         let history = settings_history(db, &site).await?;
         let before = prune_before(&history, keep_after_ms, oldest_point, now);

@@ -7,7 +7,6 @@ use checkpoint_openset::ListPolicy;
 use checkpoint_protocol::watchlist::{Policies, Thresholds};
 use checkpoint_protocol::ListKind;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use crate::db::{now_ms, Db, DbError};
 
@@ -71,15 +70,16 @@ pub struct PolicyChange {
 /// The policies in force: the administrator's where set, `defaults` (hub.toml) otherwise.
 pub async fn current(db: &Db, defaults: Policies) -> Result<Policies, PolicyError> {
     let mut out = defaults;
-    for r in sqlx::query("SELECT list, target_fpir, max_fnir FROM watchlist_policies")
-        .fetch_all(&db.pool)
-        .await?
-    {
+    let set: Vec<(String, f64, f64)> =
+        sqlx::query_as("SELECT list, target_fpir, max_fnir FROM watchlist_policies")
+            .fetch_all(&db.pool)
+            .await?;
+    for (list, target_fpir, max_fnir) in set {
         let policy = ListPolicy {
-            target_fpir: r.try_get("target_fpir")?,
-            max_fnir: r.try_get("max_fnir")?,
+            target_fpir,
+            max_fnir,
         };
-        match r.try_get::<String, _>("list")?.as_str() {
+        match list.as_str() {
             "wanted" => out.wanted = policy,
             "missing" => out.missing = policy,
             _ => {}
@@ -96,7 +96,7 @@ pub async fn set(db: &Db, list: &str, change: PolicyChange, by: &str) -> Result<
         max_fnir: change.max_fnir,
     };
     policy.validate()?;
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     sqlx::query("DELETE FROM watchlist_policies WHERE list = $1")
         .bind(kind.as_str())
         .execute(&mut *tx)
@@ -119,25 +119,6 @@ pub async fn set(db: &Db, list: &str, change: PolicyChange, by: &str) -> Result<
     Ok(())
 }
 
-const ACTIVE_ENTRIES: &str = "SELECT COUNT(*) AS n FROM watchlist_entries WHERE list = $1 \
-     AND withdrawn_ms IS NULL AND expires_ms > $2";
-const ACTIVE_PHOTOS: &str =
-    "SELECT COUNT(*) AS n FROM watchlist_photos p JOIN watchlist_entries e \
-     ON e.id = p.entry_id WHERE e.list = $1 AND e.withdrawn_ms IS NULL AND e.expires_ms > $2";
-const ACTIVE_RECORD_TEMPLATES: &str = "SELECT COUNT(*) AS n FROM person_templates t \
-     JOIN watchlist_entries e ON e.person_cccd = t.cccd \
-     WHERE e.list = $1 AND e.withdrawn_ms IS NULL AND e.expires_ms > $2";
-
-async fn count(db: &Db, sql: &'static str, list: &str, now: i64) -> Result<u64, PolicyError> {
-    let n: i64 = sqlx::query(sql)
-        .bind(list)
-        .bind(now)
-        .fetch_one(&db.pool)
-        .await?
-        .try_get("n")?;
-    Ok(n.max(0) as u64)
-}
-
 /// Each list with its size, policy and what the policy costs at that size.
 pub async fn overview(
     db: &Db,
@@ -150,13 +131,11 @@ pub async fn overview(
     let mut out = Vec::new();
     for list in [ListKind::Wanted, ListKind::Missing] {
         let name = list.as_str();
-        let entries = count(db, ACTIVE_ENTRIES, name, now).await?;
         // The threshold scales with comparisons: an entry is compared by each of its templates (its own
         // photos and, when linked, its identity record's).
-        let templates = count(db, ACTIVE_PHOTOS, name, now).await?
-            + count(db, ACTIVE_RECORD_TEMPLATES, name, now).await?;
-        let set_by =
-            sqlx::query("SELECT updated_by, updated_ms FROM watchlist_policies WHERE list = $1")
+        let (entries, templates) = crate::watchlists::active_size(db, name, now).await?;
+        let set_by: Option<(String, i64)> =
+            sqlx::query_as("SELECT updated_by, updated_ms FROM watchlist_policies WHERE list = $1")
                 .bind(name)
                 .fetch_optional(&db.pool)
                 .await?;
@@ -170,8 +149,8 @@ pub async fn overview(
             templates,
             target_fpir: policy.target_fpir,
             max_fnir: policy.max_fnir,
-            updated_by: set_by.as_ref().and_then(|r| r.try_get("updated_by").ok()),
-            updated_ms: set_by.as_ref().and_then(|r| r.try_get("updated_ms").ok()),
+            updated_by: set_by.as_ref().map(|(by, _)| by.clone()),
+            updated_ms: set_by.as_ref().map(|(_, at)| *at),
             threshold: point.map_or(floor, |p| p.threshold),
             floor,
             false_per_1000: point.map_or(f64::NAN, |p| p.false_per_1000()),

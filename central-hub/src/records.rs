@@ -9,7 +9,6 @@ use std::sync::Arc;
 use checkpoint_identity::{fold_for_search, validate_name, Cccd, CitizenRecord, Gender};
 use checkpoint_vision::enrol::EnrolError;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use time::Date;
 
 use crate::db::{now_ms, Db, DbError};
@@ -141,22 +140,36 @@ pub async fn upsert(db: &Db, r: &CitizenRecord, replace: bool) -> Result<bool, R
     Ok(n == 1)
 }
 
-fn row_person(r: &sqlx::any::AnyRow) -> Result<Person, sqlx::Error> {
-    let cccd: String = r.try_get("cccd")?;
-    let province = Cccd::parse(&cccd)
-        .map(|c| c.province_name().to_string())
-        .unwrap_or_default();
-    Ok(Person {
-        full_name: r.try_get("full_name")?,
-        date_of_birth: r.try_get("date_of_birth")?,
-        gender: r.try_get("gender")?,
-        address: r.try_get("address")?,
-        has_photo: r.try_get::<i64, _>("has_photo")? == 1,
-        templates: r.try_get("templates")?,
-        updated_ms: r.try_get("updated_ms")?,
-        province,
-        cccd,
-    })
+/// A `persons` row as [`person_select`] reads it.
+#[derive(sqlx::FromRow)]
+struct PersonRow {
+    cccd: String,
+    full_name: String,
+    date_of_birth: String,
+    gender: String,
+    address: String,
+    updated_ms: i64,
+    has_photo: i64,
+    templates: i64,
+}
+
+impl From<PersonRow> for Person {
+    fn from(r: PersonRow) -> Self {
+        let province = Cccd::parse(&r.cccd)
+            .map(|c| c.province_name().to_string())
+            .unwrap_or_default();
+        Person {
+            cccd: r.cccd,
+            full_name: r.full_name,
+            date_of_birth: r.date_of_birth,
+            gender: r.gender,
+            address: r.address,
+            province,
+            has_photo: r.has_photo == 1,
+            templates: r.templates,
+            updated_ms: r.updated_ms,
+        }
+    }
 }
 
 macro_rules! person_select {
@@ -168,12 +181,12 @@ macro_rules! person_select {
 }
 
 pub async fn get(db: &Db, cccd: &str) -> Result<Person, RecordError> {
-    let r = sqlx::query(concat!(person_select!(), "WHERE p.cccd = $1"))
+    let r: PersonRow = sqlx::query_as(concat!(person_select!(), "WHERE p.cccd = $1"))
         .bind(cccd)
         .fetch_optional(&db.pool)
         .await?
         .ok_or_else(|| RecordError::NotFound(cccd.into()))?;
-    Ok(row_person(&r)?)
+    Ok(r.into())
 }
 
 /// By exact CCCD, or by name typed with or without diacritics (substring), at most `limit`.
@@ -189,7 +202,7 @@ pub async fn search(
             "search needs a CCCD number or a name".into(),
         ));
     }
-    let rows = sqlx::query(concat!(
+    let rows: Vec<PersonRow> = sqlx::query_as(concat!(
         person_select!(),
         "WHERE ($1 = '' OR p.cccd = $1) AND ($2 = '' OR p.name_folded LIKE $3) ORDER BY p.name_folded LIMIT $4"
     ))
@@ -199,7 +212,7 @@ pub async fn search(
     .bind(limit.clamp(1, 500))
     .fetch_all(&db.pool)
     .await?;
-    Ok(rows.iter().map(row_person).collect::<Result<Vec<_>, _>>()?)
+    Ok(rows.into_iter().map(Person::from).collect())
 }
 
 /// Enrols a photo for a record: the first photo also becomes the record's photo.
@@ -211,7 +224,7 @@ pub async fn add_photo(
 ) -> Result<f32, RecordError> {
     get(db, cccd).await?;
     let enrolled = faces.enrol(photo.clone()).await?;
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     sqlx::query(
         "INSERT INTO person_templates (id, cccd, embedding, created_ms) VALUES ($1, $2, $3, $4)",
     )
@@ -320,22 +333,20 @@ pub async fn import_csv(
 }
 
 pub async fn photo(db: &Db, cccd: &str) -> Result<Option<Vec<u8>>, RecordError> {
-    let r = sqlx::query("SELECT photo FROM persons WHERE cccd = $1")
+    sqlx::query_scalar("SELECT photo FROM persons WHERE cccd = $1")
         .bind(cccd)
         .fetch_optional(&db.pool)
         .await?
-        .ok_or_else(|| RecordError::NotFound(cccd.into()))?;
-    Ok(r.try_get::<Option<Vec<u8>>, _>("photo").ok().flatten())
+        .ok_or_else(|| RecordError::NotFound(cccd.into()))
 }
 
 pub async fn templates_of(db: &Db, cccd: &str) -> Result<Vec<Vec<f32>>, RecordError> {
-    let rows = sqlx::query("SELECT embedding FROM person_templates WHERE cccd = $1")
-        .bind(cccd)
-        .fetch_all(&db.pool)
-        .await?;
-    rows.iter()
-        .map(|r| Ok(from_bytes(&r.try_get::<Vec<u8>, _>("embedding")?)))
-        .collect()
+    let embeddings: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT embedding FROM person_templates WHERE cccd = $1")
+            .bind(cccd)
+            .fetch_all(&db.pool)
+            .await?;
+    Ok(embeddings.iter().map(|b| from_bytes(b)).collect())
 }
 
 /// The result of a 1:1 comparison.

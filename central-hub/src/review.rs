@@ -4,11 +4,13 @@
 //! what they expect. A dismissal ends it as `dismissed`, and a dismissed camera alert puts its (entry, track)
 //! on the negative list so the same mistake is not raised again for that track; a supervisor can reopen a
 //! dismissal (it goes back to `candidate` and the negative is lifted), so one person's dismissal is not
-//! beyond review. Notes and reasons must have visible text.
+//! beyond review. Notes and reasons must have visible text. Owns `alert_reviews` and `alert_negatives`; the
+//! alerts themselves belong to `alerts`.
 
+use checkpoint_protocol::{Envelope, WatchlistMatch};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
+use crate::alerts::{self, ForReview};
 use crate::db::{now_ms, Db, DbError};
 
 /// How long a dismissal suppresses the same (entry, camera, track). Track numbers restart when an agent
@@ -49,6 +51,13 @@ impl ReviewAction {
     }
 }
 
+/// The stored `decision` column (for `#[sqlx(try_from = "String")]`).
+impl From<String> for ReviewAction {
+    fn from(s: String) -> Self {
+        ReviewAction::parse(&s)
+    }
+}
+
 impl From<Decision> for ReviewAction {
     fn from(d: Decision) -> Self {
         match d {
@@ -86,27 +95,53 @@ impl From<sqlx::Error> for ReviewError {
     }
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, PartialEq, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Review {
     pub seq: i64,
     pub reviewer: String,
+    #[sqlx(try_from = "String")]
     pub decision: ReviewAction,
     pub note: String,
     pub at_ms: i64,
+}
+
+/// An earlier line of the alert's review history, as the next decision weighs it.
+#[derive(sqlx::FromRow)]
+struct PriorDecision {
+    reviewer: String,
+    decision: String,
 }
 
 /// The alert's row as review and reopening need it, inside their transaction.
 async fn alert_row(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     alert_id: &str,
-) -> Result<sqlx::any::AnyRow, ReviewError> {
-    sqlx::query(
-        "SELECT status, source, entry_id, site, agent, camera, track_id FROM alerts WHERE id = $1",
+) -> Result<ForReview, ReviewError> {
+    alerts::for_review(tx, alert_id)
+        .await?
+        .ok_or_else(|| ReviewError::NotFound(alert_id.into()))
+}
+
+/// Whether a reviewer dismissed this match's entry for this very track within [`NEGATIVE_TTL_MS`].
+pub(crate) async fn dismissed_track(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    e: &Envelope,
+    m: &WatchlistMatch,
+    now: i64,
+) -> Result<bool, DbError> {
+    Ok(sqlx::query(
+        "SELECT created_ms FROM alert_negatives WHERE entry_id = $1 AND site = $2 AND agent = $3 \
+         AND camera = $4 AND track_id = $5 AND created_ms > $6",
     )
-    .bind(alert_id)
+    .bind(&m.entry_id)
+    .bind(&e.site)
+    .bind(&e.agent)
+    .bind(&m.camera)
+    .bind(m.track_id as i64)
+    .bind(now - NEGATIVE_TTL_MS)
     .fetch_optional(&mut **tx)
     .await?
-    .ok_or_else(|| ReviewError::NotFound(alert_id.into()))
+    .is_some())
 }
 
 /// Applies one reviewer's decision; returns the alert's new status.
@@ -121,34 +156,35 @@ pub async fn review(
     if !crate::text::has_visible_text(note) {
         return Err(ReviewError::NoNote);
     }
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     let row = alert_row(&mut tx, alert_id).await?;
-    let status: String = row.try_get("status")?;
-    let prior = sqlx::query(
+    let status = row.status.clone();
+    let prior: Vec<PriorDecision> = sqlx::query_as(
         "SELECT seq, reviewer, decision FROM alert_reviews WHERE alert_id = $1 ORDER BY seq",
     )
     .bind(alert_id)
     .fetch_all(&mut *tx)
     .await?;
-    if decision == Decision::Confirm {
-        let entry: String = row.try_get("entry_id")?;
-        if enrolled_by(&mut tx, &entry).await?.as_deref() == Some(reviewer) {
-            return Err(ReviewError::Enroller);
-        }
+    if decision == Decision::Confirm
+        && crate::watchlists::enrolled_by(&mut tx, &row.entry_id)
+            .await?
+            .as_deref()
+            == Some(reviewer)
+    {
+        return Err(ReviewError::Enroller);
     }
     // Confirmations made before the last reopening belong to a closed round.
     let round = prior
         .iter()
-        .rposition(|r| r.try_get::<String, _>("decision").ok().as_deref() == Some("reopen"))
+        .rposition(|r| r.decision == "reopen")
         .map_or(&prior[..], |i| &prior[i + 1..]);
     let next = match (status.as_str(), decision) {
         ("confirmed" | "dismissed" | "suppressed", _) => return Err(ReviewError::Final(status)),
         ("candidate", Decision::Confirm) => "confirmed_once",
         ("confirmed_once", Decision::Confirm) => {
-            let confirmed_by_me = round.iter().any(|r| {
-                r.try_get::<String, _>("reviewer").ok().as_deref() == Some(reviewer)
-                    && r.try_get::<String, _>("decision").ok().as_deref() == Some("confirm")
-            });
+            let confirmed_by_me = round
+                .iter()
+                .any(|r| r.reviewer == reviewer && r.decision == "confirm");
             if confirmed_by_me {
                 return Err(ReviewError::SamePerson);
             }
@@ -159,14 +195,7 @@ pub async fn review(
     };
     let now = now_ms();
     // Only moves from the status read above: a concurrent review makes this update miss, not double-apply.
-    let moved = sqlx::query("UPDATE alerts SET status = $1 WHERE id = $2 AND status = $3")
-        .bind(next)
-        .bind(alert_id)
-        .bind(&status)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    if moved != 1 {
+    if !alerts::move_status(&mut tx, alert_id, &status, next).await? {
         return Err(ReviewError::Conflict);
     }
     sqlx::query(
@@ -180,38 +209,23 @@ pub async fn review(
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    if next == "dismissed" && row.try_get::<String, _>("source")? == "camera" {
+    if next == "dismissed" && row.source == "camera" {
         sqlx::query(
             "INSERT INTO alert_negatives (entry_id, site, agent, camera, track_id, created_ms) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (entry_id, site, agent, camera, track_id) \
              DO UPDATE SET created_ms = excluded.created_ms",
         )
-        .bind(row.try_get::<String, _>("entry_id")?)
-        .bind(row.try_get::<String, _>("site")?)
-        .bind(row.try_get::<String, _>("agent")?)
-        .bind(row.try_get::<String, _>("camera")?)
-        .bind(row.try_get::<i64, _>("track_id")?)
+        .bind(&row.entry_id)
+        .bind(&row.site)
+        .bind(&row.agent)
+        .bind(&row.camera)
+        .bind(row.track_id)
         .bind(now)
         .execute(&mut *tx)
         .await?;
     }
     tx.commit().await?;
     Ok(next.to_string())
-}
-
-/// Who enrolled a watchlist entry (`None` for an entry no longer on file).
-async fn enrolled_by(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    entry_id: &str,
-) -> Result<Option<String>, ReviewError> {
-    Ok(
-        sqlx::query("SELECT created_by FROM watchlist_entries WHERE id = $1")
-            .bind(entry_id)
-            .fetch_optional(&mut **tx)
-            .await?
-            .map(|r| r.try_get::<String, _>("created_by"))
-            .transpose()?,
-    )
 }
 
 /// A supervisor sends a dismissed alert back to review: status `candidate`, a new round of two-person
@@ -226,27 +240,18 @@ pub async fn reopen(
     if !crate::text::has_visible_text(reason) {
         return Err(ReviewError::NoNote);
     }
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     let row = alert_row(&mut tx, alert_id).await?;
-    let status: String = row.try_get("status")?;
-    if status != "dismissed" {
-        return Err(ReviewError::NotDismissed(status));
+    if row.status != "dismissed" {
+        return Err(ReviewError::NotDismissed(row.status));
     }
-    let moved = sqlx::query(
-        "UPDATE alerts SET status = 'candidate' WHERE id = $1 AND status = 'dismissed'",
-    )
-    .bind(alert_id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if moved != 1 {
+    if !alerts::move_status(&mut tx, alert_id, "dismissed", "candidate").await? {
         return Err(ReviewError::Conflict);
     }
-    let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM alert_reviews WHERE alert_id = $1")
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) AS n FROM alert_reviews WHERE alert_id = $1")
         .bind(alert_id)
         .fetch_one(&mut *tx)
-        .await?
-        .try_get("n")?;
+        .await?;
     sqlx::query(
         "INSERT INTO alert_reviews (alert_id, seq, reviewer, decision, note, at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
     )
@@ -258,16 +263,16 @@ pub async fn reopen(
     .bind(now_ms())
     .execute(&mut *tx)
     .await?;
-    if row.try_get::<String, _>("source")? == "camera" {
+    if row.source == "camera" {
         sqlx::query(
             "DELETE FROM alert_negatives WHERE entry_id = $1 AND site = $2 AND agent = $3 AND camera = $4 \
              AND track_id = $5",
         )
-        .bind(row.try_get::<String, _>("entry_id")?)
-        .bind(row.try_get::<String, _>("site")?)
-        .bind(row.try_get::<String, _>("agent")?)
-        .bind(row.try_get::<String, _>("camera")?)
-        .bind(row.try_get::<i64, _>("track_id")?)
+        .bind(&row.entry_id)
+        .bind(&row.site)
+        .bind(&row.agent)
+        .bind(&row.camera)
+        .bind(row.track_id)
         .execute(&mut *tx)
         .await?;
     }
@@ -276,29 +281,19 @@ pub async fn reopen(
 }
 
 pub async fn reviews(db: &Db, alert_id: &str) -> Result<Vec<Review>, ReviewError> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT seq, reviewer, decision, note, at_ms FROM alert_reviews WHERE alert_id = $1 ORDER BY seq",
     )
     .bind(alert_id)
     .fetch_all(&db.pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Review {
-                seq: r.try_get("seq")?,
-                reviewer: r.try_get("reviewer")?,
-                decision: ReviewAction::parse(&r.try_get::<String, _>("decision")?),
-                note: r.try_get("note")?,
-                at_ms: r.try_get("at_ms")?,
-            })
-        })
-        .collect()
+    .await?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::db::testing;
+    use sqlx::Row;
 
     async fn alert(db: &Db, id: &str, track: i64) {
         sqlx::query(

@@ -5,16 +5,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use sqlx::Row;
-
 use crate::api::{self, AppState};
 use crate::audit::AuditLog;
 use crate::auth::Auth;
+use crate::cluster::Leadership;
 use crate::config::HubConfig;
 use crate::db::{now_ms, Db};
 use crate::ingest::{self, IngestState};
 use crate::metrics::Metrics;
+use anyhow::{Context, Result};
 
 /// The hub's own broker: on `[mqtt] listen`, its files in `<data_dir>/broker`.
 fn broker_settings(cfg: &HubConfig) -> Result<crate::broker::managed::Settings> {
@@ -33,7 +32,7 @@ fn broker_settings(cfg: &HubConfig) -> Result<crate::broker::managed::Settings> 
 /// agents' sync topics), same password.
 fn sync_mqtt_options(cfg: &HubConfig) -> Result<rumqttc::MqttOptions> {
     let mut o = ingest::mqtt_options(cfg)?;
-    if let Some(user) = &cfg.mqtt.username {
+    if let Some(user) = &cfg.mqtt.connection.username {
         let sync_user = crate::broker::mosquitto::sync_username(user);
         o.set_client_id(sync_user.clone());
         o.set_credentials(sync_user, cfg.mqtt_password()?.unwrap_or_default());
@@ -41,114 +40,52 @@ fn sync_mqtt_options(cfg: &HubConfig) -> Result<rumqttc::MqttOptions> {
     Ok(o)
 }
 
-/// Marks agents that went silent and raises a health alert for each, once.
-pub async fn mark_stale_agents(db: &Db, stale_after_ms: i64) -> Result<Vec<(String, String)>> {
-    let now = now_ms();
-    let rows = sqlx::query(
-        "SELECT site, agent, last_seen_ms FROM agents WHERE state = 'online' AND last_seen_ms < $1",
-    )
-    .bind(now - stale_after_ms)
-    .fetch_all(&db.pool)
-    .await?;
-    let mut out = Vec::new();
-    for r in &rows {
-        let site: String = r.try_get("site")?;
-        let agent: String = r.try_get("agent")?;
-        let last: i64 = r.try_get("last_seen_ms")?;
-        let mut tx = db.pool.begin().await?;
-        let changed = sqlx::query(
-            "UPDATE agents SET state = 'stale', state_since_ms = $1 \
-             WHERE site = $2 AND agent = $3 AND state = 'online' AND last_seen_ms = $4",
-        )
-        .bind(now)
-        .bind(&site)
-        .bind(&agent)
-        .bind(last)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if changed == 1 {
-            sqlx::query(
-                "INSERT INTO system_alerts (id, kind, site, agent, detail, raised_ms, cleared_ms) \
-                 VALUES ($1, 'stale_agent', $2, $3, $4, $5, NULL)",
-            )
-            .bind(uuid::Uuid::now_v7().to_string())
-            .bind(&site)
-            .bind(&agent)
-            .bind(format!("no event for {} s", (now - last) / 1000))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            out.push((site.clone(), agent.clone()));
-        }
-        tx.commit().await?;
-        if changed == 1 {
-            tracing::warn!(%site, %agent, silent_s = (now - last) / 1000, "agent went silent");
-        }
-    }
-    Ok(out)
-}
-
 /// Deletes what the retention policy says must go: snapshots of unconfirmed alerts, old raw events,
-/// refused-message records, expired sessions. Returns (snapshots, events) deleted.
+/// refused-message records, occupancy history. Returns (snapshots, events) deleted. Expired sessions are
+/// purged next to it, by their owner (`Auth::purge_expired_sessions`).
 pub async fn retention(db: &Db, cfg: &HubConfig) -> Result<(u64, u64)> {
     let now = now_ms();
     let snap_cutoff = now - cfg.retention.snapshot_hours as i64 * 3_600_000;
-    // Confirmed alerts follow their case's retention and are not touched here.
-    let snaps = sqlx::query(
-        "UPDATE alerts SET snapshot = NULL, snapshot_deleted_ms = $1 \
-         WHERE snapshot IS NOT NULL AND status <> 'confirmed' AND ts_ms < $2",
-    )
-    .bind(now)
-    .bind(snap_cutoff)
-    .execute(&db.pool)
-    .await?
-    .rows_affected();
-    // Confirmed alerts keep their snapshot for their case's retention (365 days if the entry is gone).
-    let snaps = snaps
-        + sqlx::query(
-            "UPDATE alerts SET snapshot = NULL, snapshot_deleted_ms = $1 \
-             WHERE snapshot IS NOT NULL AND status = 'confirmed' AND ts_ms < $1 - 86400000 * \
-             COALESCE((SELECT w.case_retention_days FROM watchlist_entries w WHERE w.id = alerts.entry_id), 365)",
-        )
-        .bind(now)
-        .execute(&db.pool)
-        .await?
-        .rows_affected();
+    let snaps = crate::alerts::expire_snapshots(db, now, snap_cutoff).await?;
     let ev_cutoff = now - cfg.retention.event_days as i64 * 86_400_000;
-    let events = sqlx::query("DELETE FROM events WHERE ts_ms < $1")
-        .bind(ev_cutoff)
-        .execute(&db.pool)
-        .await?
-        .rows_affected();
-    sqlx::query("DELETE FROM ingest_rejects WHERE received_ms < $1")
-        .bind(ev_cutoff)
-        .execute(&db.pool)
-        .await?;
-    sqlx::query("DELETE FROM sessions WHERE expires_ms <= $1")
-        .bind(now)
-        .execute(&db.pool)
-        .await?;
+    let events = ingest::prune(db, ev_cutoff).await?;
     crate::occupancy::prune(db, ev_cutoff).await?;
     Ok((snaps, events))
 }
 
 async fn refresh_agent_gauges(db: &Db, metrics: &Metrics) -> Result<()> {
-    let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM agents GROUP BY state")
-        .fetch_all(&db.pool)
-        .await?;
+    let counts = crate::agents::count_by_state(db).await?;
     for state in ["online", "offline", "stale"] {
-        let n = rows
+        let n = counts
             .iter()
-            .find(|r| r.try_get::<String, _>("state").ok().as_deref() == Some(state))
-            .and_then(|r| r.try_get::<i64, _>("n").ok())
-            .unwrap_or(0);
+            .find(|(s, _)| s == state)
+            .map_or(0, |(_, n)| *n);
         metrics
             .agents
             .get_or_create(&crate::metrics::ReasonLabel {
                 reason: state.into(),
             })
             .set(n);
+    }
+    Ok(())
+}
+
+async fn refresh_review_gauges(db: &Db, metrics: &Metrics) -> Result<()> {
+    let waiting = crate::alerts::awaiting_review(db).await?;
+    let now = now_ms();
+    for status in ["candidate", "confirmed_once"] {
+        let (n, oldest) = waiting
+            .iter()
+            .find(|(s, _, _)| s == status)
+            .map_or((0, now), |(_, n, oldest)| (*n, *oldest));
+        let label = crate::metrics::StatusLabel {
+            status: status.into(),
+        };
+        metrics.alerts_awaiting_review.get_or_create(&label).set(n);
+        metrics
+            .alerts_awaiting_review_oldest_seconds
+            .get_or_create(&label)
+            .set((now - oldest).max(0) / 1000);
     }
     Ok(())
 }
@@ -173,9 +110,9 @@ pub async fn serve(cfg: HubConfig) -> Result<()> {
             stop_rx.clone(),
         )
         .await?;
-        cfg.mqtt.username = Some(b.hub_user.clone());
-        cfg.mqtt.password = Some(b.password.clone());
-        cfg.mqtt.password_file = None;
+        cfg.mqtt.connection.username = Some(b.hub_user.clone());
+        cfg.mqtt.connection.password = Some(b.password.clone());
+        cfg.mqtt.connection.password_file = None;
         Some(b)
     } else {
         None
@@ -203,8 +140,20 @@ pub async fn serve(cfg: HubConfig) -> Result<()> {
         );
     }
     let ingest_state = Arc::new(IngestState::default());
+    // Several hubs on one PostgreSQL: one of them runs the jobs; live hints reach every hub's pages.
+    // Released only after the jobs have stopped, so the last round at shutdown (the audit checkpoint) still
+    // runs on the hub that led.
+    let (release_lead, lead_until) = tokio::sync::watch::channel(false);
+    let leadership = Leadership::start(&db, metrics.clone(), lead_until);
+    let relay = tokio::spawn(crate::live::relay(
+        db.clone(),
+        ingest_state.clone(),
+        metrics.clone(),
+        stop_rx.clone(),
+    ));
     let checkpoints = crate::audit::spawn_checkpoints(
         audit.clone(),
+        leadership.clone(),
         Duration::from_secs(cfg.audit.checkpoint_interval_s),
         metrics.clone(),
         stop_rx.clone(),
@@ -225,6 +174,7 @@ pub async fn serve(cfg: HubConfig) -> Result<()> {
         sync_mqtt_options(&cfg)?,
         signer,
         cfg.watchlist.rules(),
+        leadership.clone(),
         stop_rx.clone(),
     );
     let jobs = {
@@ -237,30 +187,29 @@ pub async fn serve(cfg: HubConfig) -> Result<()> {
             auth.clone(),
         );
         let mut stop = stop_rx.clone();
+        let leadership = leadership.clone();
+        let mut took_over = leadership.changes();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(10));
             let mut last_retention = std::time::Instant::now() - Duration::from_secs(86_400);
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
+                    // A hub that takes over runs the jobs now, not at its next tick.
+                    r = took_over.changed() => if r.is_err() || !*took_over.borrow_and_update() { continue },
                     _ = stop.changed() => return,
                 }
                 metrics
                     .mqtt_connected
                     .set(i64::from(st.connected.load(Ordering::Relaxed)));
-                if let Err(e) = mark_stale_agents(&db, cfg.stale_agent_s as i64 * 1000).await {
-                    tracing::error!(error = %e, "stale-agent check");
-                }
-                match crate::watchlists::expire_due(&db).await {
-                    Ok(ids) if !ids.is_empty() => {
-                        tracing::info!(?ids, "watchlist entries expired and withdrawn");
-                        wake.notify_one();
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::error!(error = %e, "watchlist expiry"),
+                if leadership.is_leader() {
+                    run_once_jobs(&db, &cfg, &wake, &auth, &mut last_retention).await;
                 }
                 if let Err(e) = refresh_agent_gauges(&db, &metrics).await {
                     tracing::error!(error = %e, "agent gauges");
+                }
+                if let Err(e) = refresh_review_gauges(&db, &metrics).await {
+                    tracing::error!(error = %e, "review gauges");
                 }
                 if let Err(e) = crate::occupancy::refresh_gauges(
                     &db,
@@ -270,23 +219,6 @@ pub async fn serve(cfg: HubConfig) -> Result<()> {
                 .await
                 {
                     tracing::error!(error = %e, "occupancy gauges");
-                }
-                if last_retention.elapsed() >= Duration::from_secs(cfg.retention.interval_s) {
-                    last_retention = std::time::Instant::now();
-                    match retention(&db, &cfg).await {
-                        Ok((s, e)) if s + e > 0 => {
-                            tracing::info!(snapshots = s, events = e, "retention: deleted")
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::error!(error = %e, "retention job"),
-                    }
-                    match auth.purge_expired_sessions().await {
-                        Ok(n) if n > 0 => {
-                            tracing::info!(sessions = n, "retention: expired sessions deleted")
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::error!(error = %e, "expired-session purge"),
-                    }
                 }
             }
         })
@@ -337,6 +269,8 @@ pub async fn serve(cfg: HubConfig) -> Result<()> {
     let _ = stop_tx.send(true);
     let _ = jobs.await;
     let _ = checkpoints.await;
+    let _ = release_lead.send(true);
+    let _ = relay.await;
     let _ = login_audit.await;
     match tokio::time::timeout(Duration::from_secs(10), ingest_task).await {
         Ok(Ok(Err(e))) => tracing::error!(error = %e, "ingest stopped with an error"),
@@ -349,6 +283,45 @@ pub async fn serve(cfg: HubConfig) -> Result<()> {
     db.pool.close().await;
     tracing::info!("hub stopped");
     Ok(())
+}
+
+/// The jobs that must run on one hub at a time (the leader, `cluster::Leadership`): stale agents and expired
+/// watchlist entries every tick, retention (and expired sessions) on its interval.
+async fn run_once_jobs(
+    db: &Db,
+    cfg: &HubConfig,
+    wake: &tokio::sync::Notify,
+    auth: &Auth,
+    last_retention: &mut std::time::Instant,
+) {
+    if let Err(e) = crate::agents::mark_stale(db, cfg.stale_agent_s as i64 * 1000).await {
+        tracing::error!(error = %e, "stale-agent check");
+    }
+    match crate::watchlists::expire_due(db).await {
+        Ok(ids) if !ids.is_empty() => {
+            tracing::info!(?ids, "watchlist entries expired and withdrawn");
+            wake.notify_one();
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "watchlist expiry"),
+    }
+    if last_retention.elapsed() >= Duration::from_secs(cfg.retention.interval_s) {
+        *last_retention = std::time::Instant::now();
+        match retention(db, cfg).await {
+            Ok((s, e)) if s + e > 0 => {
+                tracing::info!(snapshots = s, events = e, "retention: deleted")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "retention job"),
+        }
+        match auth.purge_expired_sessions().await {
+            Ok(n) if n > 0 => {
+                tracing::info!(sessions = n, "retention: expired sessions deleted")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "expired-session purge"),
+        }
+    }
 }
 
 /// Creates the data directory if needed and makes it and everything in it private (0700 / 0600).
@@ -400,31 +373,7 @@ async fn shutdown_signal(stop: &mut tokio::sync::watch::Receiver<bool>) {
 mod tests {
     use super::*;
     use crate::db::testing;
-
-    #[tokio::test]
-    async fn silent_agents_go_stale_once_and_come_back() {
-        let (db, _d) = testing::sqlite().await;
-        let old = now_ms() - 600_000;
-        sqlx::query(
-            "INSERT INTO agents (site, agent, state, version, cameras, last_seen_ms, state_since_ms, \
-             watchlist_version, watchlist_needs_full) VALUES ('pier', 'a1', 'online', '1', '[]', $1, $1, 0, 0)",
-        )
-        .bind(old)
-        .execute(&db.pool)
-        .await
-        .unwrap();
-        let stale = mark_stale_agents(&db, 120_000).await.unwrap();
-        assert_eq!(stale, vec![("pier".to_string(), "a1".to_string())]);
-        assert!(mark_stale_agents(&db, 120_000).await.unwrap().is_empty());
-        let n: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM system_alerts WHERE kind = 'stale_agent' AND cleared_ms IS NULL",
-        )
-        .fetch_one(&db.pool)
-        .await
-        .unwrap()
-        .get("n");
-        assert_eq!(n, 1);
-    }
+    use sqlx::Row;
 
     async fn retention_case(db: Db) {
         let now = now_ms();

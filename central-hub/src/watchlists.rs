@@ -16,7 +16,6 @@ use checkpoint_protocol::watchlist::{
 };
 use checkpoint_protocol::{watchlist_sync_topic, ListKind};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
@@ -128,13 +127,11 @@ fn key_for(site: &str, agent: &str) -> (String, String) {
 }
 
 pub async fn current_version(db: &Db) -> Result<i64, WatchlistError> {
-    let r = sqlx::query("SELECT version FROM watchlist_revisions ORDER BY version DESC LIMIT 1")
-        .fetch_optional(&db.pool)
-        .await?;
-    Ok(match r {
-        Some(r) => r.try_get("version")?,
-        None => 0,
-    })
+    let last: Option<i64> =
+        sqlx::query_scalar("SELECT version FROM watchlist_revisions ORDER BY version DESC LIMIT 1")
+            .fetch_optional(&db.pool)
+            .await?;
+    Ok(last.unwrap_or(0))
 }
 
 async fn revise(
@@ -160,14 +157,11 @@ async fn revise_above(
     op: &str,
     floor: i64,
 ) -> Result<i64, WatchlistError> {
-    let last: i64 =
-        match sqlx::query("SELECT version FROM watchlist_revisions ORDER BY version DESC LIMIT 1")
+    let last: Option<i64> =
+        sqlx::query_scalar("SELECT version FROM watchlist_revisions ORDER BY version DESC LIMIT 1")
             .fetch_optional(&mut **tx)
-            .await?
-        {
-            Some(r) => r.try_get("version")?,
-            None => 0,
-        };
+            .await?;
+    let last = last.unwrap_or(0);
     let v = next_version(last.max(floor));
     sqlx::query(
         "INSERT INTO watchlist_revisions (version, entry_id, op, at_ms) VALUES ($1, $2, $3, $4)",
@@ -266,7 +260,7 @@ pub async fn create(
     } else {
         serde_json::to_string(&sites).unwrap_or_else(|_| "*".into())
     };
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     sqlx::query(
         "INSERT INTO watchlist_entries (id, list, person_cccd, label, case_ref, legal_basis, issued_by, expires_ms, \
          sites, case_retention_days, created_by, created_ms, withdrawn_ms) \
@@ -305,7 +299,7 @@ pub async fn create(
 
 /// Withdraws an entry (the case closed, a court order lifted); agents drop it at the next sync.
 pub async fn withdraw(db: &Db, id: &str, op: &str) -> Result<i64, WatchlistError> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     let n = sqlx::query(
         "UPDATE watchlist_entries SET withdrawn_ms = $1 WHERE id = $2 AND withdrawn_ms IS NULL",
     )
@@ -324,15 +318,14 @@ pub async fn withdraw(db: &Db, id: &str, op: &str) -> Result<i64, WatchlistError
 
 /// Withdraws entries past their expiry; returns their ids.
 pub async fn expire_due(db: &Db) -> Result<Vec<String>, WatchlistError> {
-    let rows = sqlx::query(
+    let due: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM watchlist_entries WHERE withdrawn_ms IS NULL AND expires_ms <= $1",
     )
     .bind(now_ms())
     .fetch_all(&db.pool)
     .await?;
     let mut out = Vec::new();
-    for r in &rows {
-        let id: String = r.try_get("id")?;
+    for id in due {
         match withdraw(db, &id, "expire").await {
             Ok(_) => out.push(id),
             Err(WatchlistError::NotFound(_)) => {}
@@ -349,6 +342,25 @@ macro_rules! entry_select {
     };
 }
 
+/// A `watchlist_entries` row as [`entry_select`] reads it.
+#[derive(sqlx::FromRow)]
+struct EntryRow {
+    id: String,
+    list: String,
+    person_cccd: Option<String>,
+    label: String,
+    case_ref: String,
+    legal_basis: String,
+    issued_by: String,
+    expires_ms: i64,
+    /// `*` or a JSON array of site ids.
+    sites: String,
+    case_retention_days: i64,
+    created_by: String,
+    created_ms: i64,
+    withdrawn_ms: Option<i64>,
+}
+
 fn parse_sites(s: &str) -> Vec<String> {
     if s == "*" {
         return vec!["*".into()];
@@ -356,14 +368,14 @@ fn parse_sites(s: &str) -> Vec<String> {
     serde_json::from_str(s).unwrap_or_default()
 }
 
-async fn row_entry(db: &Db, r: &sqlx::any::AnyRow) -> Result<Entry, WatchlistError> {
-    let id: String = r.try_get("id")?;
-    let photos = sqlx::query("SELECT id FROM watchlist_photos WHERE entry_id = $1 ORDER BY id")
-        .bind(&id)
-        .fetch_all(&db.pool)
-        .await?;
-    let person_cccd: Option<String> = r.try_get::<Option<String>, _>("person_cccd").ok().flatten();
-    let person_templates = match &person_cccd {
+/// The entry with its photos' ids and its number of templates (its photos and its linked record's).
+async fn full_entry(db: &Db, r: EntryRow) -> Result<Entry, WatchlistError> {
+    let photo_ids: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM watchlist_photos WHERE entry_id = $1 ORDER BY id")
+            .bind(&r.id)
+            .fetch_all(&db.pool)
+            .await?;
+    let person_templates = match &r.person_cccd {
         Some(c) => crate::records::templates_of(db, c)
             .await
             .map(|t| t.len() as i64)
@@ -371,39 +383,36 @@ async fn row_entry(db: &Db, r: &sqlx::any::AnyRow) -> Result<Entry, WatchlistErr
         None => 0,
     };
     Ok(Entry {
-        list: r.try_get("list")?,
-        label: r.try_get("label")?,
-        case_ref: r.try_get("case_ref")?,
-        legal_basis: r.try_get("legal_basis")?,
-        issued_by: r.try_get("issued_by")?,
-        expires_ms: r.try_get("expires_ms")?,
-        sites: parse_sites(&r.try_get::<String, _>("sites")?),
-        case_retention_days: r.try_get("case_retention_days")?,
-        created_by: r.try_get("created_by")?,
-        created_ms: r.try_get("created_ms")?,
-        withdrawn_ms: r.try_get::<Option<i64>, _>("withdrawn_ms").ok().flatten(),
-        templates: photos.len() as i64 + person_templates,
-        photo_ids: photos
-            .iter()
-            .filter_map(|p| p.try_get::<String, _>("id").ok())
-            .collect(),
-        person_cccd,
-        id,
+        id: r.id,
+        list: r.list,
+        person_cccd: r.person_cccd,
+        label: r.label,
+        case_ref: r.case_ref,
+        legal_basis: r.legal_basis,
+        issued_by: r.issued_by,
+        expires_ms: r.expires_ms,
+        sites: parse_sites(&r.sites),
+        case_retention_days: r.case_retention_days,
+        created_by: r.created_by,
+        created_ms: r.created_ms,
+        withdrawn_ms: r.withdrawn_ms,
+        templates: photo_ids.len() as i64 + person_templates,
+        photo_ids,
     })
 }
 
 pub async fn get(db: &Db, id: &str) -> Result<Entry, WatchlistError> {
-    let r = sqlx::query(concat!(entry_select!(), "WHERE id = $1"))
+    let r: EntryRow = sqlx::query_as(concat!(entry_select!(), "WHERE id = $1"))
         .bind(id)
         .fetch_optional(&db.pool)
         .await?
         .ok_or_else(|| WatchlistError::NotFound(id.into()))?;
-    row_entry(db, &r).await
+    full_entry(db, r).await
 }
 
 /// Entries, active ones only unless `all`.
 pub async fn list(db: &Db, all: bool) -> Result<Vec<Entry>, WatchlistError> {
-    let rows = sqlx::query(concat!(
+    let rows: Vec<EntryRow> = sqlx::query_as(concat!(
         entry_select!(),
         "WHERE ($1 = 1 OR withdrawn_ms IS NULL) ORDER BY created_ms DESC"
     ))
@@ -411,20 +420,86 @@ pub async fn list(db: &Db, all: bool) -> Result<Vec<Entry>, WatchlistError> {
     .fetch_all(&db.pool)
     .await?;
     let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
-        out.push(row_entry(db, r).await?);
+    for r in rows {
+        out.push(full_entry(db, r).await?);
     }
     Ok(out)
 }
 
 pub async fn photo(db: &Db, entry_id: &str, photo_id: &str) -> Result<Vec<u8>, WatchlistError> {
-    let r = sqlx::query("SELECT jpeg FROM watchlist_photos WHERE id = $1 AND entry_id = $2")
+    sqlx::query_scalar("SELECT jpeg FROM watchlist_photos WHERE id = $1 AND entry_id = $2")
         .bind(photo_id)
         .bind(entry_id)
         .fetch_optional(&db.pool)
         .await?
-        .ok_or_else(|| WatchlistError::NotFound(format!("{entry_id}/{photo_id}")))?;
-    Ok(r.try_get("jpeg")?)
+        .ok_or_else(|| WatchlistError::NotFound(format!("{entry_id}/{photo_id}")))
+}
+
+/// An entry's label, if the entry exists.
+pub async fn label(db: &Db, id: &str) -> Result<Option<String>, DbError> {
+    Ok(
+        sqlx::query_scalar("SELECT label FROM watchlist_entries WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&db.pool)
+            .await?,
+    )
+}
+
+/// Who enrolled a watchlist entry (`None` for an entry no longer on file).
+pub(crate) async fn enrolled_by(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    entry_id: &str,
+) -> Result<Option<String>, DbError> {
+    Ok(
+        sqlx::query_scalar("SELECT created_by FROM watchlist_entries WHERE id = $1")
+            .bind(entry_id)
+            .fetch_optional(&mut **tx)
+            .await?,
+    )
+}
+
+/// The active wanted entries for a CCCD number at `now`, by id.
+pub(crate) async fn wanted_for_cccd(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    cccd: &str,
+    now: i64,
+) -> Result<Vec<String>, DbError> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM watchlist_entries WHERE list = 'wanted' AND person_cccd = $1 \
+         AND withdrawn_ms IS NULL AND expires_ms > $2 ORDER BY id",
+    )
+    .bind(cccd)
+    .bind(now)
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
+const ACTIVE_ENTRIES: &str = "SELECT COUNT(*) AS n FROM watchlist_entries WHERE list = $1 \
+     AND withdrawn_ms IS NULL AND expires_ms > $2";
+const ACTIVE_PHOTOS: &str =
+    "SELECT COUNT(*) AS n FROM watchlist_photos p JOIN watchlist_entries e \
+     ON e.id = p.entry_id WHERE e.list = $1 AND e.withdrawn_ms IS NULL AND e.expires_ms > $2";
+// Reads `person_templates` (records') to count the templates of the records the entries link.
+const ACTIVE_RECORD_TEMPLATES: &str = "SELECT COUNT(*) AS n FROM person_templates t \
+     JOIN watchlist_entries e ON e.person_cccd = t.cccd \
+     WHERE e.list = $1 AND e.withdrawn_ms IS NULL AND e.expires_ms > $2";
+
+async fn count(db: &Db, sql: &'static str, list: &str, now: i64) -> Result<u64, DbError> {
+    let n: i64 = sqlx::query_scalar(sql)
+        .bind(list)
+        .bind(now)
+        .fetch_one(&db.pool)
+        .await?;
+    Ok(n.max(0) as u64)
+}
+
+/// A list's active entries (not withdrawn, not expired at `now`) over every site, and their templates: its
+/// own photos and, when linked, its identity record's.
+pub async fn active_size(db: &Db, list: &str, now: i64) -> Result<(u64, u64), DbError> {
+    let entries = count(db, ACTIVE_ENTRIES, list, now).await?;
+    let templates = count(db, ACTIVE_PHOTOS, list, now).await?
+        + count(db, ACTIVE_RECORD_TEMPLATES, list, now).await?;
+    Ok((entries, templates))
 }
 
 /// Whether an entry's sites include `site`.
@@ -434,7 +509,7 @@ fn covers(sites: &str, site: &str) -> bool {
 
 /// The entries an agent at `site` must hold now, in the wire format, with all their templates.
 pub async fn wire_entries(db: &Db, site: &str) -> Result<Vec<WatchlistEntry>, WatchlistError> {
-    let rows = sqlx::query(concat!(
+    let rows: Vec<EntryRow> = sqlx::query_as(concat!(
         entry_select!(),
         "WHERE withdrawn_ms IS NULL AND expires_ms > $1 ORDER BY id"
     ))
@@ -442,40 +517,34 @@ pub async fn wire_entries(db: &Db, site: &str) -> Result<Vec<WatchlistEntry>, Wa
     .fetch_all(&db.pool)
     .await?;
     let mut out = Vec::new();
-    for r in &rows {
-        let sites: String = r.try_get("sites")?;
-        if !covers(&sites, site) {
+    for r in rows {
+        if !covers(&r.sites, site) {
             continue;
         }
-        let id: String = r.try_get("id")?;
-        let mut templates: Vec<Vec<f32>> =
-            sqlx::query("SELECT embedding FROM watchlist_photos WHERE entry_id = $1 ORDER BY id")
-                .bind(&id)
-                .fetch_all(&db.pool)
-                .await?
-                .iter()
-                .filter_map(|p| p.try_get::<Vec<u8>, _>("embedding").ok())
-                .map(|b| from_bytes(&b))
-                .collect();
-        if let Some(c) = r.try_get::<Option<String>, _>("person_cccd").ok().flatten() {
+        let embeddings: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT embedding FROM watchlist_photos WHERE entry_id = $1 ORDER BY id",
+        )
+        .bind(&r.id)
+        .fetch_all(&db.pool)
+        .await?;
+        let mut templates: Vec<Vec<f32>> = embeddings.iter().map(|b| from_bytes(b)).collect();
+        if let Some(c) = &r.person_cccd {
             templates.extend(
-                crate::records::templates_of(db, &c)
+                crate::records::templates_of(db, c)
                     .await
                     .unwrap_or_default(),
             );
         }
-        let list: String = r.try_get("list")?;
-        let expires_ms: i64 = r.try_get("expires_ms")?;
         out.push(WatchlistEntry {
-            list: ListKind::parse(&list).unwrap_or(ListKind::Wanted),
-            label: r.try_get("label")?,
-            case_ref: r.try_get("case_ref")?,
-            legal_basis: r.try_get("legal_basis")?,
-            issued_by: r.try_get("issued_by")?,
-            expires_at: OffsetDateTime::from_unix_timestamp_nanos(expires_ms as i128 * 1_000_000)
+            list: ListKind::parse(&r.list).unwrap_or(ListKind::Wanted),
+            label: r.label,
+            case_ref: r.case_ref,
+            legal_basis: r.legal_basis,
+            issued_by: r.issued_by,
+            expires_at: OffsetDateTime::from_unix_timestamp_nanos(r.expires_ms as i128 * 1_000_000)
                 .unwrap_or(OffsetDateTime::UNIX_EPOCH),
             templates,
-            id,
+            id: r.id,
         });
     }
     Ok(out)
@@ -512,7 +581,7 @@ pub async fn sync_message(
             policies: Some(rules.policies),
         });
     }
-    let revs = sqlx::query(
+    let revs: Vec<(String, String, Option<String>)> = sqlx::query_as(
         "SELECT r.entry_id, r.op, e.sites FROM watchlist_revisions r \
          LEFT JOIN watchlist_entries e ON e.id = r.entry_id WHERE r.version > $1 ORDER BY r.version",
     )
@@ -527,14 +596,9 @@ pub async fn sync_message(
     let mut add = Vec::new();
     let mut remove = Vec::new();
     let mut expire = Vec::new();
-    for r in &revs {
-        let id: String = r.try_get("entry_id")?;
-        let op: String = r.try_get("op")?;
-        let sites: String = r
-            .try_get::<Option<String>, _>("sites")
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+    // (entry, operation, the entry's sites: none for a policy revision or an entry gone)
+    for (id, op, sites) in revs {
+        let sites = sites.unwrap_or_default();
         if !covers(&sites, site) {
             continue;
         }
@@ -576,6 +640,7 @@ impl Pusher {
         mut opts: rumqttc::MqttOptions,
         signer: Arc<SyncSigner>,
         rules: SyncRules,
+        leadership: crate::cluster::Leadership,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let wake = Arc::new(Notify::new());
@@ -603,6 +668,11 @@ impl Pusher {
                     _ = tokio::time::sleep(Duration::from_secs(5)) => {}
                     _ = stop.changed() => return,
                 }
+                // One hub pushes (its 5 s round picks up what an operator changed on another hub).
+                if !leadership.is_leader() {
+                    sent.clear();
+                    continue;
+                }
                 if let Err(e) = push_once(&db, &client, &signer, rules, &mut sent).await {
                     tracing::error!(error = %e, "watchlist push");
                 }
@@ -627,16 +697,8 @@ async fn push_once(
         ..rules
     };
     let version = current_version(db).await?;
-    let agents = sqlx::query(
-        "SELECT site, agent, watchlist_version, watchlist_needs_full FROM agents WHERE state = 'online'",
-    )
-    .fetch_all(&db.pool)
-    .await?;
-    for a in &agents {
-        let site: String = a.try_get("site")?;
-        let agent: String = a.try_get("agent")?;
-        let held: i64 = a.try_get("watchlist_version")?;
-        let needs_full = a.try_get::<i64, _>("watchlist_needs_full")? == 1;
+    for a in crate::agents::watchlists_held_online(db).await? {
+        let (site, agent, held, needs_full) = (a.site, a.agent, a.version, a.needs_full);
         if held == version && !needs_full {
             sent.remove(&(site, agent));
             continue;
@@ -656,7 +718,7 @@ async fn push_once(
                 }
                 continue;
             }
-            let mut tx = db.pool.begin().await?;
+            let mut tx = db.begin_write().await?;
             let v = revise_above(&mut tx, "", "resync", held).await?;
             tx.commit().await?;
             tracing::info!(%site, %agent, held, new_version = v, "agent ahead of the hub's watchlist version; renumbered");
@@ -700,137 +762,4 @@ async fn push_once(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::db::testing;
-
-    async fn insert_entry(db: &Db, id: &str, sites: &str, expires_ms: i64) {
-        let mut tx = db.pool.begin().await.unwrap();
-        sqlx::query(
-            "INSERT INTO watchlist_entries (id, list, person_cccd, label, case_ref, legal_basis, issued_by, \
-             expires_ms, sites, case_retention_days, created_by, created_ms, withdrawn_ms) \
-             VALUES ($1, 'wanted', NULL, 'L', 'C', 'Warrant', 'PC01', $2, $3, 365, 't', 0, NULL)",
-        )
-        .bind(id)
-        .bind(expires_ms)
-        .bind(sites)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-        let mut v = vec![0f32; 128];
-        v[3] = 1.0;
-        sqlx::query(
-            "INSERT INTO watchlist_photos (id, entry_id, jpeg, embedding, created_ms) VALUES ($1, $2, $3, $4, 0)",
-        )
-        .bind(format!("p-{id}"))
-        .bind(id)
-        .bind(vec![0xFFu8, 0xD8])
-        .bind(to_bytes(&v))
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-        revise(&mut tx, id, "add").await.unwrap();
-        tx.commit().await.unwrap();
-    }
-
-    async fn versions_and_deltas(db: Db) {
-        let far = now_ms() + 86_400_000;
-        insert_entry(&db, "A", "*", far).await;
-        let v1 = current_version(&db).await.unwrap();
-        insert_entry(&db, "B", r#"["pier"]"#, far).await;
-        insert_entry(&db, "C", r#"["station"]"#, far).await;
-        let v3 = current_version(&db).await.unwrap();
-        assert!(v3 > v1);
-
-        // A new agent gets the full set for its site, and the message passes the agent's own validation.
-        let m = sync_message(&db, "pier", 0, false, SyncRules::default())
-            .await
-            .unwrap();
-        let json = serde_json::to_vec(&m).unwrap();
-        let parsed = checkpoint_protocol::watchlist::parse_sync(&json, 1 << 24).unwrap();
-        match parsed {
-            SyncMessage::Full {
-                version, entries, ..
-            } => {
-                assert_eq!(version, v3 as u64);
-                let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
-                assert_eq!(ids, vec!["A", "B"]);
-            }
-            other => panic!("{other:?}"),
-        }
-        // An agent at v1 gets a delta adding only what covers its site.
-        match sync_message(&db, "pier", v1, false, SyncRules::default())
-            .await
-            .unwrap()
-        {
-            SyncMessage::Delta {
-                base_version,
-                version,
-                add,
-                remove,
-                ..
-            } => {
-                assert_eq!((base_version, version), (v1 as u64, v3 as u64));
-                assert_eq!(
-                    add.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
-                    vec!["B"]
-                );
-                assert!(remove.is_empty());
-            }
-            other => panic!("{other:?}"),
-        }
-        // Withdrawal and expiry travel as removals.
-        withdraw(&db, "B", "remove").await.unwrap();
-        sqlx::query("UPDATE watchlist_entries SET expires_ms = 1 WHERE id = 'A'")
-            .execute(&db.pool)
-            .await
-            .unwrap();
-        assert_eq!(expire_due(&db).await.unwrap(), vec!["A"]);
-        match sync_message(&db, "pier", v3, false, SyncRules::default())
-            .await
-            .unwrap()
-        {
-            SyncMessage::Delta {
-                add,
-                remove,
-                expire,
-                ..
-            } => {
-                assert!(add.is_empty());
-                assert_eq!(remove, vec!["B"]);
-                assert_eq!(expire, vec!["A"]);
-            }
-            other => panic!("{other:?}"),
-        }
-        // An agent ahead of the hub (local enrolment) or asking for everything gets the full set.
-        assert!(matches!(
-            sync_message(&db, "pier", i64::MAX - 1, false, SyncRules::default())
-                .await
-                .unwrap(),
-            SyncMessage::Full { .. }
-        ));
-        assert!(matches!(
-            sync_message(&db, "pier", v3, true, SyncRules::default())
-                .await
-                .unwrap(),
-            SyncMessage::Full { .. }
-        ));
-        assert!(matches!(
-            withdraw(&db, "B", "remove").await,
-            Err(WatchlistError::NotFound(_))
-        ));
-    }
-
-    #[tokio::test]
-    async fn versions_and_deltas_on_sqlite() {
-        let (db, _d) = testing::sqlite().await;
-        versions_and_deltas(db).await;
-    }
-
-    #[tokio::test]
-    async fn versions_and_deltas_on_postgres() {
-        if let Some(db) = testing::postgres().await {
-            versions_and_deltas(db).await;
-        }
-    }
-}
+mod tests;

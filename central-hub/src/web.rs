@@ -28,6 +28,8 @@ fn content_type(path: &str) -> &'static str {
         "js" | "mjs" => "text/javascript; charset=utf-8",
         "css" => "text/css; charset=utf-8",
         "json" => "application/json",
+        "webmanifest" => "application/manifest+json",
+        "txt" => "text/plain; charset=utf-8",
         "svg" => "image/svg+xml",
         "png" => "image/png",
         "ico" => "image/x-icon",
@@ -101,9 +103,46 @@ async fn file(
     serve(&s, &path, &headers)
 }
 
+/// The service worker, at the root so that it may control the whole app (`web/sw.js`).
+async fn service_worker(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    serve(&s, "sw.js", &headers)
+}
+
+/// What the service worker keeps on the device: every file of the interface.
+async fn precache_list(State(s): State<AppState>) -> Response {
+    let names: Vec<String> = match s.cfg.http.web_dir.as_deref() {
+        Some(dir) => files_under(dir),
+        None => WEB_ASSETS.iter().map(|(n, _)| n.to_string()).collect(),
+    };
+    let mut resp = axum::Json(names).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// The files under `dir`, relative, with `/` separators (a hub serving its UI from disk while it is developed).
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(rel) = p.strip_prefix(dir) {
+                out.push(rel.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
+        .route("/sw.js", get(service_worker))
+        .route("/sw-assets.json", get(precache_list))
         .route("/ui/{*path}", get(file))
 }
 
@@ -116,26 +155,11 @@ mod tests {
         let names: Vec<&str> = WEB_ASSETS.iter().map(|(n, _)| *n).collect();
         assert!(names.contains(&"index.html"), "{names:?}");
         // Everything under web/ is built in, nothing else.
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
-        let mut on_disk = 0;
-        let mut stack = vec![dir.clone()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(d).unwrap().flatten() {
-                if e.path().is_dir() {
-                    stack.push(e.path());
-                } else {
-                    on_disk += 1;
-                    let rel = e
-                        .path()
-                        .strip_prefix(&dir)
-                        .unwrap()
-                        .to_string_lossy()
-                        .replace('\\', "/");
-                    assert!(names.contains(&rel.as_str()), "{rel} not built in");
-                }
-            }
+        let on_disk = files_under(&Path::new(env!("CARGO_MANIFEST_DIR")).join("web"));
+        for rel in &on_disk {
+            assert!(names.contains(&rel.as_str()), "{rel} not built in");
         }
-        assert_eq!(on_disk, names.len());
+        assert_eq!(on_disk.len(), names.len());
     }
 
     #[test]
@@ -150,5 +174,33 @@ mod tests {
         assert!(asset(Some(&web), "../secret").is_none());
         assert!(asset(Some(&web), "./../secret").is_none());
         assert_eq!(content_type("app.js"), "text/javascript; charset=utf-8");
+    }
+
+    #[test]
+    fn vendored_files_are_what_scripts_vendor_web_wrote() {
+        let sources = WEB_ASSETS
+            .iter()
+            .find(|(n, _)| *n == "vendor/SOURCES.txt")
+            .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+            .expect("vendor/SOURCES.txt");
+        let mut checked = 0;
+        for line in sources.lines().filter(|l| !l.starts_with('#')) {
+            let mut f = line.split_whitespace();
+            let (Some(name), Some(sha)) = (f.next(), f.next()) else {
+                continue;
+            };
+            let bytes = WEB_ASSETS
+                .iter()
+                .find(|(n, _)| *n == format!("vendor/{name}"))
+                .map(|(_, b)| *b)
+                .unwrap_or_else(|| panic!("vendor/{name} listed but not built in"));
+            assert_eq!(
+                hex::encode(Sha256::digest(bytes)),
+                sha,
+                "vendor/{name} differs from what scripts/vendor-web copied"
+            );
+            checked += 1;
+        }
+        assert!(checked > 0);
     }
 }

@@ -15,39 +15,15 @@ import exams from './pages/exams.js';
 import audit from './pages/audit.js';
 import users from './pages/users.js';
 
-/** Roles as the hub checks them (`session.require(...)` in central-hub/src/api). */
-export const ROLES = {
-  WATCHERS: ['admin', 'supervisor', 'operator'],
-  REVIEWERS: ['supervisor', 'operator'],
-  OWNERS: ['admin', 'supervisor'],
-  AUDITORS: ['admin', 'supervisor'],
-  EXAM_STAFF: ['admin', 'supervisor', 'exam_staff'],
-  ORGANISERS: ['admin', 'supervisor'],
-  LODGING: ['admin', 'supervisor', 'operator', 'lodging_staff'],
-  DESK: ['admin', 'supervisor', 'lodging_staff'],
-  ADMIN: ['admin'],
-};
+/** The pages by id. Which of them a user may open, in what order, and where they start come from the hub. */
+const PAGES = { alerts, dashboard, watchlists, records, lodging, exams, audit, users };
 
-const PAGES = [
-  { id: 'alerts', roles: ROLES.WATCHERS, page: alerts },
-  { id: 'dashboard', roles: ROLES.WATCHERS, page: dashboard },
-  { id: 'watchlists', roles: ROLES.WATCHERS, page: watchlists },
-  // Reading records is for watchers (exam staff verify at the exam desk, where they cannot search records).
-  { id: 'records', roles: ROLES.WATCHERS, page: records },
-  { id: 'lodging', roles: ROLES.LODGING, page: lodging },
-  { id: 'exams', roles: ROLES.EXAM_STAFF, page: exams },
-  { id: 'audit', roles: ROLES.AUDITORS, page: audit },
-  { id: 'users', roles: ROLES.ADMIN, page: users },
-];
-
-/** Where each role starts. */
-const HOME = {
-  operator: 'alerts',
-  supervisor: 'alerts',
-  admin: 'dashboard',
-  lodging_staff: 'lodging',
-  exam_staff: 'exams',
-};
+/**
+ * What the signed-in user may open and do, as the hub says in `/api/me` (`central-hub/src/auth/access.rs`):
+ * `pages` in navigation order, `home`, and `groups`, the role groups they belong to (`watchers`,
+ * `alert_reviewers`, ...) that pages ask through `ctx.can(group)`. The UI holds no role lists of its own.
+ */
+let access = null;
 
 const root = document.getElementById('app');
 const live = new Live();
@@ -77,8 +53,13 @@ export function errorText(e) {
   return String(e?.message || e);
 }
 
-function pagesFor(role) {
-  return PAGES.filter((p) => p.roles.includes(role));
+function allowedPages() {
+  return (access?.pages || []).filter((id) => PAGES[id]).map((id) => ({ id, page: PAGES[id] }));
+}
+
+/** Whether the user is in role group `group` (the hub's names: `watchers`, `record_editors`, ...). */
+function can(group) {
+  return Boolean(access?.groups.includes(group));
 }
 
 function parseHash() {
@@ -141,8 +122,10 @@ function renderLogin() {
             if (r.user.role === 'agent') throw new ApiError(403, t('login.agent'));
             setSession({ token: r.token, user: r.user, expires_ms: r.expires_ms });
             loginNotice = '';
-            start();
+            await start();
           } catch (err) {
+            // No session survives a failed sign-in, nor one whose rights the hub did not send (`start`).
+            setSession(null);
             pass.value = '';
             msg.error(err instanceof ApiError && err.status === 401 ? t('login.bad') : errorText(err));
             pass.focus();
@@ -186,6 +169,7 @@ async function logout() {
     /* the session is dropped here either way */
   }
   setSession(null);
+  access = null;
   history.replaceState(null, '', '#/');
   renderLogin();
 }
@@ -198,7 +182,7 @@ function renderShell() {
   const { user } = session();
   const nav = h('nav', { class: 'sidebar', 'aria-label': t('nav.label') });
   const list = h('ul', { class: 'nav-list' });
-  for (const p of pagesFor(user.role)) {
+  for (const p of allowedPages()) {
     list.append(
       h(
         'li',
@@ -215,13 +199,14 @@ function renderShell() {
   nav.append(list);
 
   const liveBadge = h('span', { class: 'live-badge', 'data-testid': 'live-state', role: 'status' });
-  const showLive = ROLES.WATCHERS.includes(user.role);
+  // The live stream is for watchers (`/api/live`); others get no badge.
+  const showLive = can('watchers');
   const main = h('main', { id: 'main', class: 'content', tabindex: '-1' });
   announcer = h('div', { class: 'visually-hidden', 'aria-live': 'assertive', 'aria-atomic': 'true', 'data-testid': 'announcer' });
   const header = h(
     'header',
     { class: 'topbar' },
-    h('a', { class: 'brand', href: `#/${HOME[user.role] || ''}` }, h('span', { class: 'brand-mark', 'aria-hidden': 'true' }, '✓'), 'Checkpoint'),
+    h('a', { class: 'brand', href: `#/${access?.home || ''}` }, h('span', { class: 'brand-mark', 'aria-hidden': 'true' }, '✓'), 'Checkpoint'),
     showLive ? liveBadge : null,
     h('div', { class: 'topbar-spacer' }),
     langSwitch(() => {
@@ -261,11 +246,11 @@ function route() {
   const s = session();
   if (!s) return renderLogin();
   if (!shell || !root.contains(shell.main)) renderShell();
-  const allowed = pagesFor(s.user.role);
+  const allowed = allowedPages();
   let { id, params } = parseHash();
   let entry = allowed.find((p) => p.id === id);
   if (!entry) {
-    id = HOME[s.user.role] || allowed[0]?.id;
+    id = access?.home || allowed[0]?.id;
     entry = allowed.find((p) => p.id === id);
     if (!entry) {
       replace(shell.main, h('p', { class: 'empty' }, t('error.no_pages')));
@@ -286,7 +271,7 @@ function route() {
   const ctx = {
     user: s.user,
     role: s.user.role,
-    can: (roles) => roles.includes(s.user.role),
+    can,
     live,
     announce,
     navigate,
@@ -300,17 +285,35 @@ function route() {
   }
 }
 
-function start() {
+/** Asks the hub who is signed in and what they may open, then shows their page. A refused session (401) has
+ *  already brought the sign-in page back by the time this returns; other failures are thrown. */
+async function start() {
   const s = session();
   if (!s) return renderLogin();
+  let me;
+  try {
+    me = await get('/api/me');
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) return;
+    // No network: a desk that was signed in keeps working with what the hub said last (the lodging desk
+    // queues its check-ins); every API call still goes to the hub, which decides.
+    if (!(e instanceof ApiError && e.status === 0 && s.access)) throw e;
+    access = s.access;
+    route();
+    return;
+  }
+  const { pages, home, groups, ...user } = me;
+  access = { pages, home, groups };
+  setSession({ ...s, user, access });
   if (shell?.unLive) shell.unLive();
   shell = null;
-  if (ROLES.WATCHERS.includes(s.user.role)) live.start();
+  if (can('watchers')) live.start();
   route();
 }
 
 function expired() {
   live.stop();
+  access = null;
   setSession(null);
   loginNotice = t('login.expired');
   renderLogin();
@@ -321,8 +324,15 @@ live.onUnauthorized = () => {
 };
 
 window.addEventListener('hashchange', () => {
-  if (session()) route();
+  // Not before the hub said what this user may open (`start`).
+  if (session() && access) route();
 });
+
+// The interface kept on the device for use with no network (sw.js). Browsers allow it only on HTTPS or
+// localhost; elsewhere the app works as before, online only.
+if ('serviceWorker' in navigator) {
+  navigator.serviceWorker.register('/sw.js').catch((e) => console.warn('service worker not registered', e));
+}
 
 Promise.all([
   loadLang(preferredLang()),
@@ -331,5 +341,5 @@ Promise.all([
 ])
   .then(start)
   .catch((e) => {
-    replace(root, h('p', { class: 'msg msg-error' }, `Checkpoint: ${e.message}`));
+    replace(root, h('p', { class: 'msg msg-error' }, `Checkpoint: ${errorText(e)}`));
   });

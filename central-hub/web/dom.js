@@ -121,7 +121,7 @@ export function submitting(button, msg, errorText, action, onError = (e) => msg.
   };
 }
 
-/** Reads a File as base64 (without the data: prefix), for the API's photo_jpeg_b64 fields. */
+/** Reads a File or Blob as base64 (without the data: prefix), for the API's *_jpeg_b64 fields. */
 export function fileBase64(file) {
   return new Promise((resolve, reject) => {
     const r = new FileReader();

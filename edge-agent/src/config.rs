@@ -389,11 +389,8 @@ impl Config {
             return err("analysis.faces_per_track".into(), "must be at least 1");
         }
         if let Some(m) = &self.mqtt {
-            if m.host.trim().is_empty() {
-                return err("mqtt.host".into(), "must name the broker's host");
-            }
-            if m.port == 0 {
-                return err("mqtt.port".into(), "must be a TCP port (1-65535)");
+            if let Err(e) = m.connection.validate() {
+                return err(e.key(), &e.message());
             }
             if m.max_inflight == 0 {
                 return err("mqtt.max_inflight".into(), "must be at least 1");

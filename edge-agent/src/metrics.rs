@@ -319,6 +319,7 @@ impl Metrics {
 #[derive(Clone, Default)]
 pub struct DeliveryMetrics {
     pub mqtt_connected: Gauge,
+    pub mqtt_waiting_for_hub: Gauge,
     pub mqtt_published: Counter,
     pub mqtt_acked: Counter,
     pub mqtt_connection_errors: Counter,
@@ -335,8 +336,13 @@ pub struct DeliveryMetrics {
 
 impl DeliveryMetrics {
     fn register(&self, r: &mut Registry) {
-        let gauges: [(&str, &str, &Gauge); 5] = [
+        let gauges: [(&str, &str, &Gauge); 6] = [
             ("mqtt_connected", "1 while the agent holds a session with the broker", &self.mqtt_connected),
+            (
+                "mqtt_waiting_for_hub",
+                "1 while connected but holding the outbox until a hub is subscribed again (after a reconnect)",
+                &self.mqtt_waiting_for_hub,
+            ),
             ("outbox_pending_bytes", "Size on disk of the events waiting in the outbox", &self.outbox_pending_bytes),
             ("outbox_disk_bytes", "Size of all outbox segment files", &self.outbox_disk_bytes),
             ("outbox_max_bytes", "The outbox's configured bound (outbox.max_bytes)", &self.outbox_max_bytes),

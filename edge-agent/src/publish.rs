@@ -4,35 +4,32 @@
 //! One thread owns the connection. On every (re)connect it starts a fresh session and replays everything the
 //! outbox still holds, oldest first; a message the broker got but whose acknowledgement was lost is sent again
 //! with the same event id, which is all QoS 1 promises and what the hub's idempotent ingest expects.
+//!
+//! A PUBACK says only that the broker has a message, not that a hub will get it: after a restart, Mosquitto 2.0
+//! delivers nothing to the hubs' shared subscription until a hub subscribes again. So once the agent has heard a
+//! hub's presence (`checkpoint/hubs/presence`, see [`HubGate`]), it holds the outbox after every reconnect until
+//! it hears one again. Against hubs that never announce themselves (before protocol revision 1.4) nothing is held.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use rumqttc::{
-    AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
-};
+use checkpoint_protocol::presence::{HubPresence, HUB_PRESENCE_TOPIC};
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use serde::{Deserialize, Serialize};
 
 /// `[mqtt]` in the site config.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttConfig {
-    pub host: String,
-    pub port: u16,
+    /// `host`, `port`, the login and TLS: the keys the hub's `[mqtt]` has too.
+    #[serde(flatten)]
+    pub connection: checkpoint_mqtt::Connection,
     /// Defaults to `<site>-<agent>`.
     pub client_id: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    /// File holding the password, so it need not sit in the config.
-    pub password_file: Option<PathBuf>,
-    /// TLS with the system roots, or with `ca_file` when given.
-    pub tls: bool,
-    pub ca_file: Option<PathBuf>,
     pub keep_alive_s: u64,
     /// Unacknowledged messages on the wire at once.
     pub max_inflight: u16,
@@ -46,14 +43,8 @@ pub struct MqttConfig {
 impl Default for MqttConfig {
     fn default() -> Self {
         Self {
-            host: "127.0.0.1".into(),
-            port: 1883,
+            connection: checkpoint_mqtt::Connection::default(),
             client_id: None,
-            username: None,
-            password: None,
-            password_file: None,
-            tls: false,
-            ca_file: None,
             keep_alive_s: 15,
             max_inflight: 32,
             max_incoming_bytes: 16 << 20,
@@ -80,6 +71,8 @@ pub struct PublisherStats {
     pub published: AtomicU64,
     pub acked: AtomicU64,
     pub reconnects: AtomicU64,
+    /// Connected, holding the outbox until a hub is present (see [`HubGate`]).
+    pub waiting_for_hub: AtomicBool,
 }
 
 pub struct Publisher {
@@ -95,6 +88,8 @@ pub struct Topics {
     pub prefix: String,
     pub status: String,
     pub subscribe: String,
+    /// Where hubs announce they are subscribed.
+    pub presence: String,
 }
 
 impl Topics {
@@ -103,6 +98,7 @@ impl Topics {
         Self {
             status: format!("{prefix}/agent_status"),
             subscribe: format!("{prefix}/watchlist/#"),
+            presence: HUB_PRESENCE_TOPIC.to_string(),
             prefix,
         }
     }
@@ -186,8 +182,10 @@ fn options(
     will_topic: &str,
     offline: &[u8],
 ) -> Result<MqttOptions, String> {
-    let mut o = MqttOptions::new(client_id, cfg.host.clone(), cfg.port);
-    o.set_keep_alive(Duration::from_secs(cfg.keep_alive_s.max(5)));
+    let mut o = cfg
+        .connection
+        .options(client_id, Duration::from_secs(cfg.keep_alive_s.max(5)))
+        .map_err(|e| e.to_string())?;
     // A fresh session each connect: the outbox, not the client library, decides what is re-sent.
     o.set_clean_session(true);
     o.set_inflight(cfg.max_inflight.max(1));
@@ -198,30 +196,38 @@ fn options(
         QoS::AtLeastOnce,
         true,
     ));
-    let password = match (&cfg.password, &cfg.password_file) {
-        (Some(p), _) => Some(p.clone()),
-        (None, Some(f)) => Some(
-            std::fs::read_to_string(f)
-                .map_err(|e| format!("mqtt.password_file {}: {e}", f.display()))?
-                .trim()
-                .to_string(),
-        ),
-        (None, None) => None,
-    };
-    if let Some(user) = &cfg.username {
-        o.set_credentials(user.clone(), password.unwrap_or_default());
-    }
-    if cfg.tls {
-        let tls = match &cfg.ca_file {
-            Some(ca) => TlsConfiguration::SimpleNative {
-                ca: std::fs::read(ca).map_err(|e| format!("mqtt.ca_file {}: {e}", ca.display()))?,
-                client_auth: None,
-            },
-            None => TlsConfiguration::Native,
-        };
-        o.set_transport(Transport::tls_with_config(tls));
-    }
     Ok(o)
+}
+
+/// Whether the outbox may flow on the current connection. No I/O: the connection loop reports connects and
+/// presence messages, and asks.
+///
+/// An agent that has heard a hub since it started holds the outbox after each (re)connect until a hub's
+/// presence arrives on the new connection: the hub publishes it only after the broker acknowledged its
+/// subscription on that connection, so whatever the agent publishes afterwards has a subscriber. An agent
+/// that has never heard one (hubs before revision 1.4, or none up since the agent started) is not held,
+/// which is how agents behaved before.
+#[derive(Debug, Default)]
+pub struct HubGate {
+    heard_since_start: bool,
+    open: bool,
+}
+
+impl HubGate {
+    /// A new connection: held if a hub was heard before.
+    pub fn connected(&mut self) {
+        self.open = !self.heard_since_start;
+    }
+
+    /// A hub's presence arrived on this connection. Returns whether this opened the gate.
+    pub fn presence(&mut self) -> bool {
+        self.heard_since_start = true;
+        !std::mem::replace(&mut self.open, true)
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
 }
 
 /// Everything the connection thread owns for its lifetime.
@@ -255,6 +261,7 @@ async fn run(
     // A refused TLS handshake or login repeats every few seconds until someone fixes the config: say it once
     // (and again when the reason changes), not at every retry.
     let mut last_error: Option<String> = None;
+    let mut gate = HubGate::default();
     while !stop.load(Ordering::Relaxed) {
         let opts = match options(&cfg, &client_id, &topics.status, &offline) {
             Ok(o) => o,
@@ -272,7 +279,9 @@ async fn run(
         let mut connected = false;
         loop {
             if stop.load(Ordering::Relaxed) {
+                // Held for a hub counts as disconnected: nothing could be sent in the grace anyway.
                 let busy = connected
+                    && gate.is_open()
                     && (!by_pkid.is_empty()
                         || !sent.is_empty()
                         || !queue.pending_after(last_sent, 1).is_empty());
@@ -296,18 +305,33 @@ async fn run(
                     backoff = Duration::from_millis(250);
                     last_error = None;
                     stats.connected.store(true, Ordering::Relaxed);
-                    tracing::info!(host = %cfg.host, port = cfg.port, "MQTT connected; replaying the outbox");
                     let _ = client.try_subscribe(topics.subscribe.clone(), QoS::AtLeastOnce);
-                    if client
-                        .try_publish(
-                            topics.status.clone(),
-                            QoS::AtLeastOnce,
-                            true,
-                            online.clone(),
-                        )
-                        .is_ok()
-                    {
-                        sent.push_back(None);
+                    let _ = client.try_subscribe(topics.presence.clone(), QoS::AtMostOnce);
+                    gate.connected();
+                    stats
+                        .waiting_for_hub
+                        .store(!gate.is_open(), Ordering::Relaxed);
+                    if gate.is_open() {
+                        tracing::info!(host = %cfg.connection.host, port = cfg.connection.port, "MQTT connected; replaying the outbox");
+                        announce_online(&client, &topics, &online, &mut sent);
+                    } else {
+                        tracing::info!(host = %cfg.connection.host, port = cfg.connection.port, "MQTT connected; holding the outbox until a hub is subscribed again");
+                    }
+                }
+                Some(Ok(Event::Incoming(Packet::Publish(p)))) if p.topic == topics.presence => {
+                    match HubPresence::parse(&p.payload) {
+                        None => {
+                            tracing::debug!(
+                                bytes = p.payload.len(),
+                                "not a hub presence message; ignored"
+                            )
+                        }
+                        Some(hub) if gate.presence() => {
+                            stats.waiting_for_hub.store(false, Ordering::Relaxed);
+                            tracing::info!(hub = %hub.hub, "hub present; replaying the outbox");
+                            announce_online(&client, &topics, &online, &mut sent);
+                        }
+                        Some(_) => {}
                     }
                 }
                 Some(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => {
@@ -330,7 +354,7 @@ async fn run(
                         tracing::warn!(error = %reason, "MQTT connection lost; events wait in the outbox");
                     } else if last_error.as_deref() != Some(reason.as_str()) {
                         tracing::warn!(
-                            error = %reason, host = %cfg.host, port = cfg.port,
+                            error = %reason, host = %cfg.connection.host, port = cfg.connection.port,
                             "MQTT broker unreachable; events wait in the outbox, retrying"
                         );
                     } else {
@@ -338,13 +362,14 @@ async fn run(
                     }
                     last_error = Some(reason);
                     stats.connected.store(false, Ordering::Relaxed);
+                    stats.waiting_for_hub.store(false, Ordering::Relaxed);
                     stats.reconnects.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     break;
                 }
             }
-            if connected {
+            if connected && gate.is_open() {
                 // Keep the window full: what is on the wire plus what the client still holds.
                 let in_flight = by_pkid.len() + sent.len();
                 let room = (cfg.max_inflight as usize).saturating_sub(in_flight);
@@ -362,5 +387,52 @@ async fn run(
                 }
             }
         }
+    }
+}
+
+/// The retained `online` status, published once the outbox may flow on a connection: a hub's shared
+/// subscription is not sent retained messages, so one published before a hub is back would reach no hub.
+fn announce_online(
+    client: &AsyncClient,
+    topics: &Topics,
+    online: &[u8],
+    sent: &mut VecDeque<Option<u64>>,
+) {
+    if client
+        .try_publish(
+            topics.status.clone(),
+            QoS::AtLeastOnce,
+            true,
+            online.to_vec(),
+        )
+        .is_ok()
+    {
+        sent.push_back(None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HubGate;
+
+    #[test]
+    fn gate_holds_only_after_a_hub_was_heard() {
+        let mut g = HubGate::default();
+        // Never heard a hub: flows, before and after reconnects.
+        g.connected();
+        assert!(g.is_open());
+        g.connected();
+        assert!(g.is_open());
+        // Heard one on an open connection: nothing to open.
+        assert!(!g.presence());
+        assert!(g.is_open());
+        // From now on every reconnect holds until a presence arrives on it.
+        g.connected();
+        assert!(!g.is_open());
+        assert!(g.presence());
+        assert!(g.is_open());
+        assert!(!g.presence(), "a second presence opens nothing");
+        g.connected();
+        assert!(!g.is_open());
     }
 }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
 
 use super::{ApiError, ApiJson, ApiResult, AppState, ErrorBody, Session};
+use crate::auth::access::{EXAM_ORGANISERS, EXAM_STAFF};
 use crate::auth::Role;
 use crate::exams::{
     self, CandidateEntry, CandidateStatus, ExamDecision, ExamError, ExamReport, ExamSession,
@@ -94,11 +95,6 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-/// Who sets sessions up and takes manual decisions.
-const ORGANISERS: &[Role] = &[Role::Admin, Role::Supervisor];
-/// Who reads sessions, checks candidates in and reads reports.
-const EXAM_STAFF: &[Role] = &[Role::Admin, Role::Supervisor, Role::ExamStaff];
-
 /// Refuses exam staff who do not run session `id`. One answer for a session that does not exist and one they
 /// are not assigned to, so the route cannot be used to probe for sessions.
 pub async fn require_runs(s: &AppState, session: &Session, id: &str) -> ApiResult<()> {
@@ -136,7 +132,7 @@ pub async fn create_session(
     session: Session,
     ApiJson(req): ApiJson<NewSession>,
 ) -> ApiResult<(StatusCode, Json<ExamSession>)> {
-    session.require(ORGANISERS)?;
+    session.require(EXAM_ORGANISERS)?;
     let created = exams::create_session(
         &s.db,
         &req,
@@ -237,7 +233,7 @@ pub async fn register_candidates(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> ApiResult<Json<Registration>> {
-    session.require(ORGANISERS)?;
+    session.require(EXAM_ORGANISERS)?;
     let reg = exams::register(&s.db, &id, &req.candidates, &session.user.username).await?;
     s.audit
         .append(
@@ -261,6 +257,11 @@ pub struct CheckinRequest {
     pub cccd: String,
     /// Live photo taken at the door, JPEG or PNG, base64. Compared and dropped, never stored.
     pub photo_jpeg_b64: String,
+    /// Where the photo came from, as the desk's page says: `live` (its camera) or `upload` (a file). A
+    /// session with `live_capture_required` refuses anything but `live` (422 `live_capture_required`).
+    /// This is the desk's policy, not proof: a page can be made to say `live`.
+    #[serde(default)]
+    pub capture: Option<String>,
 }
 
 /// A check-in's decision with the candidate it is about.
@@ -296,6 +297,13 @@ pub async fn checkin(
     let exam = exams::get_session(&s.db, &id, s.cfg.faces.verify_threshold).await?;
     let cccd = exams::parse_cccd(&req.cccd)?;
     let (candidate_no, full_name) = exams::candidate(&s.db, &id, &cccd).await?;
+    if exam.live_capture_required && req.capture.as_deref() != Some("live") {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "this session takes check-in photos only from the desk's live camera",
+        )
+        .with_code("live_capture_required"));
+    }
     let photo = base64::engine::general_purpose::STANDARD
         .decode(req.photo_jpeg_b64.trim().as_bytes())
         .map_err(|e| ApiError::bad_request(format!("photo_jpeg_b64 is not base64: {e}")))?;
@@ -464,7 +472,7 @@ pub async fn list_staff(
     session: Session,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Vec<String>>> {
-    session.require(ORGANISERS)?;
+    session.require(EXAM_ORGANISERS)?;
     Ok(Json(exams::staff(&s.db, &id).await?))
 }
 
@@ -481,7 +489,7 @@ pub async fn assign_staff(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<StaffRequest>,
 ) -> ApiResult<Json<Vec<String>>> {
-    session.require(ORGANISERS)?;
+    session.require(EXAM_ORGANISERS)?;
     let username = req.username.trim();
     let staff = exams::assign_staff(&s.db, &id, username, &session.user.username).await?;
     s.audit
@@ -506,7 +514,7 @@ pub async fn unassign_staff(
     session: Session,
     Path((id, username)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<String>>> {
-    session.require(ORGANISERS)?;
+    session.require(EXAM_ORGANISERS)?;
     let staff = exams::unassign_staff(&s.db, &id, &username).await?;
     s.audit
         .append(

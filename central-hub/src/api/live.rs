@@ -10,7 +10,8 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{ApiResult, AppState, Session, WATCHERS};
+use super::{ApiResult, AppState, Session};
+use crate::auth::access::WATCHERS;
 
 /// Live updates as `text/event-stream` (operator, supervisor, admin). Each event's name is its kind
 /// (`alert`, `review`, `count`, `agent`, `camera`) and its data a JSON object with `site`, `agent` and, for

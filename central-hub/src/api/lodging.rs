@@ -16,25 +16,23 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use utoipa::OpenApi;
 
-use super::{ApiError, ApiJson, ApiResult, AppState, ErrorBody, Session, WATCHERS};
+use super::{ApiError, ApiJson, ApiResult, AppState, ErrorBody, Session};
+use crate::auth::access::{ADMINS, LODGING_DESK, LODGING_MANAGERS, WATCHERS};
 use crate::auth::Role;
 use crate::db::now_ms;
 use crate::lodging::{
-    self, CheckInRequest, DayStats, Establishment, EstablishmentKind, GuestKind, LodgingError,
-    NewEstablishment, PassportGuest, StaffLink, Stay, StaySearch,
+    self, replay, CheckInRequest, DayStats, Establishment, EstablishmentKind, GuestKind,
+    LodgingError, NewEstablishment, PassportGuest, StaffLink, Stay, StaySearch,
 };
-
-/// Who manages establishments.
-const MANAGERS: &[Role] = &[Role::Admin, Role::Supervisor];
-/// Who may work a desk: the establishment's staff (checked per establishment), supervisors, admins.
-const DESK: &[Role] = &[Role::Admin, Role::Supervisor, Role::LodgingStaff];
 
 impl From<LodgingError> for ApiError {
     fn from(e: LodgingError) -> Self {
         match e {
             LodgingError::Invalid(m) => ApiError::bad_request(m),
             LodgingError::NotFound(m) => ApiError::not_found(m),
-            LodgingError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+            LodgingError::Conflict { code, message } => {
+                ApiError::new(StatusCode::CONFLICT, message).with_code(code)
+            }
             LodgingError::Db(d) => d.into(),
         }
     }
@@ -42,7 +40,7 @@ impl From<LodgingError> for ApiError {
 
 /// Refuses (403) a lodging_staff user acting for another establishment than their own.
 async fn require_desk(s: &AppState, session: &Session, establishment_id: &str) -> ApiResult<()> {
-    session.require(DESK)?;
+    session.require(LODGING_DESK)?;
     if session.user.role != Role::LodgingStaff {
         return Ok(());
     }
@@ -93,7 +91,7 @@ pub async fn create_establishment(
     session: Session,
     ApiJson(req): ApiJson<NewEstablishment>,
 ) -> ApiResult<(StatusCode, Json<Establishment>)> {
-    session.require(MANAGERS)?;
+    session.require(LODGING_MANAGERS)?;
     let e = lodging::create_establishment(&s.db, &s.audit, &req, &session.user.username, now_ms())
         .await?;
     Ok((StatusCode::CREATED, Json(e)))
@@ -119,7 +117,7 @@ pub async fn link_staff(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<StaffRequest>,
 ) -> ApiResult<Json<StaffLink>> {
-    session.require(&[Role::Admin])?;
+    session.require(ADMINS)?;
     Ok(Json(
         lodging::link_staff(
             &s.db,
@@ -150,10 +148,12 @@ pub async fn guests(
 
 /// Checks a guest in: `qr` (the CCCD card's QR payload) for citizens, or `passport` (foreign guests; a VNM
 /// passport is accepted too). 400 with the reason when the card or passport does not validate, 409 when the
-/// guest is already checked in here. Audited as `lodging.checkin`.
+/// guest is already checked in here. Audited as `lodging.checkin`. A check-in queued offline carries its
+/// `client_id` and `recorded_ms`: sent again, it answers 200 with the stay the first try made.
 #[utoipa::path(post, path = "/api/lodging/stays", tag = "lodging", security(("bearer" = [])),
     request_body = CheckInRequest,
-    responses((status = 201, body = Stay), (status = 400, body = ErrorBody),
+    responses((status = 201, body = Stay), (status = 200, description = "a check-in sent again with the same client_id: the stay it made", body = Stay),
+              (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn check_in(
@@ -161,40 +161,75 @@ pub async fn check_in(
     session: Session,
     ApiJson(req): ApiJson<CheckInRequest>,
 ) -> ApiResult<(StatusCode, Json<Stay>)> {
-    session.require(DESK)?;
+    session.require(LODGING_DESK)?;
     require_desk(&s, &session, &req.establishment_id).await?;
     let est = find_establishment(&s, &req.establishment_id).await?;
-    let now = now_ms();
+    let at = replay::checkin_time(req.recorded_ms, now_ms())?;
     let guest = lodging::parse_guest(
         req.qr.as_deref(),
         req.passport.as_ref(),
-        lodging::local_date(now, s.cfg.utc_offset_hours),
+        lodging::local_date(at, s.cfg.utc_offset_hours),
     )?;
-    let stay = lodging::check_in(
+    let client_id = req.client_id.as_deref();
+    if let Some(cid) = client_id {
+        replay::check_client_id(cid)?;
+        if let Some(done) = earlier_try(&s, cid, &est, &guest).await? {
+            return Ok((StatusCode::OK, Json(done)));
+        }
+    }
+    let made = lodging::check_in_as(
         &s.db,
         &s.audit,
         &est,
         &guest,
         req.room.as_deref(),
         &session.user.username,
-        now,
+        at,
+        client_id,
     )
-    .await?;
+    .await;
+    let stay = match (made, client_id) {
+        (Ok(stay), _) => stay,
+        // Two tries at once: the other one made the stay.
+        (Err(conflict @ LodgingError::Conflict { .. }), Some(cid)) => {
+            return match earlier_try(&s, cid, &est, &guest).await? {
+                Some(done) => Ok((StatusCode::OK, Json(done))),
+                None => Err(conflict.into()),
+            }
+        }
+        (Err(e), _) => return Err(e.into()),
+    };
     // A wanted person's check-in raised candidate alerts: tell the operators' screens now.
-    let raised = sqlx::query("SELECT id FROM alerts WHERE source = 'lodging' AND detail = $1")
-        .bind(&stay.id)
-        .fetch_all(&s.db.pool)
-        .await?;
-    for r in &raised {
-        use sqlx::Row;
-        let _ = s.ingest.live.send(crate::ingest::Live {
-            kind: "alert",
-            site: est.site.clone(),
-            agent: String::new(),
-            id: Some(r.try_get("id")?),
-        });
+    for id in crate::alerts::raised_by_stay(&s.db, &stay.id).await? {
+        crate::live::announce(
+            &s.db,
+            &s.ingest,
+            crate::live::Live {
+                kind: "alert",
+                site: est.site.clone(),
+                agent: String::new(),
+                id: Some(id),
+            },
+        )
+        .await;
     }
     Ok((StatusCode::CREATED, Json(stay)))
+}
+
+/// The stay an earlier try of this check-in made, if it is the same guest at the same place.
+async fn earlier_try(
+    s: &AppState,
+    client_id: &str,
+    est: &Establishment,
+    guest: &lodging::Guest,
+) -> ApiResult<Option<Stay>> {
+    match replay::stay_by_client_id(&s.db, client_id).await? {
+        Some(stay) => {
+            replay::same_check_in(&stay, est, guest)?;
+            Ok(Some(stay))
+        }
+        None => Ok(None),
+    }
 }
 
 /// Checks a guest out (the establishment's staff, supervisor, admin). 409 when already checked out. Audited
@@ -209,7 +244,7 @@ pub async fn check_out(
     session: Session,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Stay>> {
-    session.require(DESK)?;
+    session.require(LODGING_DESK)?;
     let stay = lodging::stay(&s.db, &id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no stay {id}")))?;

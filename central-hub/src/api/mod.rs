@@ -2,6 +2,7 @@
 //! biometric data audited. The OpenAPI document at `/api/openapi.json` is generated from these handlers.
 
 pub mod exams;
+pub mod faces;
 mod health;
 mod live;
 pub mod lodging;
@@ -85,7 +86,8 @@ pub struct ErrorBody {
     /// `agent_account_fields`, `role_agent_not_allowed`, `image_too_large`, `unreadable_image`, `no_face`,
     /// `several_faces`, `face_too_small`, `face_not_frontal`, `face_analysis_failed`, `no_template`,
     /// `faces_unavailable`, `enroller_cannot_confirm`, `note_required`, `alert_not_dismissed`,
-    /// `exam_not_assigned`.
+    /// `exam_not_assigned`, `live_capture_required`, `already_checked_in`, `already_checked_out`,
+    /// `client_id_reused`.
     pub code: String,
     /// The numbers a translated message needs, for the codes that have them: for a refused photo `index` (which
     /// photo of a request, from 0), and `px` and `min` (`face_too_small`), `frontalness` and `min`
@@ -342,10 +344,8 @@ impl FromRequestParts<AppState> for Session {
     }
 }
 
-/// Roles that may watch the site: counts, health, alerts.
-pub const WATCHERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Operator];
-/// Roles that may read the audit log.
-pub const AUDITORS: &[Role] = &[Role::Admin, Role::Supervisor];
+// The role groups live in auth::access; these two are named here for monitor.rs.
+pub use crate::auth::access::{AUDITORS, WATCHERS};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -396,6 +396,7 @@ impl utoipa::Modify for BearerAuth {
 /// The whole document: this module's paths plus each domain module's.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
+    doc.merge(faces::Doc::openapi());
     doc.merge(records::Doc::openapi());
     doc.merge(watchlists::Doc::openapi());
     doc.merge(lodging::Doc::openapi());
@@ -471,6 +472,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/audit", get(monitor::audit))
         .route("/api/audit/verify", get(monitor::audit_verify))
         .route("/api/live", get(live::live))
+        .merge(faces::routes())
         .merge(records::routes())
         .merge(watchlists::routes())
         .merge(lodging::routes())
@@ -491,6 +493,7 @@ mod tests {
     fn routes_in_source() -> Vec<(String, String)> {
         let sources = [
             include_str!("mod.rs"),
+            include_str!("faces.rs"),
             include_str!("records.rs"),
             include_str!("watchlists.rs"),
             include_str!("lodging.rs"),
@@ -550,6 +553,7 @@ mod tests {
             include_str!("exams.rs"),
             include_str!("occupancy.rs"),
             include_str!("monitor.rs"),
+            include_str!("faces.rs"),
         ];
         let mut codes: Vec<String> = Vec::new();
         for src in sources {

@@ -9,8 +9,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use utoipa::OpenApi;
 
-use super::{ApiError, ApiJson, ApiResult, AppState, Session, WATCHERS};
-use crate::auth::Role;
+use super::{ApiError, ApiJson, ApiResult, AppState, Session};
+use crate::auth::access::{OCCUPANCY_SETTERS, WATCHERS};
 use crate::occupancy::{self, OccupancyError, SettingsChange, SiteOccupancy};
 
 #[derive(OpenApi)]
@@ -23,10 +23,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/sites/{site}/occupancy", get(one_site))
         .route("/api/sites/{site}/occupancy/settings", put(set_settings))
 }
-
-/// Who sets a site's starting occupancy and reset: the people who run the site day to day (a supervisor
-/// correcting the morning head count) as well as administrators; every change is audited.
-const SETTERS: &[Role] = &[Role::Admin, Role::Supervisor];
 
 impl From<OccupancyError> for ApiError {
     fn from(e: OccupancyError) -> Self {
@@ -112,7 +108,7 @@ pub async fn set_settings(
     Path(site): Path<String>,
     ApiJson(change): ApiJson<SettingsChange>,
 ) -> ApiResult<Json<SiteOccupancy>> {
-    session.require(SETTERS)?;
+    session.require(OCCUPANCY_SETTERS)?;
     let set = occupancy::set(
         &s.db,
         &site,
@@ -136,12 +132,17 @@ pub async fn set_settings(
         )
         .await?;
     // Open dashboards reload the site's figures.
-    let _ = s.ingest.live.send(crate::ingest::Live {
-        kind: "count",
-        site: site.clone(),
-        agent: String::new(),
-        id: None,
-    });
+    crate::live::announce(
+        &s.db,
+        &s.ingest,
+        crate::live::Live {
+            kind: "count",
+            site: site.clone(),
+            agent: String::new(),
+            id: None,
+        },
+    )
+    .await;
     if let Err(e) = occupancy::refresh_gauges(&s.db, &s.metrics, default_offset(&s)).await {
         tracing::error!(error = %e, "occupancy gauges");
     }

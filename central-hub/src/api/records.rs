@@ -10,7 +10,8 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
 
-use super::{ApiError, ApiJson, ApiResult, AppState, Session, WATCHERS};
+use super::{ApiError, ApiJson, ApiResult, AppState, Session};
+use crate::auth::access::{RECORD_EDITORS, RECORD_VERIFIERS, WATCHERS};
 use crate::auth::Role;
 use crate::records::{self, NewPerson, Person, RecordError, Verification};
 
@@ -28,16 +29,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/persons/{cccd}/photos", post(add_photo))
         .route("/api/persons/{cccd}/verify", post(verify))
 }
-
-/// Who may change records.
-const EDITORS: &[Role] = &[Role::Admin, Role::Supervisor];
-/// Who may compare a live photo with a record.
-const VERIFIERS: &[Role] = &[
-    Role::Admin,
-    Role::Supervisor,
-    Role::Operator,
-    Role::ExamStaff,
-];
 
 impl From<RecordError> for ApiError {
     fn from(e: RecordError) -> Self {
@@ -78,7 +69,7 @@ pub async fn create(
     session: Session,
     ApiJson(req): ApiJson<CreatePerson>,
 ) -> ApiResult<(StatusCode, Json<Person>)> {
-    session.require(EDITORS)?;
+    session.require(RECORD_EDITORS)?;
     let rec = records::validate(&req.person)?;
     // Check the photo before anything is stored, so a refused photo leaves no half record.
     let photo = match &req.photo_jpeg_b64 {
@@ -123,7 +114,7 @@ pub async fn import_csv(
     session: Session,
     body: String,
 ) -> ApiResult<(StatusCode, Json<records::ImportOutcome>)> {
-    session.require(EDITORS)?;
+    session.require(RECORD_EDITORS)?;
     let out = records::import_csv(&s.db, None, body.as_bytes(), None).await?;
     s.audit
         .append(
@@ -295,7 +286,7 @@ pub async fn add_photo(
     Path(cccd): Path<String>,
     ApiJson(req): ApiJson<PhotoRequest>,
 ) -> ApiResult<(StatusCode, Json<PhotoAdded>)> {
-    session.require(EDITORS)?;
+    session.require(RECORD_EDITORS)?;
     let bytes = decode_photo(&req.photo_jpeg_b64)?;
     let frontalness = records::add_photo(&s.db, s.faces()?, &cccd, bytes).await?;
     s.audit
@@ -336,7 +327,7 @@ pub async fn verify(
     Path(cccd): Path<String>,
     ApiJson(req): ApiJson<VerifyRequest>,
 ) -> ApiResult<Json<Verification>> {
-    session.require(VERIFIERS)?;
+    session.require(RECORD_VERIFIERS)?;
     let threshold = match &req.exam_session_id {
         Some(id) => exam_scope(&s, &session, id, &cccd).await?,
         None if session.user.role == Role::ExamStaff => {

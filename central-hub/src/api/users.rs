@@ -7,6 +7,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiJson, ApiResult, AppState, Session};
+use crate::auth::access::{self, ADMINS};
 use crate::auth::{AuthError, Role, User};
 use crate::http_server::ClientAddr;
 
@@ -97,18 +98,41 @@ pub async fn logout(State(s): State<AppState>, session: Session) -> ApiResult<St
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The signed-in user.
+/// The signed-in user and what the web UI may show them. The hub maps roles to rights in one place
+/// (`central-hub/src/auth/access.rs`): the UI opens the pages listed here and asks `groups` before showing a
+/// form.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Me {
+    #[serde(flatten)]
+    pub user: User,
+    /// The web UI's pages this user may open, in navigation order (of `alerts`, `dashboard`, `watchlists`,
+    /// `records`, `lodging`, `exams`, `audit`, `users`).
+    pub pages: Vec<&'static str>,
+    /// The page they start on.
+    pub home: Option<&'static str>,
+    /// The role groups they belong to, which name what they may do (`watchers`, `alert_reviewers`,
+    /// `watchlist_owners`, ...): each is the set of roles some routes require.
+    pub groups: Vec<&'static str>,
+}
+
+/// The signed-in user, with the pages and role groups the web UI goes by.
 #[utoipa::path(get, path = "/api/me", tag = "auth", security(("bearer" = [])),
-    responses((status = 200, body = User), (status = 401, body = super::ErrorBody)))]
-pub async fn me(session: Session) -> Json<User> {
-    Json(session.user)
+    responses((status = 200, body = Me), (status = 401, body = super::ErrorBody)))]
+pub async fn me(session: Session) -> Json<Me> {
+    let role = session.user.role;
+    Json(Me {
+        user: session.user,
+        pages: access::pages_for(role),
+        home: access::home(role),
+        groups: access::groups_of(role),
+    })
 }
 
 /// All users (admin).
 #[utoipa::path(get, path = "/api/users", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = [User]), (status = 403, body = super::ErrorBody)))]
 pub async fn list_users(State(s): State<AppState>, session: Session) -> ApiResult<Json<Vec<User>>> {
-    session.require(&[Role::Admin])?;
+    session.require(ADMINS)?;
     Ok(Json(s.auth.users().await?))
 }
 
@@ -130,7 +154,7 @@ pub async fn create_user(
     session: Session,
     ApiJson(req): ApiJson<NewUser>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
-    session.require(&[Role::Admin])?;
+    session.require(ADMINS)?;
     if req.role == Role::Agent {
         return Err(AuthError::AgentRole.into());
     }
@@ -180,7 +204,7 @@ pub async fn update_user(
     Path(username): Path<String>,
     ApiJson(req): ApiJson<UserChange>,
 ) -> ApiResult<Json<User>> {
-    session.require(&[Role::Admin])?;
+    session.require(ADMINS)?;
     if username == session.user.username
         && (req.active == Some(false) || req.role.is_some_and(|r| r != Role::Admin))
     {
@@ -296,4 +320,53 @@ pub async fn settings(State(s): State<AppState>) -> Json<Settings> {
         version: env!("CARGO_PKG_VERSION").to_string(),
         min_password_length: crate::auth::MIN_PASSWORD,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/api/me` keeps the user's fields at the top level, as before, beside what the UI goes by; the OpenAPI
+    /// document describes exactly that.
+    #[test]
+    fn me_is_the_user_with_its_pages_and_groups() {
+        let me = Me {
+            user: User {
+                id: "u1".into(),
+                username: "op1".into(),
+                display_name: "Op".into(),
+                role: Role::Operator,
+                active: true,
+            },
+            pages: access::pages_for(Role::Operator),
+            home: access::home(Role::Operator),
+            groups: access::groups_of(Role::Operator),
+        };
+        let v = serde_json::to_value(&me).unwrap();
+        assert_eq!(v["username"], "op1");
+        assert_eq!(v["role"], "operator");
+        assert_eq!(v["home"], "alerts");
+        assert_eq!(
+            v["pages"],
+            serde_json::json!(["alerts", "dashboard", "watchlists", "records", "lodging"])
+        );
+        assert_eq!(
+            v["groups"],
+            serde_json::json!(["watchers", "alert_reviewers", "record_verifiers"])
+        );
+
+        let doc = serde_json::to_value(super::super::openapi()).unwrap();
+        let body =
+            &doc["paths"]["/api/me"]["get"]["responses"]["200"]["content"]["application/json"];
+        assert_eq!(body["schema"]["$ref"], "#/components/schemas/Me", "{body}");
+        let schema = doc["components"]["schemas"]["Me"].to_string();
+        for part in [
+            "\"pages\"",
+            "\"home\"",
+            "\"groups\"",
+            "#/components/schemas/User",
+        ] {
+            assert!(schema.contains(part), "Me's schema lacks {part}: {schema}");
+        }
+    }
 }

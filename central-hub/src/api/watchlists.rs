@@ -8,11 +8,10 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use utoipa::OpenApi;
 
-use super::{ApiError, ApiJson, ApiResult, AppState, Session, WATCHERS};
-use crate::auth::Role;
+use super::{ApiError, ApiJson, ApiResult, AppState, Session};
+use crate::auth::access::{ADMINS, ALERT_REOPENERS, ALERT_REVIEWERS, WATCHERS, WATCHLIST_OWNERS};
 use crate::policies::{self, ListOverview, PolicyChange, PolicyError};
 use crate::review::{self, Decision, Review, ReviewError};
 use crate::watchlists::{self, Entry, NewEntry, WatchlistError};
@@ -55,13 +54,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/alerts/{id}/reopen", post(reopen_alert))
         .route("/api/alerts/{id}/reviews", get(alert_reviews))
 }
-
-/// Who manages watchlist entries.
-const OWNERS: &[Role] = &[Role::Admin, Role::Supervisor];
-/// Who reviews alerts.
-const REVIEWERS: &[Role] = &[Role::Supervisor, Role::Operator];
-/// Who may send a dismissed alert back to review.
-const REOPENERS: &[Role] = &[Role::Supervisor];
 
 impl From<WatchlistError> for ApiError {
     fn from(e: WatchlistError) -> Self {
@@ -138,7 +130,7 @@ pub async fn set_policy(
     Path(list): Path<String>,
     ApiJson(change): ApiJson<PolicyChange>,
 ) -> ApiResult<Json<Vec<ListOverview>>> {
-    session.require(&[Role::Admin])?;
+    session.require(ADMINS)?;
     policies::set(&s.db, &list, change, &session.user.username).await?;
     s.audit
         .append(
@@ -190,7 +182,7 @@ pub async fn create_entry(
     session: Session,
     ApiJson(req): ApiJson<NewEntry>,
 ) -> ApiResult<(StatusCode, Json<Entry>)> {
-    session.require(OWNERS)?;
+    session.require(WATCHLIST_OWNERS)?;
     let (entry, version) =
         watchlists::create(&s.db, s.faces.as_ref(), req, &session.user.username).await?;
     s.audit
@@ -237,7 +229,7 @@ pub async fn withdraw_entry(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<WithdrawRequest>,
 ) -> ApiResult<Json<Entry>> {
-    session.require(OWNERS)?;
+    session.require(WATCHLIST_OWNERS)?;
     if req.reason.trim().is_empty() {
         return Err(ApiError::bad_request("a reason is required"));
     }
@@ -298,26 +290,19 @@ pub async fn sync_status(
 ) -> ApiResult<Json<SyncStatus>> {
     session.require(WATCHERS)?;
     let version = watchlists::current_version(&s.db).await?;
-    let rows = sqlx::query(
-        "SELECT site, agent, state, watchlist_version, watchlist_needs_full, watchlist_error FROM agents ORDER BY site, agent",
-    )
-    .fetch_all(&s.db.pool)
-    .await?;
-    let agents = rows
-        .iter()
-        .map(|r| -> Result<AgentSync, sqlx::Error> {
-            let held: i64 = r.try_get("watchlist_version")?;
-            Ok(AgentSync {
-                site: r.try_get("site")?,
-                agent: r.try_get("agent")?,
-                state: r.try_get("state")?,
-                held_version: held,
-                in_sync: held == version,
-                needs_full: r.try_get::<i64, _>("watchlist_needs_full")? == 1,
-                last_error: crate::db::opt_text(r, "watchlist_error"),
-            })
+    let agents = crate::agents::watchlists_held(&s.db)
+        .await?
+        .into_iter()
+        .map(|a| AgentSync {
+            in_sync: a.version == version,
+            site: a.site,
+            agent: a.agent,
+            state: a.state,
+            held_version: a.version,
+            needs_full: a.needs_full,
+            last_error: a.error,
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect();
     Ok(Json(SyncStatus { version, agents }))
 }
 
@@ -351,7 +336,7 @@ pub async fn review_alert(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<ReviewRequest>,
 ) -> ApiResult<Json<ReviewResult>> {
-    session.require(REVIEWERS)?;
+    session.require(ALERT_REVIEWERS)?;
     let status =
         review::review(&s.db, &id, &session.user.username, req.decision, &req.note).await?;
     s.audit
@@ -387,7 +372,7 @@ pub async fn reopen_alert(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<ReopenRequest>,
 ) -> ApiResult<Json<ReviewResult>> {
-    session.require(REOPENERS)?;
+    session.require(ALERT_REOPENERS)?;
     let status = review::reopen(&s.db, &id, &session.user.username, &req.reason).await?;
     s.audit
         .append(
@@ -403,17 +388,18 @@ pub async fn reopen_alert(
 
 /// Tells live clients that an alert's review changed.
 async fn live_review(s: &AppState, id: &str) -> ApiResult<()> {
-    if let Some(r) = sqlx::query("SELECT site, agent FROM alerts WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&s.db.pool)
-        .await?
-    {
-        let _ = s.ingest.live.send(crate::ingest::Live {
-            kind: "review",
-            site: r.try_get("site")?,
-            agent: r.try_get("agent")?,
-            id: Some(id.to_string()),
-        });
+    if let Some((site, agent)) = crate::alerts::origin(&s.db, id).await? {
+        crate::live::announce(
+            &s.db,
+            &s.ingest,
+            crate::live::Live {
+                kind: "review",
+                site,
+                agent,
+                id: Some(id.to_string()),
+            },
+        )
+        .await;
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ pub mod mosquitto;
 use checkpoint_protocol::valid_topic_id;
 
 use crate::auth::{hash_password, AuthError, Role};
-use crate::db::{now_ms, Db};
+use crate::db::{now_ms, Db, DbError};
 
 /// An active agent account as the broker sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +62,16 @@ pub async fn add_agent(db: &Db, site: &str, agent: &str) -> Result<(String, Stri
     .execute(&db.pool)
     .await?;
     Ok((username, password))
+}
+
+/// The usernames (`<site>.<agent>`) of the agent accounts; only the active ones with `active_only`.
+pub async fn agent_usernames(db: &Db, active_only: bool) -> Result<Vec<String>, DbError> {
+    Ok(sqlx::query_scalar(
+        "SELECT username FROM users WHERE role = 'agent' AND ($1 = 0 OR active = 1)",
+    )
+    .bind(i64::from(active_only))
+    .fetch_all(&db.pool)
+    .await?)
 }
 
 #[cfg(test)]

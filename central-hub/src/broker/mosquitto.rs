@@ -5,7 +5,8 @@
 //! What each login may do:
 //! - an agent (`<site>.<agent>`) publishes only its events and status (`checkpoint/<site>/<agent>/<kind>`)
 //!   and reads only its own watchlist topics; it cannot publish on its own sync topic;
-//! - the hub's ingest login reads `checkpoint/#` and publishes nothing;
+//! - an agent also reads the hubs' presence (`checkpoint/hubs/presence`), and cannot publish it;
+//! - the hub's ingest login reads `checkpoint/#` and publishes only its presence;
 //! - the hub's sync login (`<hub>-sync`) publishes only on the agents' sync topics and reads nothing.
 //!
 //! `use_username_as_clientid` makes the client id the login's username, so no login can take over another's
@@ -13,7 +14,8 @@
 
 use base64::Engine as _;
 use sha2::{Digest, Sha512};
-use sqlx::Row;
+
+use checkpoint_protocol::presence::HUB_PRESENCE_TOPIC;
 
 use super::AgentAccount;
 use crate::auth::AuthError;
@@ -92,16 +94,14 @@ pub fn sync_username(hub_user: &str) -> String {
 
 /// The active agent accounts that can log in to the broker, by username.
 pub async fn agent_accounts(db: &Db) -> Result<Vec<AgentAccount>, AuthError> {
-    let rows = sqlx::query(
+    let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT username, broker_hash FROM users WHERE role = 'agent' AND active = 1 \
          AND broker_hash IS NOT NULL ORDER BY username",
     )
     .fetch_all(&db.pool)
     .await?;
     let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let username: String = r.try_get("username")?;
-        let broker_hash: String = r.try_get("broker_hash")?;
+    for (username, broker_hash) in rows {
         let Some((site, agent)) = username.split_once('.') else {
             continue;
         };
@@ -130,13 +130,14 @@ pub fn password_file(hub: &[HubLogin<'_>], agents: &[AgentAccount]) -> String {
 pub fn acl_file(hub_user: &str, sync_user: &str, agents: &[AgentAccount]) -> String {
     let mut acl = format!(
         "# Written by central-hub; regenerated when agent accounts change. Edits are overwritten.\n\
-         user {hub_user}\ntopic read checkpoint/#\n\n\
+         user {hub_user}\ntopic read checkpoint/#\ntopic write {HUB_PRESENCE_TOPIC}\n\n\
          user {sync_user}\ntopic write checkpoint/+/+/watchlist/sync\n"
     );
     for a in agents {
         let (site, agent) = (&a.site, &a.agent);
         acl.push_str(&format!(
-            "\nuser {user}\ntopic write checkpoint/{site}/{agent}/+\ntopic read checkpoint/{site}/{agent}/watchlist/#\n",
+            "\nuser {user}\ntopic write checkpoint/{site}/{agent}/+\ntopic read checkpoint/{site}/{agent}/watchlist/#\n\
+             topic read {HUB_PRESENCE_TOPIC}\n",
             user = a.username()
         ));
     }
@@ -191,9 +192,12 @@ mod tests {
         }
         let acl = acl_file("checkpoint-hub", "checkpoint-hub-sync", &agents);
         assert!(acl.contains(
-            "user pier.a1\ntopic write checkpoint/pier/a1/+\ntopic read checkpoint/pier/a1/watchlist/#\n"
+            "user pier.a1\ntopic write checkpoint/pier/a1/+\ntopic read checkpoint/pier/a1/watchlist/#\n\
+             topic read checkpoint/hubs/presence\n"
         ));
-        assert!(acl.contains("user checkpoint-hub\ntopic read checkpoint/#\n\n"));
+        assert!(acl.contains(
+            "user checkpoint-hub\ntopic read checkpoint/#\ntopic write checkpoint/hubs/presence\n\n"
+        ));
         assert!(
             acl.contains("user checkpoint-hub-sync\ntopic write checkpoint/+/+/watchlist/sync\n")
         );

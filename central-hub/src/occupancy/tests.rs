@@ -1,7 +1,9 @@
 use super::*;
+use crate::db::ms;
 use crate::db::testing;
 use crate::ingest::{check, store_batch, Checked};
-use checkpoint_protocol::{AgentState, AgentStatus, EventKind};
+use checkpoint_protocol::{AgentState, AgentStatus, Direction, Envelope, EventKind, LineCrossing};
+use sqlx::Row;
 use time::macros::datetime;
 use time::OffsetDateTime;
 

@@ -10,7 +10,7 @@ import { h, replace, select, field } from '../dom.js';
 import { t, tv, num, dateTime, ago, time, date, dayStart, hourStart } from '../i18n.js';
 import { chart } from '../chart.js';
 import { pageHead, section, table, badge, loading, coalesce } from './common.js';
-import { occupancyKpi, occupancyView, settingsForm, OCCUPANCY_SETTERS } from './occupancy.js';
+import { occupancyKpi, occupancyView, settingsForm } from './occupancy.js';
 
 const STATE_KIND = { online: 'ok', offline: 'neutral', stale: 'danger', up: 'ok', starting: 'info', reconnecting: 'warn', down: 'danger', ended: 'neutral' };
 const HOUR = 3600_000;
@@ -56,7 +56,7 @@ function render(root, ctx, params) {
     degradedBox,
     h('div', { class: 'grid-2' }, section(t('dashboard.hourly'), hourly, unreliableBox), section(t('dashboard.daily'), daily)),
     section(t('dashboard.occupancy_chart'), occBox),
-    ctx.can(OCCUPANCY_SETTERS) ? section(t('dashboard.occ_settings'), occSettings) : null,
+    ctx.can('occupancy_setters') ? section(t('dashboard.occ_settings'), occSettings) : null,
     section(t('dashboard.lines'), linesBox),
     section(t('dashboard.health'), health),
     section(t('dashboard.system_alerts'), sysBox),
@@ -240,7 +240,7 @@ function render(root, ctx, params) {
     if (!occ) {
       replace(occSettings, h('p', { class: 'empty' }, t('dashboard.no_counts')));
       occSettingsSite = null;
-    } else if (occSettingsSite !== site && ctx.can(OCCUPANCY_SETTERS)) showSettings(occ);
+    } else if (occSettingsSite !== site && ctx.can('occupancy_setters')) showSettings(occ);
     replace(
       linesBox,
       table({

@@ -6,8 +6,9 @@ import { api, get, post, qs } from '../api.js';
 import { h, replace, field, select, messageBox, busy, fileBase64, submitting } from '../dom.js';
 import { t, tv, num, dateTime, dateTimeInputMs, msDateTimeInput } from '../i18n.js';
 import { pageHead, section, table, badge, loadInto, photoError } from './common.js';
+import { cardFields, openScanner } from '../scan.js';
+import { openCapture } from '../capture.js';
 
-const ORGANISERS = ['admin', 'supervisor'];
 const STATUS_KIND = { verified: 'ok', rejected: 'danger', absent: 'neutral' };
 
 function render(root, ctx, params) {
@@ -25,7 +26,7 @@ function sessionTitle(s) {
 
 function sessions(root, ctx) {
   const listBox = h('div');
-  replace(root, pageHead(t('exams.title')), section(t('exams.sessions'), listBox), ctx.can(ORGANISERS) ? section(t('exams.new_session'), createForm()) : null);
+  replace(root, pageHead(t('exams.title')), section(t('exams.sessions'), listBox), ctx.can('exam_organisers') ? section(t('exams.new_session'), createForm()) : null);
   const load = () => loadInto(
     listBox,
     async () => table({
@@ -54,6 +55,7 @@ function sessions(root, ctx) {
     const shift = h('input', { required: true, maxlength: '100', 'data-testid': 'session-shift' });
     const starts = h('input', { type: 'datetime-local', required: true, 'data-testid': 'session-starts', value: msDateTimeInput(Date.now() + 86400_000) });
     const threshold = h('input', { type: 'number', min: '0.2', max: '0.95', step: '0.001', 'data-testid': 'session-threshold' });
+    const liveOnly = h('input', { type: 'checkbox', id: 'session-live-only', 'data-testid': 'session-live-only' });
     const msg = messageBox('session-msg');
     const submit = h('button', { type: 'submit', class: 'btn btn-primary' }, t('exams.create'));
     const form = h(
@@ -63,6 +65,7 @@ function sessions(root, ctx) {
         onsubmit: submitting(submit, msg, ctx.errorText, async () => {
           const body = { venue_kind: kind.value, venue: venue.value.trim(), subject: subject.value.trim(), shift: shift.value.trim(), starts_ms: dateTimeInputMs(starts.value) };
           if (threshold.value) body.verify_threshold = Number(threshold.value);
+          body.live_capture_required = liveOnly.checked;
           const s = await post('/api/exams/sessions', body);
           msg.ok(t('exams.created', { title: sessionTitle(s) }));
           form.reset();
@@ -75,6 +78,7 @@ function sessions(root, ctx) {
       field(t('exams.shift'), shift),
       field(t('exams.starts'), starts, t('exams.starts_hint')),
       field(t('exams.threshold'), threshold, t('exams.threshold_hint')),
+      h('div', { class: 'field-wide checkbox-field' }, liveOnly, h('label', { for: 'session-live-only' }, t('exams.live_only_option')), h('p', { class: 'hint' }, t('exams.live_only_hint'))),
       h('div', { class: 'field-wide' }, msg.el, submit),
     );
     return form;
@@ -88,13 +92,35 @@ function desk(root, ctx, id) {
   let rep = null;
   let picked = null; // cccd
   let onReload = null; // redraws the open candidate's panel after the report is reloaded
-  let stream = null;
+  let capture = null;
   let photoUrl = null;
   const head = h('div');
   const listBox = h('div', { class: 'candidate-list' });
   const panel = h('div', { class: 'checkin-panel card', 'data-testid': 'checkin-panel' });
   const filter = h('input', { type: 'search', 'data-testid': 'candidate-filter', placeholder: t('exams.filter_placeholder') });
   filter.addEventListener('input', renderList);
+  // The candidate shows their ID card: its QR code names them (the CCCD number is the card's first field).
+  const scanMsg = h('p', { class: 'msg msg-error', role: 'alert', 'data-testid': 'exam-scan-msg', hidden: true });
+  const scanBtn = h('button', { type: 'button', class: 'btn btn-large btn-scan', 'data-testid': 'exam-scan' }, t('scan.card'));
+  if (!navigator.mediaDevices?.getUserMedia) scanBtn.hidden = true;
+  scanBtn.addEventListener('click', () =>
+    openScanner({
+      testid: 'exam-scanner',
+      onResult: (text) => {
+        scanMsg.hidden = true;
+        if (text === null || !rep) return;
+        const number = cardFields(text).cccd;
+        if (rep.candidates.some((c) => c.cccd === number)) {
+          filter.value = number;
+          renderList();
+          pick(number);
+        } else {
+          scanMsg.textContent = t('exams.scan_not_registered', { cccd: number });
+          scanMsg.hidden = false;
+        }
+      },
+    }),
+  );
 
   replace(
     root,
@@ -102,11 +128,11 @@ function desk(root, ctx, id) {
     h(
       'div',
       { class: 'exam-layout' },
-      h('section', { class: 'card', 'aria-label': t('exams.candidates') }, h('h2', null, t('exams.candidates')), field(t('exams.find_candidate'), filter), listBox),
+      h('section', { class: 'card', 'aria-label': t('exams.candidates') }, h('h2', null, t('exams.candidates')), scanBtn, scanMsg, field(t('exams.find_candidate'), filter), listBox),
       panel,
     ),
-    ctx.can(ORGANISERS) ? section(t('exams.register'), registerForm()) : null,
-    ctx.can(ORGANISERS) ? section(t('exams.staff'), staffForm()) : null,
+    ctx.can('exam_organisers') ? section(t('exams.register'), registerForm()) : null,
+    ctx.can('exam_organisers') ? section(t('exams.staff'), staffForm()) : null,
   );
   replace(panel, h('p', { class: 'empty' }, t('exams.pick_first')));
 
@@ -168,8 +194,8 @@ function desk(root, ctx, id) {
   }
 
   function stopCamera() {
-    if (stream) for (const tr of stream.getTracks()) tr.stop();
-    stream = null;
+    if (capture) capture.stop();
+    capture = null;
   }
 
   function setPhotoUrl(url) {
@@ -184,9 +210,11 @@ function desk(root, ctx, id) {
     renderList();
     const c = rep.candidates.find((x) => x.cccd === cccd);
     let photo = null; // Blob or File
+    let source = 'upload'; // or 'live': what the check-in tells the hub
+    const liveOnly = Boolean(rep.session.live_capture_required);
     const preview = h('div', { class: 'live-photo' }, h('p', { class: 'muted' }, t('exams.no_photo_yet')));
     const fileIn = h('input', { type: 'file', accept: 'image/jpeg,image/png', capture: 'user', 'data-testid': 'exam-photo' });
-    const camBtn = h('button', { type: 'button', class: 'btn', 'data-testid': 'exam-camera' }, t('exams.use_camera'));
+    const camBtn = h('button', { type: 'button', class: 'btn btn-large', 'data-testid': 'exam-camera' }, t('exams.use_camera'));
     const msg = messageBox('exam-msg');
     const result = h('div', { 'data-testid': 'exam-result-box', 'aria-live': 'polite' });
     const checkBtn = h('button', { type: 'button', class: 'btn btn-primary btn-large', 'data-testid': 'exam-checkin', disabled: true }, t('exams.checkin'));
@@ -200,8 +228,9 @@ function desk(root, ctx, id) {
     drawStatus();
     onReload = drawStatus;
 
-    const showPhoto = (blob) => {
+    const showPhoto = (blob, from) => {
       photo = blob;
+      source = from;
       const url = URL.createObjectURL(blob);
       setPhotoUrl(url);
       replace(preview, h('img', { src: url, alt: t('exams.live_photo_alt'), class: 'photo', 'data-testid': 'exam-photo-preview' }));
@@ -210,38 +239,32 @@ function desk(root, ctx, id) {
     };
     fileIn.addEventListener('change', () => {
       stopCamera();
-      if (fileIn.files[0]) showPhoto(fileIn.files[0]);
+      if (fileIn.files[0]) showPhoto(fileIn.files[0], 'upload');
     });
     if (!navigator.mediaDevices?.getUserMedia) camBtn.hidden = true;
-    camBtn.addEventListener('click', async () => {
+    camBtn.addEventListener('click', () => {
       msg.clear();
-      try {
-        stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: 'user', width: { ideal: 1280 } }, audio: false });
-      } catch (e) {
-        msg.error(t('exams.camera_error', { e: e.message || e.name }));
-        return;
-      }
-      const video = h('video', { autoplay: true, playsinline: true, muted: true, class: 'photo' });
-      video.srcObject = stream;
-      const snap = h('button', { type: 'button', class: 'btn btn-primary', 'data-testid': 'exam-snap' }, t('exams.take_photo'));
-      snap.addEventListener('click', () => {
-        const cv = document.createElement('canvas');
-        cv.width = video.videoWidth;
-        cv.height = video.videoHeight;
-        cv.getContext('2d').drawImage(video, 0, 0);
-        cv.toBlob((b) => {
-          stopCamera();
-          if (b) showPhoto(b);
-        }, 'image/jpeg', 0.92);
+      stopCamera();
+      checkBtn.disabled = true;
+      capture = openCapture(preview, {
+        testid: 'exam-capture',
+        snapTestid: 'exam-snap',
+        onPhoto: (blob) => {
+          capture = null;
+          showPhoto(blob, 'live');
+        },
+        onError: (text) => {
+          capture = null;
+          msg.error(text);
+        },
       });
-      replace(preview, video, snap);
     });
     checkBtn.addEventListener('click', () => {
       if (!photo) return;
       msg.clear();
       busy(checkBtn, async () => {
         try {
-          const r = await post(`/api/exams/sessions/${enc}/checkin`, { cccd, photo_jpeg_b64: await fileBase64(photo) });
+          const r = await post(`/api/exams/sessions/${enc}/checkin`, { cccd, photo_jpeg_b64: await fileBase64(photo), capture: source });
           replace(result, verdict(r));
           ctx.announce(`${r.candidate_no}: ${tv('exam_result', r.result)}`);
           await load();
@@ -255,7 +278,9 @@ function desk(root, ctx, id) {
       panel,
       h('h2', { 'data-testid': 'picked-candidate' }, `${c.candidate_no} · ${c.full_name || '–'}`),
       statusLine,
-      h('div', { class: 'photo-actions' }, field(t('exams.upload_photo'), fileIn, t('exams.photo_hint')), camBtn),
+      liveOnly
+        ? h('div', { class: 'photo-actions' }, h('p', { class: 'msg msg-info', 'data-testid': 'exam-live-only' }, t('exams.live_only')), camBtn)
+        : h('div', { class: 'photo-actions' }, field(t('exams.upload_photo'), fileIn, t('exams.photo_hint')), camBtn),
       preview,
       msg.el,
       checkBtn,

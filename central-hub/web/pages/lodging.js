@@ -1,21 +1,21 @@
-// Lodging (ASM): the desk (check guests in by the CCCD card's QR payload, scanned or pasted, or by passport;
-// check them out), the police search, tourism statistics, and the establishments with their staff accounts.
+// Lodging (ASM): the desk (check guests in by the CCCD card's QR code, read with the phone's camera, a scanner
+// or pasted, or by passport; check them out; with no network, check-ins wait on the device and go when it
+// returns), the police search, tourism statistics, and the establishments with their staff accounts.
 
-import { get, post, qs } from '../api.js';
+import { ApiError, get, post, qs } from '../api.js';
+import { cardFields, openScanner } from '../scan.js';
+import * as offline from '../offline.js';
 import { h, replace, field, select, messageBox, busy, submitting } from '../dom.js';
 import { t, tv, num, date, dateTime, isoDate, dateInputMs, dayStart } from '../i18n.js';
 import { chart } from '../chart.js';
 import { pageHead, section, table, badge, loadInto, tabs, debounce } from './common.js';
 
-const DESK = ['admin', 'supervisor', 'lodging_staff'];
-const WATCHERS = ['admin', 'supervisor', 'operator'];
-const OWNERS = ['admin', 'supervisor'];
 const KINDS = ['hotel', 'homestay', 'overnight_boat', 'long_distance_bus'];
 
 function render(root, ctx, params) {
   const views = [];
-  if (ctx.can(DESK)) views.push(['desk', t('lodging.desk')]);
-  if (ctx.can(WATCHERS)) views.push(['search', t('lodging.search')], ['stats', t('lodging.stats')]);
+  if (ctx.can('lodging_desk')) views.push(['desk', t('lodging.desk')]);
+  if (ctx.can('watchers')) views.push(['search', t('lodging.search')], ['stats', t('lodging.stats')]);
   views.push(['establishments', t('lodging.establishments')]);
   let view = params[0];
   if (!views.some(([id]) => id === view)) view = views[0][0];
@@ -34,8 +34,33 @@ function render(root, ctx, params) {
   return () => cleanups.forEach((f) => f && f());
 }
 
-async function loadEstablishments() {
-  return get('/api/lodging/establishments');
+/** The establishments this user may act for; the last list seen is kept on the device so a desk that opens
+ *  the page with no network can still queue check-ins. */
+async function loadEstablishments(username) {
+  const key = `checkpoint.lodging.ests.${username || ''}`;
+  try {
+    const ests = await get('/api/lodging/establishments');
+    if (username) localStorage.setItem(key, JSON.stringify(ests.map(({ id, name, site }) => ({ id, name, site }))));
+    return ests;
+  } catch (e) {
+    const kept = username && e instanceof ApiError && e.status === 0 ? localStorage.getItem(key) : null;
+    if (kept) return JSON.parse(kept);
+    throw e;
+  }
+}
+
+/** A network failure (the hub unreachable), as opposed to the hub's answer. */
+function offlineError(e) {
+  return e instanceof ApiError && e.status === 0;
+}
+
+/** Who a queued check-in is for, from what the desk entered (the card's name field, or the passport's). */
+function queuedLabel(body) {
+  if (body.qr) {
+    const card = cardFields(body.qr);
+    return `${card.name} · CCCD ${card.cccd}`;
+  }
+  return `${body.passport.full_name} · ${body.passport.nationality} ${body.passport.number}`;
 }
 
 function stayName(s) {
@@ -53,9 +78,13 @@ function desk(root, ctx) {
   const estSel = select({ 'data-testid': 'lodging-establishment' }, [], '');
   const guestsBox = h('div', { 'data-testid': 'lodging-guests-box' });
   const formBox = h('div');
+  const queueBox = h('div', { 'data-testid': 'lodging-queue-box', 'aria-live': 'polite' });
+  const queueSection = section(t('lodging.queue'), queueBox);
+  queueSection.hidden = true;
   replace(
     root,
     h('div', { class: 'filters' }, field(t('lodging.establishment'), estSel)),
+    queueSection,
     h('div', { class: 'grid-2' }, section(t('lodging.checkin'), formBox), section(t('lodging.current_guests'), guestsBox)),
   );
   estSel.addEventListener('change', () => {
@@ -67,7 +96,7 @@ function desk(root, ctx) {
   loadInto(
     formBox,
     async () => {
-      const ests = await loadEstablishments();
+      const ests = await loadEstablishments(ctx.user.username);
       if (!ests.length) {
         replace(estSel, h('option', { value: '' }, '–'));
         replace(guestsBox);
@@ -97,7 +126,20 @@ function desk(root, ctx) {
     const pName = h('input', { 'data-testid': 'pp-name', maxlength: '200' });
     const pDob = h('input', { type: 'date', 'data-testid': 'pp-dob' });
     const pGender = select({ 'data-testid': 'pp-gender' }, [['male', t('gender.male')], ['female', t('gender.female')]], 'male');
-    const qrFields = h('div', { class: 'mode-fields' }, field(t('lodging.qr'), qr, t('lodging.qr_hint')), preview);
+    const scanBtn = h('button', { type: 'button', class: 'btn btn-large btn-scan', 'data-testid': 'lodging-scan' }, t('scan.card'));
+    scanBtn.addEventListener('click', () =>
+      openScanner({
+        testid: 'lodging-scanner',
+        onResult: (text) => {
+          if (text === null) return;
+          qr.value = text;
+          showPreview();
+          room.focus();
+        },
+      }),
+    );
+    if (!navigator.mediaDevices?.getUserMedia) scanBtn.hidden = true;
+    const qrFields = h('div', { class: 'mode-fields' }, scanBtn, field(t('lodging.qr'), qr, t('lodging.qr_hint')), preview);
     const ppFields = h('div', { class: 'mode-fields', hidden: true }, field(t('lodging.passport_number'), pNumber), field(t('lodging.nationality'), pNat, t('lodging.nationality_hint')), field(t('lodging.full_name'), pName), field(t('lodging.dob'), pDob), field(t('lodging.gender'), pGender));
     const msg = messageBox('lodging-msg');
     const submit = h('button', { type: 'submit', class: 'btn btn-primary', 'data-testid': 'lodging-checkin' }, t('lodging.checkin_btn'));
@@ -133,7 +175,25 @@ function desk(root, ctx) {
           ),
         );
       } catch (e) {
-        replace(preview, h('p', { class: 'msg msg-error' }, ctx.errorText(e)));
+        if (!offlineError(e)) return replace(preview, h('p', { class: 'msg msg-error' }, ctx.errorText(e)));
+        // No network: what the card says, read here, for the desk to compare with the person; the hub checks
+        // it when the check-in is sent.
+        const card = cardFields(payload);
+        const dob = /^\d{8}$/.test(card.dob) ? `${card.dob.slice(0, 2)}/${card.dob.slice(2, 4)}/${card.dob.slice(4)}` : card.dob;
+        replace(
+          preview,
+          h(
+            'dl',
+            { class: 'facts compact', 'data-testid': 'qr-preview-offline' },
+            [
+              [t('lodging.full_name'), card.name],
+              ['CCCD', card.cccd],
+              [t('lodging.dob'), dob],
+              [t('lodging.address'), card.address],
+            ].map(([k, v]) => [h('dt', null, k), h('dd', null, v || '–')]),
+          ),
+          h('p', { class: 'hint' }, t('lodging.preview_offline')),
+        );
       }
     }, 250);
     qr.addEventListener('input', showPreview);
@@ -152,8 +212,20 @@ function desk(root, ctx) {
           } else {
             body.passport = { number: pNumber.value.trim(), nationality: pNat.value.trim().toUpperCase(), full_name: pName.value.trim(), date_of_birth: pDob.value, gender: pGender.value };
           }
-          const s = await post('/api/lodging/stays', body);
-          const text = t('lodging.checked_in', { name: stayName(s), room: s.room || '–' });
+          // Named by this desk, so that sending it again (an answer lost on a bad link, or the queue below)
+          // makes one stay.
+          body.client_id = offline.newClientId();
+          body.recorded_ms = Date.now();
+          let text;
+          try {
+            if (navigator.onLine === false) throw new ApiError(0, 'network');
+            const s = await post('/api/lodging/stays', body);
+            text = t('lodging.checked_in', { name: stayName(s), room: s.room || '–' });
+          } catch (e) {
+            if (!offlineError(e)) throw e;
+            await offline.keep({ client_id: body.client_id, username: ctx.user.username, path: '/api/lodging/stays', body, label: queuedLabel(body), establishment_id: estId, recorded_ms: body.recorded_ms });
+            text = t('lodging.queued_one', { name: queuedLabel(body) });
+          }
           msg.ok(text);
           ctx.announce(text);
           qr.value = '';
@@ -203,6 +275,52 @@ function desk(root, ctx) {
     );
   }
 
+  // ---- check-ins waiting on this device ----
+  async function drawQueue() {
+    const mine = (await offline.list()).filter((i) => i.username === ctx.user.username);
+    queueSection.hidden = mine.length === 0;
+    replace(
+      queueBox,
+      h('p', { class: 'muted' }, navigator.onLine === false ? t('lodging.queue_offline') : t('lodging.queue_hint')),
+      h(
+        'ul',
+        { class: 'queue-list', 'data-testid': 'lodging-queue' },
+        mine.map((i) =>
+          h(
+            'li',
+            { class: ['queue-item', `queue-${i.state}`], 'data-testid': 'queued-checkin', 'data-state': i.state, 'data-client-id': i.client_id },
+            h('span', { class: 'queue-main' }, h('strong', null, i.label), ' · ', dateTime(i.recorded_ms)),
+            i.state === 'refused'
+              ? [
+                  h('span', { class: 'msg msg-error', 'data-testid': 'queued-error' }, i.error),
+                  h('button', { type: 'button', class: 'btn btn-small', 'data-testid': 'queued-dismiss', onclick: () => offline.forget(i.client_id) }, t('lodging.queue_dismiss')),
+                ]
+              : badge(t('lodging.queue_waiting'), 'warn'),
+          ),
+        ),
+      ),
+    );
+  }
+
+  async function sendQueue() {
+    if (navigator.onLine === false) return drawQueue();
+    const r = await offline.flush(ctx.user.username, (path, body) => post(path, body), ctx.errorText);
+    if (r.sent.length) {
+      ctx.announce(t('lodging.queue_sent', { n: num(r.sent.length) }));
+      await loadGuests();
+    }
+    for (const item of r.refused) ctx.announce(t('lodging.queue_refused', { name: item.label, e: item.error }));
+  }
+
+  const unQueue = offline.onChange(() => drawQueue());
+  const onOnline = () => sendQueue();
+  const onOffline = () => drawQueue();
+  window.addEventListener('online', onOnline);
+  window.addEventListener('offline', onOffline);
+  // Also on a timer: `online` is not fired when the link was up but the hub unreachable.
+  const timer = setInterval(sendQueue, 20000);
+  sendQueue();
+
   // Two steps, so a stray tap does not check someone out.
   function checkoutButton(s) {
     const wrap = h('span', { class: 'checkout' });
@@ -224,7 +342,12 @@ function desk(root, ctx) {
     return wrap;
   }
 
-  return null;
+  return () => {
+    unQueue();
+    clearInterval(timer);
+    window.removeEventListener('online', onOnline);
+    window.removeEventListener('offline', onOffline);
+  };
 }
 
 // ---- search ------------------------------------------------------------------------------------------------
@@ -239,7 +362,7 @@ function search(root, ctx) {
   const msg = messageBox('search-msg');
   const results = h('div', { 'data-testid': 'search-results-box' });
   const submit = h('button', { type: 'submit', class: 'btn btn-primary', 'data-testid': 'search-submit' }, t('lodging.search_btn'));
-  loadEstablishments().then((ests) => {
+  loadEstablishments(ctx.user.username).then((ests) => {
     est.append(...ests.map((e) => h('option', { value: e.id }, `${e.name} · ${e.site}`)));
   }).catch(() => {});
   replace(
@@ -308,7 +431,7 @@ function stats(root, ctx) {
   const daysSel = select({ 'data-testid': 'stats-days' }, [['7', t('lodging.last_days', { n: 7 })], ['30', t('lodging.last_days', { n: 30 })], ['90', t('lodging.last_days', { n: 90 })]], '30');
   const box = h('div');
   replace(root, h('form', { class: 'filters', onsubmit: (e) => e.preventDefault() }, field(t('lodging.site'), siteSel), field(t('lodging.period'), daysSel)), box);
-  loadEstablishments().then((ests) => {
+  loadEstablishments(ctx.user.username).then((ests) => {
     for (const s of [...new Set(ests.map((e) => e.site))].sort()) siteSel.append(h('option', { value: s }, s));
   }).catch(() => {});
   const load = () => loadInto(
@@ -384,8 +507,8 @@ function establishments(root, ctx) {
   replace(
     root,
     section(t('lodging.establishments'), listBox),
-    ctx.can(OWNERS) ? section(t('lodging.new_establishment'), createForm()) : null,
-    ctx.can(['admin']) ? section(t('lodging.link_staff'), linkForm()) : null,
+    ctx.can('lodging_managers') ? section(t('lodging.new_establishment'), createForm()) : null,
+    ctx.can('admins') ? section(t('lodging.link_staff'), linkForm()) : null,
   );
   const load = () => loadInto(
     listBox,

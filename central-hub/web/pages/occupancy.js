@@ -9,9 +9,6 @@ import { t, num, dateTime, time } from '../i18n.js';
 import { chart } from '../chart.js';
 import { table, badge } from './common.js';
 
-/** Who may set a site's starting occupancy and reset (the hub checks it too). */
-export const OCCUPANCY_SETTERS = ['admin', 'supervisor'];
-
 const lineName = (l) => `${l.agent} / ${l.camera} / ${l.line}`;
 
 /** When counting began and how it resets, in a line: "since 24/11/2026 04:00 · resets daily at 04:00 (UTC+07:00)". */

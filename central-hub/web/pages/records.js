@@ -8,10 +8,6 @@ import { h, replace, field, select, messageBox, busy, fileBase64, submitting } f
 import { t, tv, num, dateTime, isoDate } from '../i18n.js';
 import { pageHead, section, table, badge, loadInto, photoError } from './common.js';
 
-/** Who may change records, and who may compare a live photo with one (`session.require` in api/records.rs). */
-const EDITORS = ['admin', 'supervisor'];
-const VERIFIERS = ['admin', 'supervisor', 'operator', 'exam_staff'];
-
 function render(root, ctx) {
   const results = h('div', { 'data-testid': 'persons-results' });
   const detailBox = h('div', { class: 'entry-detail', 'data-testid': 'person-detail' });
@@ -30,8 +26,8 @@ function render(root, ctx) {
     root,
     pageHead(t('records.title')),
     section(t('records.search'), searchForm(), results, detailBox),
-    ctx.can(EDITORS) ? section(t('records.new'), createForm()) : null,
-    ctx.can(EDITORS) ? section(t('records.import'), importForm()) : null,
+    ctx.can('record_editors') ? section(t('records.new'), createForm()) : null,
+    ctx.can('record_editors') ? section(t('records.import'), importForm()) : null,
   );
 
   // ---- search
@@ -119,8 +115,8 @@ function render(root, ctx) {
             h('button', { type: 'button', class: 'btn btn-small', onclick: () => { selected = null; images.revokeAll(); replace(detailBox); } }, t('common.close')),
           ),
           h('div', { class: 'detail-cols' }, facts, photo),
-          ctx.can(EDITORS) ? addPhotoForm(p, notice) : null,
-          ctx.can(VERIFIERS) ? verifyForm(p) : null,
+          ctx.can('record_editors') ? addPhotoForm(p, notice) : null,
+          ctx.can('record_verifiers') ? verifyForm(p) : null,
         );
       },
       ctx.errorText,

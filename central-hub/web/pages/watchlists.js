@@ -7,8 +7,6 @@ import { h, replace, field, select, messageBox, fileBase64, submitting } from '.
 import { t, tv, num, date, dateTime, dateInputMs, msDateInput } from '../i18n.js';
 import { pageHead, section, table, badge, loadInto, photoError, coalesce } from './common.js';
 
-const OWNERS = ['admin', 'supervisor'];
-
 function entryState(e, now = Date.now()) {
   if (e.withdrawn_ms && e.expires_ms <= e.withdrawn_ms) return 'expired';
   if (e.withdrawn_ms) return 'withdrawn';
@@ -40,7 +38,7 @@ function render(root, ctx) {
     root,
     pageHead(t('watchlists.title')),
     section(t('watchlists.policies'), h('p', { class: 'muted small' }, t('watchlists.policy_lead')), policyBox),
-    ctx.can(OWNERS) ? section(t('watchlists.new'), enrolForm()) : null,
+    ctx.can('watchlist_owners') ? section(t('watchlists.new'), enrolForm()) : null,
     section(
       t('watchlists.entries'),
       h('div', { class: 'inline-check' }, allToggle, h('label', { for: 'wl-show-all' }, t('watchlists.show_all'))),
@@ -77,7 +75,7 @@ function render(root, ctx) {
         ],
       }),
       h('p', { class: 'muted small' }, t('watchlists.pol_note')),
-      ctx.can(['admin']) ? lists.map(policyForm) : null,
+      ctx.can('admins') ? lists.map(policyForm) : null,
     ];
   }
 
@@ -201,7 +199,7 @@ function render(root, ctx) {
           { class: 'card inset', 'aria-labelledby': 'entry-title' },
           h('div', { class: 'detail-head' }, h('h3', { id: 'entry-title' }, e.label), h('button', { type: 'button', class: 'btn btn-small', onclick: () => { selected = null; images.revokeAll(); replace(detailBox); } }, t('common.close'))),
           h('div', { class: 'detail-cols' }, facts, e.photo_ids.length ? photos : h('p', { class: 'muted' }, t('watchlists.no_photos'))),
-          ctx.can(OWNERS) && !e.withdrawn_ms ? withdrawForm(e) : null,
+          ctx.can('watchlist_owners') && !e.withdrawn_ms ? withdrawForm(e) : null,
         );
       },
       ctx.errorText,

@@ -4,6 +4,7 @@
 //! version, who sent it and when. The payload is one of [`EventKind`]. Nothing here carries a face image or an
 //! embedding of someone who is not on a watchlist: counts and camera health only, by design.
 
+pub mod presence;
 pub mod ranges;
 pub mod signed;
 pub mod watchlist;

@@ -8,6 +8,7 @@ pub mod align;
 pub mod enrol;
 pub mod geometry;
 pub mod graph_edit;
+pub mod guide;
 pub mod image;
 mod jpeg;
 pub mod manifest;

@@ -16,6 +16,7 @@ use std::time::Duration;
 use checkpoint_e2e::hub::{AgentLogin, Hub};
 use checkpoint_e2e::mqtt::{free_port, publish_all_as, system_mosquitto, unique_site};
 use checkpoint_e2e::{pattern_agent_config, wait_until, Agent, AgentExtra};
+use checkpoint_protocol::presence::{HubPresence, HUB_PRESENCE_TOPIC};
 use checkpoint_protocol::{Count, Envelope, EventKind, WatchlistStatus};
 
 /// Messages a probe received: (topic, payload).
@@ -96,7 +97,7 @@ fn await_login(port: u16, login: &AgentLogin) {
     );
 }
 
-fn count_event(site: &str, agent: &str, entries: u64) -> Envelope {
+pub(crate) fn count_event(site: &str, agent: &str, entries: u64) -> Envelope {
     let now = time::OffsetDateTime::now_utc();
     Envelope::new(
         site,
@@ -195,7 +196,13 @@ fn the_hubs_broker_confines_every_login_to_its_own_topics() {
         hub.log_text()
     );
     std::thread::sleep(Duration::from_secs(1));
-    let leaked: Vec<String> = intruder.received().into_iter().map(|(t, _)| t).collect();
+    // Every agent may read the hubs' presence (protocol 1.4); nothing else.
+    let leaked: Vec<String> = intruder
+        .received()
+        .into_iter()
+        .map(|(t, _)| t)
+        .filter(|t| t != HUB_PRESENCE_TOPIC)
+        .collect();
     assert!(leaked.is_empty(), "the intruder read {leaked:?}");
 
     // Publishing as another agent, or as an agent nobody registered: the broker drops it, the hub never sees it.
@@ -226,6 +233,42 @@ fn the_hubs_broker_confines_every_login_to_its_own_topics() {
         watcher.received().is_empty(),
         "no retained forgery reached pier/a2: {:?}",
         watcher.received()
+    );
+
+    // The hubs' presence (protocol 1.4): every agent reads the hub's, and no agent can forge one.
+    let listener = Probe::connect(port, other_site.creds(), "presence-listener");
+    listener
+        .client
+        .subscribe(HUB_PRESENCE_TOPIC, rumqttc::QoS::AtMostOnce)
+        .unwrap();
+    let presences = || {
+        listener
+            .received()
+            .into_iter()
+            .filter(|(t, _)| t == HUB_PRESENCE_TOPIC)
+            .map(|(_, p)| HubPresence::parse(&p).map(|h| h.hub))
+            .collect::<Vec<_>>()
+    };
+    for _ in 0..5 {
+        let _ = intruder.client.publish(
+            HUB_PRESENCE_TOPIC,
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            HubPresence::new("forged").to_bytes(),
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || presences().len() >= 2),
+        "no presence from the hub reached an agent: {:?}",
+        listener.received()
+    );
+    let heard = presences();
+    assert!(
+        heard
+            .iter()
+            .all(|h| h.as_deref().is_some_and(|h| h != "forged")),
+        "an agent's forged presence got through, or a hub's was malformed: {heard:?}"
     );
 
     // Deactivating an account shuts it out of the broker within seconds: a connected session is dropped and a
