@@ -59,6 +59,7 @@ pub struct Metrics {
     pub frames_decoded: Family<CameraLabel, Gauge>,
     pub frames_dropped: Family<DropLabel, Gauge>,
     pub reconnects: Family<CameraLabel, Gauge>,
+    pub abandoned_teardowns: Family<CameraLabel, Gauge>,
     pub inference_seconds: Family<ModelLabel, Histogram>,
     pub frame_seconds: Family<CameraLabel, Histogram>,
     pub tracks_active: Family<CameraLabel, Gauge>,
@@ -177,6 +178,7 @@ impl Metrics {
             frames_decoded: Family::default(),
             frames_dropped: Family::default(),
             reconnects: Family::default(),
+            abandoned_teardowns: Family::default(),
             inference_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             frame_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             tracks_active: Family::default(),
@@ -222,6 +224,11 @@ impl Metrics {
             "camera_reconnects",
             "Reconnection attempts per camera",
             m.reconnects.clone(),
+        );
+        registry.register(
+            "camera_abandoned_teardowns",
+            "Pipelines per camera whose teardown hung and were left behind (a GStreamer deadlock; each holds threads until restart)",
+            m.abandoned_teardowns.clone(),
         );
         registry.register(
             "inference_seconds",

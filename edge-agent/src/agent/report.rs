@@ -65,6 +65,10 @@ pub(super) fn mirror_stats(metrics: &Metrics, camera: &str, s: &StatsSnapshot) {
         .reconnects
         .get_or_create(&cam)
         .set(s.reconnects as i64);
+    metrics
+        .abandoned_teardowns
+        .get_or_create(&cam)
+        .set(s.abandoned_teardowns as i64);
     for (reason, v) in [
         ("sampling", s.frames_dropped_sampling),
         ("load", s.frames_dropped_load),

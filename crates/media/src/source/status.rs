@@ -81,6 +81,9 @@ pub struct SourceStats {
     pub frames_dropped_backpressure: AtomicU64,
     /// Reconnect attempts made.
     pub reconnects: AtomicU64,
+    /// Pipelines left behind because their teardown did not finish in time (see
+    /// `supervisor::TEARDOWN_LIMIT`); each holds a few threads and buffers until the process ends.
+    pub abandoned_teardowns: AtomicU64,
     /// Most frames ever waiting in the lane at once; never above `queue_frames`.
     pub queue_high_water: AtomicUsize,
     pub(super) state: Mutex<SourceState>,
@@ -103,6 +106,8 @@ pub struct StatsSnapshot {
     pub frames_dropped_backpressure: u64,
     /// See [`SourceStats::reconnects`].
     pub reconnects: u64,
+    /// See [`SourceStats::abandoned_teardowns`].
+    pub abandoned_teardowns: u64,
     /// See [`SourceStats::queue_high_water`].
     pub queue_high_water: usize,
     /// Current state.
@@ -126,6 +131,7 @@ impl SourceStats {
             frames_dropped_load: self.frames_dropped_load.load(r),
             frames_dropped_backpressure: self.frames_dropped_backpressure.load(r),
             reconnects: self.reconnects.load(r),
+            abandoned_teardowns: self.abandoned_teardowns.load(r),
             queue_high_water: self.queue_high_water.load(r),
             state: self.state(),
         }

@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::bus::watch;
 use super::wiring::wire;
-use super::{AttemptCtx, Inner, SourceState};
+use super::{AttemptCtx, Inner, SourceState, SourceStats};
 use crate::config::SourceKind;
 use crate::pipeline::{choose_decoder, probe_file, require_decoder, Attempt, Plan, VideoCodec};
 
@@ -147,10 +147,44 @@ fn run_pipeline(inner: &Arc<Inner>, plan: &Plan, attempt: &Attempt) -> Outcome {
     }
     let outcome = watch(inner, attempt, &pipeline, &ctx);
     ctx.closing.store(true, Ordering::SeqCst);
-    // Blocks until the streaming threads are out; our callbacks return within ~100 ms once
-    // `closing` is set.
-    let _ = pipeline.set_state(gst::State::Null);
+    teardown(&inner.camera_id, &inner.stats, pipeline, TEARDOWN_LIMIT);
     outcome
+}
+
+/// Longest wait for a pipeline to reach NULL before the supervisor goes on without it.
+const TEARDOWN_LIMIT: Duration = Duration::from_secs(5);
+
+/// Takes the pipeline to NULL, waiting at most `limit`.
+///
+/// A normal teardown takes milliseconds: our callbacks return within ~100 ms once `closing` is set, and
+/// rtspsrc bounds its TEARDOWN request by its own `teardown-timeout`. But when the server hangs up while
+/// we stop, GStreamer 1.22's rtspsrc can deadlock: its command task deactivates the jitterbuffer while the
+/// jitterbuffer's loop sleeps on a wake-up that never comes (seen with gdb under load, about once in 60
+/// hang-ups; the teardown finished as soon as gdb attached). Waiting on that inline would leave the camera `Up` with no frames, unable to
+/// reconnect or stop, so the stuck pipeline is left to its own thread, counted and logged, and the camera
+/// starts afresh with a new pipeline that shares no lock with it.
+fn teardown(camera_id: &str, stats: &SourceStats, pipeline: gst::Pipeline, limit: Duration) {
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
+    let stopping = pipeline.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("teardown-{camera_id}"))
+        .spawn(move || {
+            let _ = stopping.set_state(gst::State::Null);
+            let _ = done_tx.send(());
+        });
+    if spawned.is_err() {
+        // No thread to spare: wait inline, as before.
+        let _ = pipeline.set_state(gst::State::Null);
+        return;
+    }
+    if done_rx.recv_timeout(limit).is_err() {
+        stats.abandoned_teardowns.fetch_add(1, Ordering::Relaxed);
+        warn!(
+            camera = %camera_id,
+            limit_s = limit.as_secs_f64(),
+            "pipeline teardown hung (a GStreamer deadlock); left behind, starting a fresh pipeline"
+        );
+    }
 }
 
 fn seed(camera_id: &str) -> u64 {
@@ -176,6 +210,62 @@ fn jitter(d: Duration, state: &mut u64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pipeline whose streaming thread never comes back (a probe that blocks, as the rtspsrc deadlock
+    /// does) cannot reach NULL: the supervisor must still get its thread back, and count the loss.
+    #[test]
+    fn a_hung_teardown_is_abandoned_and_counted() {
+        gst::init().unwrap();
+        let pipeline =
+            gst::parse::launch("videotestsrc is-live=true ! identity name=stall ! fakesink")
+                .unwrap()
+                .downcast::<gst::Pipeline>()
+                .unwrap();
+        let release = Arc::new((parking_lot::Mutex::new(false), parking_lot::Condvar::new()));
+        let hold = release.clone();
+        let stall = pipeline.by_name("stall").unwrap();
+        stall
+            .static_pad("src")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                let mut released = hold.0.lock();
+                while !*released {
+                    hold.1.wait(&mut released);
+                }
+                gst::PadProbeReturn::Ok
+            });
+        pipeline.set_state(gst::State::Playing).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+
+        let stats = SourceStats::default();
+        let started = std::time::Instant::now();
+        teardown("cam", &stats, pipeline.clone(), Duration::from_millis(500));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "teardown waited {:?}",
+            started.elapsed()
+        );
+        assert_eq!(stats.abandoned_teardowns.load(Ordering::Relaxed), 1);
+
+        // Once the streaming thread is free, the abandoned teardown completes on its own.
+        *release.0.lock() = true;
+        release.1.notify_all();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while pipeline.current_state() != gst::State::Null && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(pipeline.current_state(), gst::State::Null);
+
+        // A pipeline that stops normally is not counted.
+        let ok = gst::parse::launch("videotestsrc is-live=true ! fakesink")
+            .unwrap()
+            .downcast::<gst::Pipeline>()
+            .unwrap();
+        ok.set_state(gst::State::Playing).unwrap();
+        teardown("cam", &stats, ok.clone(), Duration::from_secs(5));
+        assert_eq!(ok.current_state(), gst::State::Null);
+        assert_eq!(stats.abandoned_teardowns.load(Ordering::Relaxed), 1);
+    }
 
     #[test]
     fn jitter_stays_in_band() {
