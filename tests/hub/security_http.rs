@@ -317,10 +317,19 @@ fn healthz_answers_while_a_login_burst_is_being_hashed() {
         left > 0,
         "healthz answered while {left} logins were still waiting"
     );
+    // Each login is refused as a wrong password, or, when the machine is slow enough that its turn does not come
+    // within the hasher's queue wait, as busy: the bounded queue doing its job. Nothing else, and at least the
+    // first turns are real verifications.
+    let mut refused = 0;
     for b in burst {
         let (status, body) = b.join().unwrap();
-        assert_eq!(status, 401, "{body}");
+        match status {
+            401 => refused += 1,
+            503 => assert!(body.contains("\"login_busy\""), "{body}"),
+            _ => panic!("login answered {status}: {body}"),
+        }
     }
+    assert!(refused > 0, "no login of the burst was verified");
 }
 
 fn mode(p: &Path) -> u32 {
