@@ -160,9 +160,9 @@ const TEARDOWN_LIMIT: Duration = Duration::from_secs(5);
 /// rtspsrc bounds its TEARDOWN request by its own `teardown-timeout`. But when the server hangs up while
 /// we stop, GStreamer 1.22's rtspsrc can deadlock: its command task deactivates the jitterbuffer while the
 /// jitterbuffer's loop sleeps on a wake-up that never comes (seen with gdb under load, about once in 60
-/// hang-ups; the teardown finished as soon as gdb attached). Waiting on that inline would leave the camera `Up` with no frames, unable to
-/// reconnect or stop, so the stuck pipeline is left to its own thread, counted and logged, and the camera
-/// starts afresh with a new pipeline that shares no lock with it.
+/// hang-ups; the teardown finished as soon as gdb attached). Waiting on that inline would leave the camera
+/// `Up` with no frames, unable to reconnect or stop, so the stuck pipeline is left to its own thread,
+/// counted and logged, and the camera starts afresh with a new pipeline that shares no lock with it.
 fn teardown(camera_id: &str, stats: &SourceStats, pipeline: gst::Pipeline, limit: Duration) {
     let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
     let stopping = pipeline.clone();
